@@ -1,0 +1,28 @@
+# Set-up in two commands: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+# A pinned, verified pair: other resolutions can pick an incompatible build.
+TORCH = torch==2.14.1 torchvision==0.29.1
+STAMP = $(VENV)/.skvision-installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/skvision demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_overhead.py
+
+clean:
+	rm -rf $(VENV) skvision-demo .pytest_cache

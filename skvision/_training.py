@@ -1,0 +1,496 @@
+"""The shared training core of every neural estimator.
+
+Each estimator builds a skorch :class:`~skorch.NeuralNet` as ``net_`` inside
+``fit`` (composition: skorch's own parameters never reach ``get_params``).
+This module holds what they share: parameter checks, the fast batch
+iterator, the callbacks (progress bar, accuracy, learning-rate record,
+schedule, early stopping), the elastic-net penalty and the NaN-loss guard,
+and ``history_`` as a DataFrame.
+"""
+
+import numbers
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted, check_scalar
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+from skorch.helper import predefined_split
+from tqdm.auto import tqdm
+
+from ._torch import draw_seed, predict_batches, resolve_device, seeded
+from ._validation import check_images
+
+_OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+_SCHEDULES = (None, "onecycle", "cosine")
+_HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "dur"]
+
+TRAINING_PARAMETERS_DOC = """\
+image_shape : tuple of int, default=None
+        ``(height, width)`` or ``(height, width, channels)`` of flat 2-D
+        input rows (one side may be -1 to infer it). When None, a square
+        grayscale or RGB image is inferred. Ignored for 3-D/4-D input.
+
+    channels : {"last", "first"}, default="last"
+        Channel axis of 4-D numpy input: ``(n, h, w, c)`` or ``(n, c, h, w)``.
+        Torch tensors are always taken as channels-first.
+
+    epochs : int, default=%(epochs)s
+        Number of passes over the training data.
+
+    batch_size : int, default=%(batch_size)s
+        Images per gradient step (and per inference batch).
+
+    lr : float, default=%(lr)s
+        Learning rate (the peak rate with ``lr_schedule="onecycle"``).
+
+    optimizer : {"adamw", "sgd"}, default="adamw"
+        AdamW, or SGD with Nesterov momentum 0.9.
+
+    lr_schedule : {"onecycle", "cosine"} or None, default="onecycle"
+        Learning-rate schedule over all batches of a ``fit`` call: one-cycle
+        warm-up and annealing, cosine annealing, or a constant rate.
+
+    alpha : float, default=%(alpha)s
+        Strength of the penalty added to the loss on the weights of the
+        convolution and fully-connected layers (not biases or norms), as in
+        :class:`~sklearn.linear_model.SGDClassifier`:
+        ``alpha * (l1_ratio * ||w||_1 + (1 - l1_ratio) / 2 * ||w||_2^2)``.
+
+    l1_ratio : float, default=0.0
+        Elastic-net mix of the penalty: 0 is L2 (ridge), 1 is L1 (lasso).
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data, stop when the
+        validation loss has not improved for ``n_iter_no_change`` epochs and
+        restore the best weights. Off by default so that cross-validation
+        trains on all of each training fold.
+
+    validation_fraction : float, default=0.1
+        Share of the training data held out (stratified for classifiers) when
+        ``early_stopping=True``.
+
+    n_iter_no_change : int, default=5
+        Epochs without improvement of the validation loss before stopping.
+
+    augment : callable, default=None
+        Applied to every training batch (a float tensor ``(n, c, h, w)`` on
+        the training device), fresh at every epoch; never to validation or
+        prediction batches. Any callable returning a batch of the same shape
+        works, e.g. ``torchvision.transforms.v2.RandomHorizontalFlip()``.
+
+    warm_start : bool, default=False
+        When True, ``fit`` on a fitted estimator continues training from its
+        current weights instead of starting anew.
+
+    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+        Where to train and predict; "auto" picks CUDA, then MPS, then CPU.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialization, dropout, shuffling and the validation
+        split: the same seed gives the same model on the same device.
+
+    verbose : int, default=0
+        0 is silent, 1 shows one progress bar per fit, 2 prints a table of
+        the losses at every epoch."""
+
+FITTED_ATTRIBUTES_DOC = """\
+net_ : skorch.NeuralNet
+        The skorch net that trained the module.
+
+    module_ : torch.nn.Module
+        The trained network (``net_.module_``).
+
+    history_ : pandas.DataFrame
+        One row per epoch: ``epoch``, ``train_loss``, ``valid_loss``
+        (with early stopping), accuracies for classifiers, ``lr`` and
+        ``dur`` (seconds).
+
+    n_features_in_ : int
+        Pixels per image times channels (the flat size).
+
+    image_shape_ : tuple of int
+        ``(height, width, channels)`` of the training images.
+
+    feature_names_in_ : ndarray of str
+        Column names, when fitted on a DataFrame with string column names."""
+
+
+def fill_doc(architecture="", **defaults):
+    """Fill the ``%(training_parameters)s``, ``%(fitted_attributes)s`` and
+    ``%(architecture)s`` fields of a class docstring.
+
+    ``defaults`` gives the defaults that differ between estimators (epochs,
+    batch_size, lr, alpha), so the shared text states each one correctly.
+    """
+
+    def decorate(obj):
+        fields = {
+            "architecture": architecture,
+            "training_parameters": TRAINING_PARAMETERS_DOC % defaults,
+            "fitted_attributes": FITTED_ATTRIBUTES_DOC,
+        }
+        obj.__doc__ = obj.__doc__ % fields
+        return obj
+
+    return decorate
+
+
+# --------------------------------------------------------------------------
+# Data: whole-batch tensor slicing instead of per-sample collation.
+
+
+class _TensorDataset(torch.utils.data.Dataset):
+    """Images and targets held as two tensors."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        return self.X[index], self.y[index]
+
+
+class _BatchIterator:
+    """Yield ``(X[idx], y[idx])`` mini-batches by tensor indexing.
+
+    Indexing a whole batch at once avoids the per-sample ``__getitem__`` and
+    ``default_collate`` of a ``DataLoader``, which for small images costs more
+    than the forward pass. ``augment`` runs on the training device.
+    """
+
+    def __init__(
+        self, dataset, batch_size, shuffle=False, generator=None, augment=None, device="cpu"
+    ):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+        self.augment = augment
+        self.device = device
+
+    def _bounds(self):
+        n_samples = len(self.dataset)
+        starts = list(range(0, n_samples, self.batch_size))
+        if self.shuffle and len(starts) > 1 and n_samples - starts[-1] == 1:
+            # A training batch of one image breaks batch norm on small maps:
+            # fold it into the batch before.
+            starts.pop()
+        return zip(starts, starts[1:] + [n_samples])
+
+    def __len__(self):
+        return len(list(self._bounds()))
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(len(self.dataset), generator=self.generator)
+        for start, stop in self._bounds():
+            index = order[start:stop] if self.shuffle else slice(start, stop)
+            X, y = self.dataset.X[index], self.dataset.y[index]
+            if self.augment is not None:
+                X = self.augment(X.to(self.device, non_blocking=True))
+            yield X, y
+
+
+# --------------------------------------------------------------------------
+# Callbacks: one job each.
+
+
+class _Accuracy(Callback):
+    """Record ``train_acc`` and ``valid_acc`` from the batches' own logits."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.counts_ = {True: [0, 0], False: [0, 0]}
+
+    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        correct = (y_pred.argmax(dim=1).cpu() == batch[1]).sum().item()
+        self.counts_[training][0] += correct
+        self.counts_[training][1] += len(batch[1])
+
+    def on_epoch_end(self, net, **kwargs):
+        for training, prefix in ((True, "train"), (False, "valid")):
+            correct, total = self.counts_[training]
+            if total:
+                net.history.record(f"{prefix}_acc", correct / total)
+
+
+class _RecordLR(Callback):
+    """Record the learning rate at the end of each epoch."""
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
+
+
+class _ProgressBar(Callback):
+    """One tqdm bar for the whole fit, updated per batch."""
+
+    def __init__(self, total_batches):
+        self.total_batches = total_batches
+
+    def on_train_begin(self, net, **kwargs):
+        self.bar_ = tqdm(total=self.total_batches, desc=type(net.module_).__name__, unit="batch")
+
+    def on_batch_end(self, net, training, **kwargs):
+        if training:
+            self.bar_.update()
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        postfix = {key: f"{row[key]:.4f}" for key in _HISTORY_COLUMNS[1:5] if key in row}
+        self.bar_.set_postfix(epoch=row["epoch"], **postfix)
+
+    def on_train_end(self, net, **kwargs):
+        self.bar_.close()
+
+
+# --------------------------------------------------------------------------
+# The skorch net: the penalty and the NaN guard live in the loss.
+
+
+def elastic_net_penalty(module, l1_ratio):
+    """``l1_ratio * ||w||_1 + (1 - l1_ratio) / 2 * ||w||_2^2`` over weight tensors.
+
+    Only parameters with two or more dimensions (convolution kernels, linear
+    weights) are penalized: penalizing biases and normalization scales only
+    hinders training, as in most deep-learning weight decay recipes.
+    """
+    weights = [p for p in module.parameters() if p.requires_grad and p.dim() > 1]
+    penalty = weights[0].new_zeros(())
+    if l1_ratio < 1:
+        penalty = penalty + (1 - l1_ratio) / 2 * sum(w.pow(2).sum() for w in weights)
+    if l1_ratio > 0:
+        penalty = penalty + l1_ratio * sum(w.abs().sum() for w in weights)
+    return penalty
+
+
+class _Net(NeuralNet):
+    """skorch's NeuralNet plus the penalty, the NaN-loss guard and fast batches.
+
+    ``generator`` shuffles the training batches (seeded by the estimator);
+    ``augment`` is applied to training batches only.
+    """
+
+    def __init__(self, *args, alpha=0.0, l1_ratio=0.0, generator=None, augment=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.generator = generator
+        self.augment = augment
+
+    def get_iterator(self, dataset, training=False):
+        return _BatchIterator(
+            dataset,
+            self.batch_size,
+            shuffle=training,
+            generator=self.generator,
+            augment=self.augment if training else None,
+            device=self.device,
+        )
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training and not torch.isfinite(loss):
+            epoch = len(self.history)
+            batch = len(self.history[-1]["batches"]) + 1 if self.history else 1
+            raise FloatingPointError(
+                f"The training loss became {loss.item()} at epoch {epoch}, batch {batch}. "
+                "Training diverged: try a lower lr, a stronger alpha, or scaled inputs."
+            )
+        if training and self.alpha > 0:
+            loss = loss + self.alpha * elastic_net_penalty(self.module_, self.l1_ratio)
+        return loss
+
+
+# --------------------------------------------------------------------------
+# The estimator base class.
+
+
+class BaseNeuralEstimator(BaseEstimator):
+    """Fit/partial_fit/predict machinery shared by skvision's neural estimators.
+
+    Subclasses store their parameters in ``__init__`` and implement
+    ``_build_module(n_channels, n_outputs, input_size)``, ``_criterion()``,
+    ``_prepare_targets(y, n_samples, reset, classes=None)`` (returning the
+    target tensor and the number of outputs) and, for classifiers, set
+    ``_is_classifier = True``.
+    """
+
+    _is_classifier = False
+
+    # -- parameter checks ---------------------------------------------------
+
+    def _check_training_params(self):
+        check_scalar(self.epochs, "epochs", numbers.Integral, min_val=1)
+        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
+        check_scalar(self.lr, "lr", numbers.Real, min_val=0, include_boundaries="neither")
+        check_scalar(self.alpha, "alpha", numbers.Real, min_val=0)
+        check_scalar(self.l1_ratio, "l1_ratio", numbers.Real, min_val=0, max_val=1)
+        check_scalar(
+            self.validation_fraction, "validation_fraction", numbers.Real,
+            min_val=0, max_val=1, include_boundaries="neither",
+        )
+        check_scalar(self.n_iter_no_change, "n_iter_no_change", numbers.Integral, min_val=1)
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(_OPTIMIZERS)}; got {self.optimizer!r}.")
+        if self.lr_schedule not in _SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {_SCHEDULES}; got {self.lr_schedule!r}.")
+        if self.verbose not in (0, 1, 2, False, True):
+            raise ValueError(f"verbose must be 0, 1 or 2; got {self.verbose!r}.")
+        if self.augment is not None and not callable(self.augment):
+            raise ValueError(f"augment must be None or a callable; got {self.augment!r}.")
+
+    # -- building -----------------------------------------------------------
+
+    def _make_net(self, module, device):
+        optimizer_kwargs = {"momentum": 0.9, "nesterov": True} if self.optimizer == "sgd" else {}
+        return _Net(
+            module,
+            criterion=self._criterion(),
+            optimizer=_OPTIMIZERS[self.optimizer],
+            lr=self.lr,
+            batch_size=self.batch_size,
+            train_split=None,
+            device=device,
+            verbose=int(self.verbose >= 2),
+            alpha=self.alpha,
+            l1_ratio=self.l1_ratio,
+            generator=torch.Generator().manual_seed(self._seed),
+            **{f"optimizer__{key}": value for key, value in optimizer_kwargs.items()},
+        )
+
+    def _callbacks(self, n_batches, epochs, schedule):
+        """The callbacks of one fit call: they depend on its length."""
+        callbacks = [("record_lr", _RecordLR())]
+        if self._is_classifier:
+            callbacks.append(("accuracy", _Accuracy()))
+        total_steps = n_batches * epochs
+        if schedule == "onecycle":
+            callbacks.append(("lr_schedule", LRScheduler(
+                torch.optim.lr_scheduler.OneCycleLR, max_lr=self.lr,
+                total_steps=total_steps, step_every="batch",
+            )))
+        elif schedule == "cosine":
+            callbacks.append(("lr_schedule", LRScheduler(
+                torch.optim.lr_scheduler.CosineAnnealingLR, T_max=total_steps,
+                step_every="batch",
+            )))
+        if self.early_stopping:
+            callbacks.append(("early_stopping", EarlyStopping(
+                patience=self.n_iter_no_change, load_best=True, sink=self._log,
+            )))
+        if self.verbose == 1:
+            callbacks.append(("progress", _ProgressBar(total_steps)))
+        return callbacks
+
+    def _log(self, message):
+        if self.verbose:
+            print(message)
+
+    # -- fitting ------------------------------------------------------------
+
+    def _split_validation(self, X, y, seed):
+        stratify = y.numpy() if self._is_classifier else None
+        train_index, valid_index = train_test_split(
+            np.arange(len(X)), test_size=self.validation_fraction,
+            random_state=seed, stratify=stratify,
+        )
+        train_index, valid_index = torch.from_numpy(train_index), torch.from_numpy(valid_index)
+        return (
+            _TensorDataset(X[train_index], y[train_index]),
+            _TensorDataset(X[valid_index], y[valid_index]),
+        )
+
+    def _fit(self, X, y, *, partial, classes=None):
+        self._check_training_params()
+        reset = not (hasattr(self, "net_") and (partial or self.warm_start))
+        X = check_images(
+            X, estimator=self, reset=reset, image_shape=self.image_shape, channels=self.channels
+        )
+        if len(X) < 2:
+            raise ValueError(
+                f"Found {len(X)} sample(s), but training needs at least 2 images "
+                "(batch normalization and gradient steps use several)."
+            )
+        y, n_outputs = self._prepare_targets(y, len(X), reset=reset, classes=classes)
+        if reset:
+            self._seed = draw_seed(self.random_state)
+            self.device_ = resolve_device(self.device)
+            with seeded(self._seed, self.device_):
+                module = self._build_module(X.shape[1], n_outputs, tuple(X.shape[2:]))
+            self.net_ = self._make_net(module, self.device_)
+        if self.early_stopping and not partial:
+            train, valid = self._split_validation(X, y, self._seed)
+            self.net_.set_params(train_split=predefined_split(valid))
+        else:
+            train = _TensorDataset(X, y)
+            self.net_.set_params(train_split=None)
+        epochs = 1 if partial else self.epochs
+        n_batches = len(_BatchIterator(train, self.batch_size, shuffle=True))
+        self.net_.set_params(
+            callbacks=self._callbacks(n_batches, epochs, None if partial else self.lr_schedule),
+            augment=self.augment,
+        )
+        if not reset:
+            # A finished schedule leaves the rate near zero; restart from lr.
+            for group in self.net_.optimizer_.param_groups:
+                group["lr"] = self.lr
+        # Continued training draws fresh dropout masks, not a replay of epoch 1.
+        epochs_done = len(self.net_.history) if self.net_.initialized_ else 0
+        with seeded(self._seed + epochs_done, self.device_):
+            self.net_.partial_fit(train, None, epochs=epochs)
+        self.history_ = self._history_frame()
+        return self
+
+    def fit(self, X, y):
+        """Train the network on images ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : array-like of images
+            See :func:`skvision._validation.check_images` for the accepted
+            forms (3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, partial=False)
+
+    def _history_frame(self):
+        rows = [
+            {key: row.get(key, np.nan) for key in _HISTORY_COLUMNS}
+            for row in self.net_.history
+        ]
+        frame = pd.DataFrame(rows, columns=_HISTORY_COLUMNS)
+        return frame.dropna(axis=1, how="all").reset_index(drop=True)
+
+    # -- inference ----------------------------------------------------------
+
+    @property
+    def module_(self):
+        """The trained torch module."""
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    def _forward(self, X, forward=None):
+        """Validate ``X`` and return the network's raw outputs as a CPU tensor."""
+        check_is_fitted(self, "net_")
+        X = check_images(X, estimator=self, reset=False, channels=self.channels)
+        return predict_batches(
+            self.net_.module_, X, batch_size=self.batch_size, device=self.net_.device,
+            forward=forward,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+

@@ -1,0 +1,219 @@
+"""Input validation: the one place where user images and targets are checked.
+
+Every estimator calls :func:`check_images` at the top of ``fit`` (with
+``reset=True``) and of ``predict``/``transform`` (with ``reset=False``). It
+accepts every image form described in DESIGN.md and returns a float32 tensor
+of shape ``(n, channels, height, width)``; the caller's data is never
+modified.
+"""
+
+import math
+import os
+
+import numpy as np
+import torch
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, column_or_1d, validate_data
+
+__all__ = ["check_images", "check_class_labels", "encode_labels", "check_regression_targets"]
+
+_CHANNELS = ("last", "first")
+
+
+def _estimator_name(estimator):
+    return type(estimator).__name__ if estimator is not None else "the estimator"
+
+
+def _list_to_array(images):
+    """Stack a list of equally sized images, with clear errors otherwise."""
+    if len(images) == 0:
+        raise ValueError("Found an empty list of images; expected at least one image.")
+    if any(isinstance(image, (str, bytes, os.PathLike)) for image in images):
+        raise TypeError(
+            "Got file paths where image arrays were expected. Read the files into "
+            "arrays first (skvision.preprocessing.ImageReader does this in a "
+            "Pipeline)."
+        )
+    arrays = [
+        image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        for image in images
+    ]
+    shapes = {array.shape for array in arrays}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"All images must have the same shape; got {len(shapes)} different shapes "
+            f"(e.g. {sorted(shapes)[:3]}). Resize them to one size first."
+        )
+    return np.stack(arrays)
+
+
+def _infer_flat_shape(n_features, image_shape):
+    """Turn a flat row length into ``(height, width, channels)``."""
+    if image_shape is None:
+        for channels in (1, 3):
+            side = math.isqrt(n_features // channels)
+            if side * side * channels == n_features:
+                return (side, side, channels)
+        raise ValueError(
+            f"Cannot infer the image shape of flat input with {n_features} features "
+            "(neither a square grayscale image nor a square RGB image). Pass "
+            "image_shape=(height, width) or (height, width, channels)."
+        )
+    shape = tuple(int(side) for side in image_shape)
+    if len(shape) not in (2, 3) or any(side == 0 or side < -1 for side in shape):
+        raise ValueError(
+            "image_shape must be (height, width) or (height, width, channels) with "
+            f"positive sides (one side may be -1 to infer it); got {image_shape!r}."
+        )
+    if len(shape) == 2:
+        shape = shape + (-1,) if -1 not in shape else shape + (1,)
+    known = math.prod(side for side in shape if side != -1)
+    if shape.count(-1) > 1 or n_features % known:
+        raise ValueError(
+            f"X has {n_features} features per row, which cannot be reshaped to "
+            f"image_shape={tuple(image_shape)}."
+        )
+    shape = tuple(n_features // known if side == -1 else side for side in shape)
+    if math.prod(shape) != n_features:
+        raise ValueError(
+            f"X has {n_features} features per row, but image_shape={tuple(image_shape)} "
+            f"holds {math.prod(shape)} pixels."
+        )
+    return shape
+
+
+def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="last"):
+    """Validate images in any accepted form and return a float32 tensor.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor, list of arrays or pandas DataFrame
+        ``(n, h, w)`` grayscale, ``(n, h, w, c)`` channels-last (or
+        ``(n, c, h, w)`` with ``channels="first"``; torch tensors are taken as
+        channels-first), a flat ``(n, h*w*c)`` array, or a list of equally
+        sized images. uint8 data is scaled to [0, 1]; other numbers are kept.
+    estimator : estimator instance, optional
+        With ``reset=True`` its ``n_features_in_``, ``image_shape_`` and
+        ``feature_names_in_`` are set; with ``reset=False`` X is checked
+        against them.
+    reset : bool, default=True
+        True in ``fit``; False in ``predict``/``transform``.
+    image_shape : tuple, optional
+        ``(h, w)`` or ``(h, w, c)`` of flat rows (one side may be -1). When
+        None, a square grayscale or RGB image is inferred.
+    channels : {"last", "first"}, default="last"
+        Axis of the channels of 4-D numpy input.
+
+    Returns
+    -------
+    images : torch.Tensor of shape (n, c, h, w), dtype float32
+    """
+    if channels not in _CHANNELS:
+        raise ValueError(f"channels must be 'last' or 'first', got {channels!r}.")
+    name = _estimator_name(estimator)
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+        channels = "first"
+    elif isinstance(X, (list, tuple)):
+        X = _list_to_array(X)
+    original = X
+    X = check_array(
+        X, dtype="numeric", allow_nd=True, ensure_all_finite=True, estimator=estimator,
+        input_name="X",
+    )
+    if X.ndim > 4:
+        raise ValueError(
+            f"Expected images as a 2-D (n, h*w*c), 3-D (n, h, w) or 4-D (n, h, w, c) "
+            f"array; got {X.ndim} dimensions with shape {X.shape}."
+        )
+    if X.dtype == np.uint8:
+        X = X.astype(np.float32) / np.float32(255)
+    if X.ndim == 2:
+        if reset:
+            height, width, n_channels = _infer_flat_shape(X.shape[1], image_shape)
+        else:
+            height, width, n_channels = getattr(estimator, "image_shape_", (1, X.shape[1], 1))
+        if not reset and X.shape[1] != height * width * n_channels:
+            # Same words as sklearn's own check so tools that parse it still work.
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {name} is expecting "
+                f"{height * width * n_channels} features as input (images of shape "
+                f"{(height, width, n_channels)})."
+            )
+        X = X.reshape(len(X), height, width, n_channels)
+    elif X.ndim == 3:
+        X = X[..., np.newaxis]
+    elif channels == "first":
+        X = X.transpose(0, 2, 3, 1)
+    shape = tuple(int(side) for side in X.shape[1:])
+    if not reset and estimator is not None and hasattr(estimator, "image_shape_"):
+        expected = tuple(estimator.image_shape_)
+        if shape[2] != expected[2]:
+            raise ValueError(
+                f"X has {shape[2]} channel(s), but {name} was fitted on images with "
+                f"{expected[2]} channel(s) (shape {expected})."
+            )
+        if shape != expected:
+            raise ValueError(
+                f"X has images of shape {shape}, but {name} was fitted on images of "
+                f"shape {expected} (height, width, channels)."
+            )
+    if estimator is not None:
+        # Feature names (pandas input) and n_features_in_ the sklearn way.
+        flat = original if hasattr(original, "columns") else X.reshape(len(X), -1)
+        validate_data(estimator, flat, reset=reset, skip_check_array=True)
+        if reset:
+            estimator.image_shape_ = shape
+    images = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=np.float32)
+    return torch.from_numpy(images)
+
+
+def check_class_labels(y, n_samples):
+    """Validate classification labels and return the sorted classes."""
+    y = column_or_1d(_check_targets_length(y, n_samples), warn=True)
+    check_classification_targets(y)
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(
+            f"Classifier can't train when only one class is present (got only "
+            f"{classes[0]!r}); y needs at least 2 classes."
+        )
+    return classes
+
+
+def encode_labels(y, classes, n_samples):
+    """Map labels to their indices in ``classes`` as an int64 tensor."""
+    y = column_or_1d(_check_targets_length(y, n_samples), warn=True)
+    index = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    unknown = classes[index] != y
+    if np.any(unknown):
+        raise ValueError(
+            f"y contains labels not seen in the first fit: {np.unique(y[unknown])[:5]}; "
+            f"known classes are {classes}."
+        )
+    return torch.from_numpy(index.astype(np.int64))
+
+
+def check_regression_targets(y, n_samples):
+    """Validate regression targets; return a float32 array of 1 or 2 dimensions."""
+    y = _check_targets_length(y, n_samples)
+    y = check_array(
+        y, ensure_2d=False, dtype="numeric", ensure_all_finite=True, input_name="y"
+    )
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D (multi-output); got shape {y.shape}.")
+    return y.astype(np.float32)
+
+
+def _check_targets_length(y, n_samples):
+    if y is None:
+        raise ValueError("This estimator requires y to be passed, but the target y is None.")
+    if not hasattr(y, "__len__") and hasattr(y, "__array__"):
+        y = np.asarray(y)
+    length = len(y) if hasattr(y, "__len__") else None
+    if length != n_samples:
+        raise ValueError(
+            f"X and y have inconsistent numbers of samples: {n_samples} images but "
+            f"{length} targets."
+        )
+    return y

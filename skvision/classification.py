@@ -1,0 +1,439 @@
+"""Convolutional neural network classifier and regressor."""
+
+import numbers
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, check_scalar
+
+from ._training import BaseNeuralEstimator, fill_doc
+from ._validation import check_class_labels, check_regression_targets, encode_labels
+from .nn import CNN
+
+__all__ = ["CNNClassifier", "CNNRegressor"]
+
+_ARCHITECTURE_DOC = """\
+filters : tuple of int, default=(32, 64, 128)
+        Number of convolution filters (feature maps) of each stage; one stage
+        per entry, with 2x2 pooling between stages.
+
+    kernel_size : int, default=3
+        Side of the square convolution kernels (odd).
+
+    pooling : {"max", "avg"}, default="max"
+        Max or average pooling between stages.
+
+    batch_norm : bool, default=True
+        Batch normalization after every convolution.
+
+    dropout : float, default=0.1
+        Dropout probability before each fully-connected layer.
+
+    residual : bool, default=False
+        Build each stage as a residual block with an identity (or 1x1
+        projection) shortcut instead of two plain convolutions.
+
+    attention : bool, default=False
+        Add a self-attention block over the positions of the last feature
+        map, with a learned residual gate.
+
+    head : {"gap", "flatten"}, default="gap"
+        Global average pooling of the last feature maps, or flattening them
+        into a fully-connected layer.
+
+    hidden_units : tuple of int, default=()
+        Sizes of extra fully-connected layers between the pooling and the
+        output layer."""
+
+
+class _CNNMixin:
+    """Architecture checks, module building and inspection shared by both CNNs."""
+
+    def _check_architecture(self):
+        filters = tuple(self.filters)
+        if not filters or any(not isinstance(f, numbers.Integral) or f < 1 for f in filters):
+            raise ValueError(f"filters must be a non-empty tuple of positive ints; got {self.filters!r}.")
+        check_scalar(self.kernel_size, "kernel_size", numbers.Integral, min_val=1)
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd to keep the image size; got {self.kernel_size}.")
+        check_scalar(self.dropout, "dropout", numbers.Real, min_val=0, max_val=1,
+                     include_boundaries="left")
+        if any(not isinstance(u, numbers.Integral) or u < 1 for u in self.hidden_units):
+            raise ValueError(f"hidden_units must be positive ints; got {self.hidden_units!r}.")
+        if self.pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg'; got {self.pooling!r}.")
+        if self.head not in ("gap", "flatten"):
+            raise ValueError(f"head must be 'gap' or 'flatten'; got {self.head!r}.")
+
+    def _build_module(self, n_channels, n_outputs, input_size):
+        self._check_architecture()
+        return CNN(
+            n_channels,
+            n_outputs,
+            input_size,
+            filters=tuple(self.filters),
+            kernel_size=self.kernel_size,
+            pooling=self.pooling,
+            batch_norm=self.batch_norm,
+            dropout=self.dropout,
+            residual=self.residual,
+            attention=self.attention,
+            head=self.head,
+            hidden_units=tuple(self.hidden_units),
+        )
+
+    def feature_maps(self, X, stage=-1):
+        """Feature maps of one stage: what its filters respond to.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images in any accepted form.
+        stage : int, default=-1
+            Index into ``filters`` (negative counts from the end).
+
+        Returns
+        -------
+        maps : ndarray of shape (n_samples, filters[stage], h, w)
+            Activations after the stage's convolutions (and its pooling,
+            except for the last stage).
+        """
+        check_is_fitted(self, "net_")
+        n_stages = len(self.module_.stages)
+        if not -n_stages <= stage < n_stages:
+            raise ValueError(f"stage must be in [{-n_stages}, {n_stages - 1}]; got {stage}.")
+        stage = stage % n_stages
+        maps = self._forward(
+            X, forward=lambda batch: self.module_.forward_features(batch, stage=stage)
+        )
+        return maps.numpy()
+
+
+@fill_doc(architecture=_ARCHITECTURE_DOC, epochs=10, batch_size=64, lr=0.003, alpha=0.0001)
+class CNNClassifier(_CNNMixin, ClassifierMixin, BaseNeuralEstimator):
+    """Convolutional neural network classifier for images.
+
+    Stages of convolution filters, batch normalization and pooling learn
+    features from the pixels; global average pooling (or a fully-connected
+    head) and a linear layer turn them into class scores. Trained with the
+    cross-entropy loss by the shared training core (skorch on torch).
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    label_smoothing : float, default=0.1
+        Share of the target probability spread over the other classes in
+        the cross-entropy loss; it keeps the network from growing
+        over-confident on small data sets.
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, in the order of ``predict_proba``'s columns.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    CNNRegressor : The same network for continuous targets.
+    sklearn.neural_network.MLPClassifier : A fully-connected network on flat
+        features.
+
+    Examples
+    --------
+    >>> from skvision.classification import CNNClassifier
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> clf = CNNClassifier(filters=(16, 32), epochs=3, random_state=0)
+    >>> clf.fit(X[:500], y[:500]).score(X[500:700], y[500:700]) > 0.8
+    True
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 10)
+    """
+
+    _is_classifier = True
+
+    def __init__(
+        self,
+        *,
+        filters=(32, 64, 128),
+        kernel_size=3,
+        pooling="max",
+        batch_norm=True,
+        dropout=0.1,
+        residual=False,
+        attention=False,
+        head="gap",
+        hidden_units=(),
+        label_smoothing=0.1,
+        image_shape=None,
+        channels="last",
+        epochs=10,
+        batch_size=64,
+        lr=0.003,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0001,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.pooling = pooling
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.residual = residual
+        self.attention = attention
+        self.head = head
+        self.hidden_units = hidden_units
+        self.label_smoothing = label_smoothing
+        self.image_shape = image_shape
+        self.channels = channels
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _criterion(self):
+        check_scalar(self.label_smoothing, "label_smoothing", numbers.Real, min_val=0,
+                     max_val=1, include_boundaries="left")
+        return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+
+    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+        if reset:
+            # partial_fit may be given every class up front, before seeing them.
+            labels = y if classes is None else classes
+            n_labels = n_samples if classes is None else len(classes)
+            self.classes_ = check_class_labels(labels, n_labels)
+        return encode_labels(y, self.classes_, n_samples), len(self.classes_)
+
+    def partial_fit(self, X, y, classes=None):
+        """Train for one epoch at the constant rate ``lr``, from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of images
+            A batch of training images.
+        y : array-like of shape (n_samples,)
+            Their labels.
+        classes : array-like of shape (n_classes,), default=None
+            All the labels that can occur; required on the first call when
+            ``y`` may not contain every class.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._fit(X, y, partial=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n_samples, n_classes)``."""
+        return F.softmax(self._forward(X), dim=1).numpy()
+
+    def predict(self, X):
+        """Most probable class label of each image."""
+        scores = self._forward(X)
+        return self.classes_[scores.argmax(dim=1).numpy()]
+
+    def class_activation_maps(self, X, target=None):
+        """Class activation maps (CAM): where in each image the evidence lies.
+
+        With the global-average-pooling head the class score is a weighted
+        mean of the last feature maps; weighting the maps themselves with the
+        output layer's weights for a class shows where that class was seen
+        (Zhou et al., 2016).
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images in any accepted form.
+        target : array-like of labels, default=None
+            Class whose evidence to map for each image (one label, or one per
+            image); by default the predicted class.
+
+        Returns
+        -------
+        maps : ndarray of shape (n_samples, height, width)
+            Maps upsampled to the image size, scaled to [0, 1] per image.
+        """
+        check_is_fitted(self, "net_")
+        if self.head != "gap" or tuple(self.hidden_units):
+            raise ValueError(
+                "class_activation_maps needs head='gap' and hidden_units=() so the "
+                "output layer weighs the last feature maps directly."
+            )
+        features = self._forward(X, forward=self.module_.forward_features)
+        weight = self.module_.head[-1].weight.detach().cpu()
+        if target is None:
+            classes = (features.mean(dim=(2, 3)) @ weight.T).argmax(dim=1)
+        else:
+            target = np.broadcast_to(np.asarray(target), (len(features),))
+            classes = encode_labels(target, self.classes_, len(features))
+        maps = torch.einsum("nchw,nc->nhw", features, weight[classes])
+        height, width = self.image_shape_[:2]
+        maps = F.interpolate(maps[:, None], size=(height, width), mode="bilinear",
+                             align_corners=False)[:, 0]
+        low = maps.amin(dim=(1, 2), keepdim=True)
+        high = maps.amax(dim=(1, 2), keepdim=True)
+        return ((maps - low) / (high - low).clamp_min(1e-12)).numpy()
+
+
+@fill_doc(architecture=_ARCHITECTURE_DOC, epochs=10, batch_size=64, lr=0.003, alpha=0.0001)
+class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
+    """Convolutional neural network regressor for images.
+
+    The network of :class:`CNNClassifier` with a linear output per target,
+    trained with the mean squared error. Targets are standardized internally
+    (and predictions mapped back), so their scale does not matter.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    CNNClassifier : The same network for class labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvision.classification import CNNRegressor
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> reg = CNNRegressor(filters=(16, 32), epochs=3, random_state=0)
+    >>> reg.fit(X[:500], y[:500].astype(float)).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        *,
+        filters=(32, 64, 128),
+        kernel_size=3,
+        pooling="max",
+        batch_norm=True,
+        dropout=0.1,
+        residual=False,
+        attention=False,
+        head="gap",
+        hidden_units=(),
+        image_shape=None,
+        channels="last",
+        epochs=10,
+        batch_size=64,
+        lr=0.003,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0001,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.pooling = pooling
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.residual = residual
+        self.attention = attention
+        self.head = head
+        self.hidden_units = hidden_units
+        self.image_shape = image_shape
+        self.channels = channels
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _criterion(self):
+        return torch.nn.MSELoss()
+
+    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+        y = check_regression_targets(y, n_samples)
+        if reset:
+            self._y_ndim = y.ndim
+            columns = y.reshape(n_samples, -1)
+            self.y_mean_ = columns.mean(axis=0)
+            self.y_scale_ = columns.std(axis=0)
+            self.y_scale_[self.y_scale_ == 0] = 1.0
+        columns = y.reshape(n_samples, -1)
+        if columns.shape[1] != len(self.y_mean_):
+            raise ValueError(
+                f"y has {columns.shape[1]} outputs, but the model was fitted with "
+                f"{len(self.y_mean_)}."
+            )
+        return torch.from_numpy((columns - self.y_mean_) / self.y_scale_), len(self.y_mean_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def partial_fit(self, X, y):
+        """Train for one epoch at the constant rate ``lr``, from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of images
+            A batch of training images.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their targets.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._fit(X, y, partial=True)
+
+    def predict(self, X):
+        """Predicted targets, shape ``(n_samples,)`` or ``(n_samples, n_outputs)``."""
+        outputs = self._forward(X).numpy() * self.y_scale_ + self.y_mean_
+        return outputs[:, 0] if self._y_ndim == 1 else outputs

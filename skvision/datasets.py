@@ -1,0 +1,199 @@
+"""Built-in image data: sklearn's digits and synthetic shapes."""
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.datasets import load_digits
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils.validation import check_scalar
+
+__all__ = ["load_digit_images", "make_shapes", "pixel_feature_names"]
+
+SHAPE_NAMES = ("circle", "square", "triangle")
+
+
+def pixel_feature_names(image_shape):
+    """Names of the flattened pixels of ``(h, w, c)`` images: ``px_r{row}_c{col}_ch{c}``."""
+    height, width, channels = image_shape
+    return np.array(
+        [
+            f"px_r{row}_c{col}_ch{channel}"
+            for row in range(height)
+            for col in range(width)
+            for channel in range(channels)
+        ],
+        dtype=object,
+    )
+
+
+def load_digit_images(*, return_X_y=False, as_frame=False):
+    """Load sklearn's handwritten digits as 8x8 grayscale images.
+
+    The 1,797 images of :func:`sklearn.datasets.load_digits`, scaled from
+    0..16 to [0, 1] float32 and kept in their image shape.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(images, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return the flattened pixels as a DataFrame (columns
+        ``px_r{row}_c{col}_ch0``) and the target as a Series.
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``images`` (n, 8, 8), ``data`` (n, 64) flat pixels, ``target``,
+        ``target_names``, ``frame`` (with ``as_frame=True``) and ``DESCR``;
+        or ``(images, target)`` with ``return_X_y=True`` (with ``as_frame``:
+        ``(DataFrame, Series)``).
+
+    Examples
+    --------
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> X.shape, X.dtype.name, float(X.max())
+    ((1797, 8, 8), 'float32', 1.0)
+    """
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)
+    target = digits.target
+    data = images.reshape(len(images), -1)
+    frame = None
+    if as_frame:
+        data = pd.DataFrame(data, columns=pixel_feature_names((8, 8, 1)))
+        target = pd.Series(target, name="target")
+        frame = pd.concat([data, target], axis=1)
+        if return_X_y:
+            return data, target
+    elif return_X_y:
+        return images, target
+    return Bunch(
+        images=images,
+        data=data,
+        target=target,
+        frame=frame,
+        target_names=digits.target_names,
+        DESCR=digits.DESCR,
+    )
+
+
+def _shape_mask(kind, rows, cols, center, radius):
+    """Boolean mask of one shape on a pixel grid."""
+    cy, cx = center
+    if kind == "circle":
+        return (rows - cy) ** 2 + (cols - cx) ** 2 <= radius**2
+    if kind == "square":
+        return (np.abs(rows - cy) <= radius) & (np.abs(cols - cx) <= radius)
+    # An upward triangle: inside the base and the two slanted edges.
+    top, bottom = cy - radius, cy + radius
+    half_width = (rows - top) / (2 * radius) * radius
+    return (rows >= top) & (rows <= bottom) & (np.abs(cols - cx) <= half_width)
+
+
+def make_shapes(
+    n_samples=100,
+    image_size=32,
+    *,
+    task="classification",
+    max_objects=3,
+    noise=0.05,
+    random_state=None,
+):
+    """Generate RGB images of circles, squares and triangles.
+
+    Each image has a random background colour, pixel noise and shapes of
+    random colour, size and position. The labels depend on ``task``.
+
+    Parameters
+    ----------
+    n_samples : int, default=100
+        Number of images.
+    image_size : int, default=32
+        Side of the square images (at least 8).
+    task : {"classification", "segmentation", "detection"}, default="classification"
+        ``"classification"``: one shape per image, ``y`` its name.
+        ``"segmentation"``: 1 to ``max_objects`` shapes, ``y`` an integer
+        mask ``(n, h, w)`` with 0 for background and 1, 2, 3 for circle,
+        square, triangle (later shapes drawn on top).
+        ``"detection"``: 1 to ``max_objects`` non-overlapping shapes, ``y`` a
+        list of dicts ``{"boxes": (k, 4) float xyxy, "labels": (k,) str}``.
+    max_objects : int, default=3
+        Most shapes per image for segmentation and detection.
+    noise : float, default=0.05
+        Standard deviation of the gaussian pixel noise (on the [0, 1] scale).
+    random_state : int, RandomState instance or None, default=None
+        Seed for reproducible data.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, image_size, image_size, 3), dtype uint8
+        The images.
+    y : ndarray or list
+        Labels, masks or box dicts, as described under ``task``.
+
+    Examples
+    --------
+    >>> from skvision.datasets import make_shapes
+    >>> X, y = make_shapes(10, image_size=16, random_state=0)
+    >>> X.shape, sorted(set(y)) <= ["circle", "square", "triangle"]
+    ((10, 16, 16, 3), True)
+    """
+    check_scalar(n_samples, "n_samples", numbers.Integral, min_val=1)
+    check_scalar(image_size, "image_size", numbers.Integral, min_val=8)
+    check_scalar(max_objects, "max_objects", numbers.Integral, min_val=1)
+    if task not in ("classification", "segmentation", "detection"):
+        raise ValueError(
+            f"task must be 'classification', 'segmentation' or 'detection'; got {task!r}."
+        )
+    rng = check_random_state(random_state)
+    rows, cols = np.mgrid[0:image_size, 0:image_size].astype(np.float64)
+    images = np.empty((n_samples, image_size, image_size, 3), dtype=np.float64)
+    targets = []
+    for index in range(n_samples):
+        background = rng.uniform(0, 1, 3)
+        image = np.broadcast_to(background, (image_size, image_size, 3)).copy()
+        n_objects = 1 if task == "classification" else rng.randint(1, max_objects + 1)
+        mask = np.zeros((image_size, image_size), dtype=np.int64)
+        boxes, labels = [], []
+        for _ in range(n_objects):
+            kind = rng.randint(len(SHAPE_NAMES))
+            radius = rng.uniform(0.12, 0.25) * image_size
+            for _attempt in range(20):
+                center = rng.uniform(radius, image_size - 1 - radius, 2)
+                box = (center[1] - radius, center[0] - radius,
+                       center[1] + radius, center[0] + radius)
+                if task != "detection" or all(not _overlap(box, other) for other in boxes):
+                    break
+            else:
+                continue  # no free place left for another object
+            colour = (background + rng.uniform(0.35, 0.65, 3)) % 1.0
+            inside = _shape_mask(SHAPE_NAMES[kind], rows, cols, center, radius)
+            image[inside] = colour
+            mask[inside] = kind + 1
+            boxes.append(box)
+            labels.append(SHAPE_NAMES[kind])
+        images[index] = image
+        if task == "classification":
+            targets.append(labels[0])
+        elif task == "segmentation":
+            targets.append(mask)
+        else:
+            targets.append(_boxes_dict(boxes, labels, image_size))
+    images += rng.normal(0, noise, images.shape)
+    X = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+    if task == "classification":
+        return X, np.array(targets, dtype=object)
+    if task == "segmentation":
+        return X, np.stack(targets)
+    return X, targets
+
+
+def _overlap(box, other):
+    return not (box[2] < other[0] or other[2] < box[0] or box[3] < other[1] or other[3] < box[1])
+
+
+def _boxes_dict(boxes, labels, image_size):
+    boxes = np.clip(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), 0, image_size)
+    return {"boxes": boxes, "labels": np.array(labels, dtype=object)}

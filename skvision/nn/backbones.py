@@ -21,8 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import global_pool
+
 __all__ = [
     "Backbone",
+    "BackboneClassifier",
     "BackboneWeightsError",
     "Preprocessing",
     "build_backbone",
@@ -404,3 +407,54 @@ def imagenet_predict(images, *, top=5, name="efficientnet_lite0", weights=None):
         probabilities = network(preprocessing(batch)).softmax(dim=1)
     values, indices = probabilities.topk(top, dim=1)
     return indices.numpy(), values.numpy()
+
+
+class BackboneClassifier(nn.Module):
+    """A pretrained backbone with a new linear head, for fine-tuning.
+
+    Images in [0, 1] go through the backbone's own preprocessing (resize,
+    normalization, grayscale to RGB), its stages, global pooling, dropout and
+    a linear layer.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The pretrained feature stages.
+    n_outputs : int
+        Number of classes (logits) or targets.
+    pooling : {"avg", "max", "avgmax"}, default="avg"
+        Global pooling of the last feature maps.
+    dropout : float, default=0.0
+        Dropout before the linear head.
+    image_size : tuple of int, default=None
+        Size the images are resized to; the backbone's own by default.
+    n_trainable_stages : int or None, default=None
+        Train only the last ``n`` stages (0: the head only); None trains all.
+        Frozen stages keep their batch-norm statistics: they stay in eval
+        mode even while the classifier trains.
+    """
+
+    def __init__(self, backbone, n_outputs, pooling="avg", dropout=0.0, image_size=None,
+                 n_trainable_stages=None):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.image_size = image_size
+        features = backbone.out_channels * (2 if pooling == "avgmax" else 1)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, n_outputs))
+        n_stages = len(backbone.stages)
+        trainable = n_stages if n_trainable_stages is None else min(n_trainable_stages, n_stages)
+        self.frozen_stages = list(range(n_stages - trainable))
+        for index in self.frozen_stages:
+            for parameter in backbone.stages[index].parameters():
+                parameter.requires_grad_(False)
+
+    def train(self, mode=True):
+        super().train(mode)
+        for index in self.frozen_stages:
+            self.backbone.stages[index].eval()
+        return self
+
+    def forward(self, x):
+        maps = self.backbone(self.backbone.preprocessing(x, self.image_size))
+        return self.head(global_pool(maps, self.pooling))

@@ -209,3 +209,17 @@ class SelfAttention2d(nn.Module):
             attended, weights = self.attention(normed), None
         out = x + self.gamma * attended.transpose(1, 2).reshape(n, c, h, w)
         return (out, weights) if return_attention else out
+
+
+def global_pool(maps, mode="avg"):
+    """Pool feature maps ``(n, c, h, w)`` to vectors: ``"avg"``, ``"max"`` or both.
+
+    ``"avgmax"`` concatenates the average and the maximum, ``(n, 2c)``.
+    """
+    if mode == "avg":
+        return maps.mean(dim=(-2, -1))
+    if mode == "max":
+        return maps.amax(dim=(-2, -1))
+    if mode == "avgmax":
+        return torch.cat([maps.mean(dim=(-2, -1)), maps.amax(dim=(-2, -1))], dim=1)
+    raise ValueError(f"pooling must be 'avg', 'max' or 'avgmax'; got {mode!r}.")

@@ -1,0 +1,354 @@
+"""Transfer learning: pretrained features and fine-tuning."""
+
+import copy
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, check_scalar
+from tqdm.auto import tqdm
+
+from ._torch import resolve_device
+from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
+from ._validation import check_images
+from .nn.backbones import BackboneClassifier, build_backbone
+from .nn.blocks import global_pool
+
+__all__ = ["PretrainedFeatureExtractor", "FineTunedClassifier"]
+
+_POOLINGS = ("avg", "max", "avgmax")
+
+
+def _check_image_size(image_size):
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, numbers.Integral) else tuple(image_size)
+    if len(size) != 2 or any(not isinstance(s, numbers.Integral) or s < 8 for s in size):
+        raise ValueError(f"image_size must be None, an int or (height, width) >= 8; got {image_size!r}.")
+    return size
+
+
+class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
+    """Image features from a pretrained network with its classifier removed.
+
+    Transfer learning in its simplest form: a network trained on ImageNet
+    already computes features (edges, textures, object parts) that describe
+    new images well; a linear model or boosting on these features often
+    beats anything trained on raw pixels. Images are resized and normalized
+    as the backbone was trained (224x224 and its own mean/std by default),
+    grayscale is repeated to RGB, and the last feature maps are pooled to one
+    vector per image. ``fit`` trains nothing; ``transform`` is deterministic.
+
+    Parameters
+    ----------
+    backbone : str, default="efficientnet_lite0"
+        Registry name (weights ship with skvision's dependencies) or any
+        timm/torchvision model name with local ``weights``.
+    weights : None, path or False, default=None
+        None: the registry's or the local cache's weights; a path to a
+        ``.safetensors``/``.pth`` state dict; False: random weights.
+    layer : int, default=-1
+        Stage at which the network is cut: -1 keeps every feature stage,
+        -2 one stage earlier (more generic, lower-level features).
+    pooling : {"avg", "max", "avgmax"}, default="avg"
+        Global pooling of the feature maps ("avgmax" concatenates both).
+    image_size : int or tuple of int, default=None
+        Size images are resized to; the backbone's own (224) by default.
+        Smaller is faster and coarser.
+    batch_size : int, default=64
+        Images per forward pass; bounds the memory used by activations.
+    image_shape : tuple of int, default=None
+        ``(h, w)`` or ``(h, w, c)`` of flat 2-D input rows.
+    channels : {"last", "first"}, default="last"
+        Channel axis of 4-D numpy input.
+    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+        Where the backbone runs.
+    verbose : int, default=0
+        1 shows a progress bar over the batches of ``transform``.
+
+    Attributes
+    ----------
+    backbone_ : skvision.nn.Backbone
+        The pretrained stages, frozen, in eval mode.
+    n_features_in_ : int
+        Flat size of the training images.
+    image_shape_ : tuple of int
+        ``(height, width, channels)`` of the images.
+    n_features_out_ : int
+        Length of each feature vector.
+    device_ : str
+        The device in use.
+
+    See Also
+    --------
+    FineTunedClassifier : Train the backbone's last stages with a new head.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skvision.datasets import make_shapes
+    >>> from skvision.transfer import PretrainedFeatureExtractor
+    >>> X, y = make_shapes(60, image_size=32, random_state=0)
+    >>> extractor = PretrainedFeatureExtractor(image_size=64)
+    >>> extractor.fit_transform(X).shape
+    (60, 1280)
+    >>> model = make_pipeline(extractor, LogisticRegression(max_iter=1000)).fit(X, y)
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone="efficientnet_lite0",
+        weights=None,
+        layer=-1,
+        pooling="avg",
+        image_size=None,
+        batch_size=64,
+        image_shape=None,
+        channels="last",
+        device="auto",
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.image_shape = image_shape
+        self.channels = channels
+        self.device = device
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Load the backbone and record the image shape; nothing is trained.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images in any accepted form.
+        y : ignored
+
+        Returns
+        -------
+        self : object
+        """
+        if self.pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {_POOLINGS}; got {self.pooling!r}.")
+        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
+        self._image_size = _check_image_size(self.image_size)
+        check_images(X, estimator=self, reset=True, image_shape=self.image_shape,
+                     channels=self.channels)
+        self.device_ = resolve_device(self.device)
+        self.backbone_ = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
+        self.backbone_.requires_grad_(False).eval().to(self.device_)
+        self.n_features_out_ = self.backbone_.out_channels * (2 if self.pooling == "avgmax" else 1)
+        return self
+
+    def transform(self, X):
+        """Feature vectors of the images.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images of the shape seen in ``fit``.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self, "backbone_")
+        images = check_images(X, estimator=self, reset=False, channels=self.channels)
+        device = next(self.backbone_.parameters()).device
+        preprocess = self.backbone_.preprocessing
+        starts = range(0, len(images), self.batch_size)
+        features = np.empty((len(images), self.n_features_out_), dtype=np.float32)
+        with torch.inference_mode():
+            for start in tqdm(starts, disable=not self.verbose, desc="features", unit="batch"):
+                batch = images[start : start + self.batch_size].to(device, non_blocking=True)
+                maps = self.backbone_(preprocess(batch, self._image_size))
+                features[start : start + len(batch)] = global_pool(maps, self.pooling).float().cpu()
+        return features
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``<backbone>_0``, ``<backbone>_1``, ... of the output features."""
+        check_is_fitted(self, "n_features_out_")
+        return np.array([f"{self.backbone}_{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def __getstate__(self):
+        # The weights travel inside the pickle, on the CPU, so a model saved on
+        # a GPU loads anywhere and never re-reads a weights file that may have
+        # moved or changed since.
+        state = self.__dict__.copy()
+        if "backbone_" in state and next(state["backbone_"].parameters()).device.type != "cpu":
+            state["backbone_"] = copy.deepcopy(state["backbone_"]).cpu()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "backbone_" in state:
+            self.device_ = resolve_device(self.device) if self.device != "cuda" or (
+                torch.cuda.is_available()) else "cpu"
+            self.backbone_.to(self.device_)
+
+
+_FREEZE_DOC = """\
+backbone : str, default="efficientnet_lite0"
+        Registry name or timm/torchvision model name (with local weights).
+
+    weights : None, path or False, default=None
+        As in :class:`PretrainedFeatureExtractor`.
+
+    layer : int, default=-1
+        Last backbone stage kept.
+
+    freeze : {"all", "none"} or int, default="all"
+        Which backbone stages stay fixed: "all" trains the new head only
+        (fast, best with little data), "none" trains everything, an int
+        ``n`` trains the last ``n`` stages. Frozen stages keep their batch
+        norm statistics.
+
+    pooling : {"avg", "max", "avgmax"}, default="avg"
+        Global pooling before the head.
+
+    image_size : int or tuple of int, default=None
+        Size images are resized to; the backbone's own (224) by default.
+
+    dropout : float, default=0.2
+        Dropout before the new head.
+
+    backbone_lr : float, default=0.1
+        Learning rate of the trained backbone stages as a fraction of
+        ``lr`` (discriminative learning rates: pretrained weights need only
+        small changes)."""
+
+
+@fill_doc(architecture=_FREEZE_DOC, epochs=5, batch_size=32, lr=0.001, alpha=0.0001)
+class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
+    """Classifier fine-tuned from a pretrained backbone with a new head.
+
+    The backbone's classification layer is replaced by a new linear head for
+    the task's classes; the head (and, with ``freeze``, the backbone's last
+    stages at a lower learning rate) is trained by the shared training core.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    label_smoothing : float, default=0.1
+        Share of the target probability spread over the other classes.
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    PretrainedFeatureExtractor : Fixed features for any sklearn model.
+    CNNClassifier : A network trained from scratch.
+
+    Examples
+    --------
+    >>> from skvision.datasets import make_shapes
+    >>> from skvision.transfer import FineTunedClassifier
+    >>> X, y = make_shapes(80, image_size=32, random_state=0)
+    >>> clf = FineTunedClassifier(image_size=64, epochs=2, random_state=0)
+    >>> clf.fit(X, y).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone="efficientnet_lite0",
+        weights=None,
+        layer=-1,
+        freeze="all",
+        pooling="avg",
+        image_size=None,
+        dropout=0.2,
+        backbone_lr=0.1,
+        label_smoothing=0.1,
+        image_shape=None,
+        channels="last",
+        epochs=5,
+        batch_size=32,
+        lr=0.001,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0001,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.freeze = freeze
+        self.pooling = pooling
+        self.image_size = image_size
+        self.dropout = dropout
+        self.backbone_lr = backbone_lr
+        self.label_smoothing = label_smoothing
+        self.image_shape = image_shape
+        self.channels = channels
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _n_trainable_stages(self):
+        if self.freeze == "all":
+            return 0
+        if self.freeze == "none":
+            return None
+        if isinstance(self.freeze, numbers.Integral) and self.freeze >= 0:
+            return int(self.freeze)
+        raise ValueError(f"freeze must be 'all', 'none' or an int >= 0; got {self.freeze!r}.")
+
+    def _build_module(self, n_channels, n_outputs, input_size):
+        if self.pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {_POOLINGS}; got {self.pooling!r}.")
+        check_scalar(self.dropout, "dropout", numbers.Real, min_val=0, max_val=1,
+                     include_boundaries="left")
+        check_scalar(self.backbone_lr, "backbone_lr", numbers.Real, min_val=0)
+        backbone = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
+        return BackboneClassifier(
+            backbone, n_outputs, pooling=self.pooling, dropout=self.dropout,
+            image_size=_check_image_size(self.image_size),
+            n_trainable_stages=self._n_trainable_stages(),
+        )
+
+    def _param_groups(self):
+        if self._n_trainable_stages() == 0:
+            return []
+        return [("backbone.*", {"lr": self.lr * self.backbone_lr})]

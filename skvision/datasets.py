@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_scalar
 
-__all__ = ["load_digit_images", "make_shapes", "pixel_feature_names"]
+__all__ = ["load_digit_images", "load_textures", "make_shapes", "pixel_feature_names"]
 
 SHAPE_NAMES = ("circle", "square", "triangle")
 
@@ -197,3 +197,62 @@ def _overlap(box, other):
 def _boxes_dict(boxes, labels, image_size):
     boxes = np.clip(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), 0, image_size)
     return {"boxes": boxes, "labels": np.array(labels, dtype=object)}
+
+
+TEXTURE_NAMES = ("brick", "grass", "gravel")
+
+
+def load_textures(*, patch_size=48, n_per_region=20, random_state=0):
+    """Patches of scikit-image's brick, grass and gravel photographs.
+
+    A small real-image set that ships offline: each 512x512 texture photo is
+    split into 4 quadrants (regions) and ``n_per_region`` random patches are
+    cut from each, randomly flipped and rotated by multiples of 90 degrees.
+    Pass ``groups`` to :class:`~sklearn.model_selection.GroupKFold` so test
+    patches come from regions never seen in training.
+
+    Parameters
+    ----------
+    patch_size : int, default=48
+        Side of the square grayscale patches (at most 256).
+    n_per_region : int, default=20
+        Patches per quadrant of each photo.
+    random_state : int, RandomState instance or None, default=0
+        Seed of the patch positions and orientations.
+
+    Returns
+    -------
+    X : ndarray of shape (3 * 4 * n_per_region, patch_size, patch_size), uint8
+    y : ndarray of str
+        The texture of each patch.
+    groups : ndarray of int
+        The quadrant (0-3) each patch was cut from.
+
+    Examples
+    --------
+    >>> from skvision.datasets import load_textures
+    >>> X, y, groups = load_textures(n_per_region=5)
+    >>> X.shape, sorted(set(y)), sorted(set(groups))
+    ((60, 48, 48), ['brick', 'grass', 'gravel'], [0, 1, 2, 3])
+    """
+    from skimage import data  # noqa: PLC0415  (optional heavy import)
+
+    check_scalar(patch_size, "patch_size", numbers.Integral, min_val=8, max_val=256)
+    check_scalar(n_per_region, "n_per_region", numbers.Integral, min_val=1)
+    rng = check_random_state(random_state)
+    images, labels, groups = [], [], []
+    for name in TEXTURE_NAMES:
+        photo = getattr(data, name)()
+        half = photo.shape[0] // 2
+        for region in range(4):
+            top, left = (region // 2) * half, (region % 2) * half
+            for _ in range(n_per_region):
+                row = top + rng.randint(half - patch_size + 1)
+                col = left + rng.randint(half - patch_size + 1)
+                patch = np.rot90(photo[row : row + patch_size, col : col + patch_size],
+                                 rng.randint(4))
+                images.append(patch[:, ::-1] if rng.rand() < 0.5 else patch)
+                labels.append(name)
+                groups.append(region)
+    return np.ascontiguousarray(np.stack(images)), np.array(labels), np.array(groups)
+

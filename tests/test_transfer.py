@@ -1,0 +1,202 @@
+"""Pretrained backbones, feature extraction and fine-tuning, offline."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from skimage import data
+
+from skvision.datasets import load_textures, make_shapes
+from skvision.nn import backbones
+from skvision.nn.backbones import (
+    BackboneWeightsError,
+    build_backbone,
+    imagenet_predict,
+    load_weights_file,
+)
+from skvision.transfer import FineTunedClassifier, PretrainedFeatureExtractor
+
+CAT_CLASSES = {281, 282, 283, 284, 285}
+COFFEE_CLASSES = {967, 968, 504}
+
+
+def test_default_weights_are_the_imagenet_weights():
+    indices, probabilities = imagenet_predict(np.stack([data.chelsea()[:300, :400],
+                                                        data.coffee()[:300, :400]]))
+    assert indices.shape == (2, 5)
+    assert CAT_CLASSES & set(indices[0])
+    assert COFFEE_CLASSES & set(indices[1])
+    assert indices[0, 0] in CAT_CLASSES and probabilities[0, 0] > 0.3
+    assert indices[1, 0] in COFFEE_CLASSES and probabilities[1, 0] > 0.5
+
+
+def test_preprocessing_matches_the_weights():
+    """Inputs in [-1, 1] at 224 px (timm's TF-Lite0 config) score best on known images."""
+    backbone = build_backbone()
+    assert backbone.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert backbone.preprocessing.std == (0.5, 0.5, 0.5)
+    assert backbone.preprocessing.input_size == (224, 224)
+    images = torch.full((2, 1, 40, 30), 0.75)  # grayscale, constant
+    out = backbone.preprocessing(images)
+    assert out.shape == (2, 3, 224, 224)
+    torch.testing.assert_close(out, torch.full_like(out, 0.5))  # (0.75 - 0.5) / 0.5
+
+
+def test_layer_cuts_the_network():
+    assert build_backbone(layer=-1).out_channels == 1280
+    assert build_backbone(layer=-2).out_channels == 320
+    assert len(build_backbone(layer=3).stages) == 4
+    with pytest.raises(ValueError, match="layer must be an int in"):
+        build_backbone(layer=12)
+
+
+def test_structure_mapping_fails_loudly_on_mismatch():
+    network = build_backbone("test_resnet", weights=False)
+    state = {f"renamed.{i}.{k.rsplit('.', 1)[-1]}": v for i, (k, v) in
+             enumerate(network.state_dict().items())}
+    target = network.state_dict()
+    mapped = backbones._map_by_structure(state, target)
+    assert list(mapped) == list(target)
+    broken = dict(state)
+    first = next(iter(broken))
+    broken[first] = torch.zeros(1)
+    with pytest.raises(BackboneWeightsError, match="does not match"):
+        backbones._map_by_structure(broken, target)
+    with pytest.raises(BackboneWeightsError, match="hold 1 tensors"):
+        backbones._map_by_structure({first: state[first]}, target)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_local_weights_files_round_trip(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    import timm
+
+    source = timm.create_model("test_resnet", pretrained=False)
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".pth":
+        torch.save({"state_dict": source.state_dict()}, path)
+    else:
+        save_file({k: v.contiguous() for k, v in source.state_dict().items()}, path)
+    backbone = build_backbone("test_resnet", weights=path).eval()
+    reference = build_backbone("test_resnet", weights=source.state_dict()).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(x), reference(x))
+
+
+def test_weights_files_never_unpickle_code(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"weights": torch.zeros(1), "payload": pd.Timestamp("2020-01-01")}, path)
+    with pytest.raises(BackboneWeightsError, match="weights-only"):
+        load_weights_file(path)
+    with pytest.raises(BackboneWeightsError, match="does not exist"):
+        load_weights_file(tmp_path / "missing.pth")
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    torch.hub.set_dir(str(tmp_path))
+    with pytest.raises(BackboneWeightsError, match="never downloads.*weights="):
+        build_backbone("resnet18")
+    with pytest.raises(ValueError, match="Unknown backbone 'no_such_net'"):
+        build_backbone("no_such_net")
+
+
+def test_extractor_beats_pixels_on_real_textures():
+    """Deep features recognise textures from unseen regions; pixels cannot."""
+    X, y, groups = load_textures()
+    cv = GroupKFold(4)
+    flatten = FunctionTransformer(lambda images: images.reshape(len(images), -1))
+    pixels = make_pipeline(flatten, StandardScaler(), LogisticRegression(max_iter=2000))
+    features = make_pipeline(PretrainedFeatureExtractor(image_size=112), StandardScaler(),
+                             LogisticRegression(max_iter=2000))
+    pixel_score = cross_val_score(pixels, X, y, groups=groups, cv=cv).mean()
+    feature_score = cross_val_score(features, X, y, groups=groups, cv=cv).mean()
+    assert feature_score >= 0.95
+    assert feature_score >= pixel_score + 0.2
+
+
+def test_extractor_outputs_names_pandas_and_is_deterministic():
+    X, _ = make_shapes(10, image_size=24, random_state=0)
+    extractor = PretrainedFeatureExtractor(image_size=32, pooling="avgmax").fit(X)
+    first = extractor.transform(X)
+    assert first.shape == (10, 2560) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, extractor.transform(X))
+    names = extractor.get_feature_names_out()
+    assert names[0] == "efficientnet_lite0_0" and len(names) == 2560
+    frame = extractor.set_output(transform="pandas").transform(X)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(names)
+    gray = PretrainedFeatureExtractor(image_size=32, layer=-2).fit_transform(X[..., 0])
+    assert gray.shape == (10, 320)
+
+
+def test_extractor_batches_bound_memory(monkeypatch):
+    X = np.random.default_rng(0).random((23, 16, 16, 3)).astype(np.float32)
+    extractor = PretrainedFeatureExtractor(image_size=32, batch_size=5).fit(X)
+    seen = []
+    forward = extractor.backbone_.forward
+    monkeypatch.setattr(extractor.backbone_, "forward", lambda x: seen.append(len(x)) or forward(x))
+    features = extractor.transform(X)
+    assert seen == [5, 5, 5, 5, 3]
+    np.testing.assert_allclose(features, PretrainedFeatureExtractor(image_size=32).fit_transform(X),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_extractor_pickles_its_weights():
+    X, y = make_shapes(30, image_size=24, random_state=0)
+    extractor = PretrainedFeatureExtractor(image_size=32).fit(X)
+    restored = pickle.loads(pickle.dumps(extractor))
+    np.testing.assert_array_equal(restored.transform(X), extractor.transform(X))
+
+
+def test_extractor_in_grid_search_and_parallel_cv():
+    X, y = make_shapes(90, image_size=24, random_state=0)
+    pipe = make_pipeline(PretrainedFeatureExtractor(image_size=32), LogisticRegression(max_iter=500))
+    search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0]}, cv=3).fit(X, y)
+    assert search.best_score_ > 0.6
+    scores = cross_val_score(pipe, X, y, cv=3, n_jobs=2)
+    assert scores.mean() > 0.6
+
+
+@pytest.mark.parametrize("freeze, trainable", [("all", 2), (1, 5), ("none", None)])
+def test_fine_tuning_freezes_stages(freeze, trainable):
+    X, y = make_shapes(60, image_size=24, random_state=0)
+    clf = FineTunedClassifier(freeze=freeze, image_size=32, epochs=1, random_state=0).fit(X, y)
+    parameters = list(clf.module_.parameters())
+    n_trainable = sum(p.requires_grad for p in parameters)
+    if trainable is None:
+        assert n_trainable == len(parameters)
+    else:
+        assert n_trainable == trainable  # head weight, bias (+ conv_head, BN scale, shift)
+    frozen_bn = [m for m in clf.module_.backbone.stages[0].modules()
+                 if isinstance(m, torch.nn.BatchNorm2d)]
+    clf.module_.train()
+    assert all(not m.training for m in frozen_bn) == (freeze != "none")
+
+
+def test_fine_tuned_classifier_learns_and_keeps_frozen_weights():
+    X, y = make_shapes(200, image_size=32, random_state=0)
+    before = build_backbone().state_dict()
+    clf = FineTunedClassifier(image_size=64, epochs=8, lr=0.01, random_state=0)
+    clf.fit(X[:150], y[:150])
+    assert clf.score(X[150:], y[150:]) >= 0.8
+    after = clf.module_.backbone.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    proba = clf.predict_proba(X[150:])
+    assert proba.shape == (50, 3)
+
+
+def test_backbone_lr_groups():
+    X, y = make_shapes(40, image_size=24, random_state=0)
+    clf = FineTunedClassifier(freeze=2, backbone_lr=0.1, lr=0.01, image_size=32, epochs=1,
+                              lr_schedule=None, random_state=0).fit(X, y)
+    assert [group["lr"] for group in clf.net_.optimizer_.param_groups] == pytest.approx([0.001, 0.01])

@@ -29,8 +29,9 @@ BATCH_SIZE = 64
 
 def plain_timm(images_uint8, device):
     """The loop a user would write: timm model, weights, resize, normalize."""
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     _load_into(model, "efficientnet_lite0", None)
+    model.reset_classifier(0)
     model.eval().to(device)
     mean = torch.tensor([0.5, 0.5, 0.5], device=device).view(1, 3, 1, 1)
     std = torch.tensor([0.5, 0.5, 0.5], device=device).view(1, 3, 1, 1)

@@ -8,6 +8,7 @@ schedule, early stopping), the elastic-net penalty and the NaN-loss guard,
 and ``history_`` as a DataFrame.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -18,11 +19,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, check_scalar
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler, PrintLog
 from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
-from ._torch import draw_seed, predict_batches, resolve_device, seeded
+from ._torch import channels_last, draw_seed, predict_batches, resolve_device, seeded
 from ._validation import check_class_labels, check_images, encode_labels
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -284,6 +285,12 @@ class _Net(NeuralNet):
         self.generator = generator
         self.augment = augment
 
+    def _set_training(self, training=True):
+        # skorch sets the mode of every module at every batch; a walk over a
+        # deep module tree per batch is measurable on small networks.
+        if self.module_.training != training:
+            super()._set_training(training)
+
     def get_iterator(self, dataset, training=False):
         return _BatchIterator(
             dataset,
@@ -296,11 +303,13 @@ class _Net(NeuralNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if training and not torch.isfinite(loss):
+        # Checked before backward and the optimizer step, so a diverged batch
+        # never reaches the weights. (skorch reads loss.item() right after.)
+        if training and not math.isfinite(value := loss.item()):
             epoch = len(self.history)
             batch = len(self.history[-1]["batches"]) + 1 if self.history else 1
             raise FloatingPointError(
-                f"The training loss became {loss.item()} at epoch {epoch}, batch {batch}. "
+                f"The training loss became {value} at epoch {epoch}, batch {batch}. "
                 "Training diverged: try a lower lr, a stronger alpha, or scaled inputs."
             )
         if training and self.alpha > 0:
@@ -369,6 +378,8 @@ class BaseNeuralEstimator(BaseEstimator):
             train_split=None,
             device=device,
             verbose=int(self.verbose >= 2),
+            # The per-epoch table only when asked for: one callback less per batch.
+            callbacks__print_log=None if self.verbose < 2 else PrintLog(),
             alpha=self.alpha,
             l1_ratio=self.l1_ratio,
             generator=torch.Generator().manual_seed(self._seed),
@@ -435,8 +446,11 @@ class BaseNeuralEstimator(BaseEstimator):
             self._seed = draw_seed(self.random_state)
             self.device_ = resolve_device(self.device)
             with seeded(self._seed, self.device_):
-                module = self._build_module(X.shape[1], n_outputs, tuple(X.shape[2:]))
+                module = channels_last(
+                    self._build_module(X.shape[1], n_outputs, tuple(X.shape[2:]))
+                )
             self.net_ = self._make_net(module, self.device_)
+        X = channels_last(X)  # batches sliced from it keep the fast layout
         if self.early_stopping and not partial:
             train, valid = self._split_validation(X, y, self._seed)
             self.net_.set_params(train_split=predefined_split(valid))

@@ -69,7 +69,8 @@ class Preprocessing:
             )
         mean = images.new_tensor(self.mean).view(1, 3, 1, 1)
         std = images.new_tensor(self.std).view(1, 3, 1, 1)
-        return (images - mean) / std
+        # Channels-last: convolutions run much faster in it on CPU and GPU.
+        return ((images - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------
@@ -448,6 +449,7 @@ class BackboneClassifier(nn.Module):
         for index in self.frozen_stages:
             for parameter in backbone.stages[index].parameters():
                 parameter.requires_grad_(False)
+        self.train()  # frozen stages go to eval mode from the start
 
     def train(self, mode=True):
         super().train(mode)

@@ -232,7 +232,7 @@ def load_textures(*, patch_size=48, n_per_region=20, random_state=0):
     --------
     >>> from skvision.datasets import load_textures
     >>> X, y, groups = load_textures(n_per_region=5)
-    >>> X.shape, sorted(set(y)), sorted(set(groups))
+    >>> X.shape, sorted(set(y.tolist())), sorted(set(groups.tolist()))
     ((60, 48, 48), ['brick', 'grass', 'gravel'], [0, 1, 2, 3])
     """
     from skimage import data  # noqa: PLC0415  (optional heavy import)

@@ -1,7 +1,16 @@
 """skvision: computer vision that drops into scikit-learn."""
 
+from .attention import VisionTransformerClassifier
 from .classification import CNNClassifier, CNNRegressor
+from .transfer import FineTunedClassifier, PretrainedFeatureExtractor
 
 __version__ = "0.1.0"
 
-__all__ = ["CNNClassifier", "CNNRegressor", "__version__"]
+__all__ = [
+    "CNNClassifier",
+    "CNNRegressor",
+    "FineTunedClassifier",
+    "PretrainedFeatureExtractor",
+    "VisionTransformerClassifier",
+    "__version__",
+]

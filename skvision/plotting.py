@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_history", "plot_images"]
+__all__ = ["plot_activation_maps", "plot_history", "plot_images"]
 
 
 def _as_display_images(images):
@@ -124,5 +124,71 @@ def plot_history(history, *, metrics=("loss", "acc"), fig=None):
         ax.set_ylabel(metric)
         ax.legend()
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_activation_maps(images, maps, titles=None, *, alpha=0.5, cmap="jet", n_cols=6,
+                         ax_size=2.0, fig=None):
+    """Overlay per-pixel maps (CAMs, attention maps) on their images.
+
+    Parameters
+    ----------
+    images : array-like of shape (n, h, w) or (n, h, w, c)
+        The images.
+    maps : array-like of shape (n, h, w)
+        One map per image, e.g. from ``CNNClassifier.class_activation_maps``
+        or ``VisionTransformerClassifier.attention_maps``; each is rescaled
+        to [0, 1] for display.
+    titles : list of str, default=None
+        One title per image.
+    alpha : float, default=0.5
+        Opacity of the map over the image.
+    cmap : str, default="jet"
+        Colour map of the overlay.
+    n_cols : int, default=6
+        Images per row.
+    ax_size : float, default=2.0
+        Size in inches of each image.
+    fig : matplotlib Figure, default=None
+        Figure to draw into; a new one by default.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skvision.plotting import plot_activation_maps
+    >>> fig = plot_activation_maps(np.zeros((2, 8, 8)), np.random.rand(2, 8, 8))
+    >>> len(fig.axes)
+    2
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    images = _as_display_images(images)
+    maps = np.asarray(maps, dtype=float)
+    if maps.shape != images.shape[:3]:
+        raise ValueError(
+            f"maps must have shape (n, h, w) = {images.shape[:3]} to match the images; "
+            f"got {maps.shape}."
+        )
+    low = maps.min(axis=(1, 2), keepdims=True)
+    high = maps.max(axis=(1, 2), keepdims=True)
+    maps = (maps - low) / np.where(high > low, high - low, 1)
+    n_cols = max(1, min(n_cols, len(images)))
+    n_rows = -(-len(images) // n_cols)
+    if fig is None:
+        fig = plt.figure(figsize=(n_cols * ax_size, n_rows * (ax_size + 0.3)))
+    for index, (image, heat) in enumerate(zip(images, maps)):
+        ax = fig.add_subplot(n_rows, n_cols, index + 1)
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        ax.imshow(heat, cmap=cmap, alpha=alpha)
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[index], fontsize=8)
     fig.tight_layout()
     return fig

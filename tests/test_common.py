@@ -12,6 +12,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skvision import CNNClassifier, CNNRegressor
+from skvision.attention import VisionTransformerClassifier
 from skvision.transfer import FineTunedClassifier, PretrainedFeatureExtractor
 
 # sklearn's checks feed tabular data with 1 to 10 features; image_shape=(1, -1)
@@ -21,6 +22,8 @@ INIT_PARAMS = {
                         image_shape=(1, -1), device="cpu", random_state=0),
     CNNRegressor: dict(filters=(8, 16), epochs=20, batch_size=16, lr=0.01,
                        image_shape=(1, -1), device="cpu", random_state=0),
+    VisionTransformerClassifier: dict(embed_dim=16, depth=1, n_heads=2, epochs=20, batch_size=16,
+                                      lr=0.01, image_shape=(1, -1), device="cpu", random_state=0),
     # The real EfficientNet-Lite0 weights, on 32x32 resized inputs for speed.
     PretrainedFeatureExtractor: dict(image_size=32, image_shape=(1, -1), device="cpu"),
     # timm's tiny test network, trained from scratch: the checks fit on tabular

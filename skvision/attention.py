@@ -1,0 +1,192 @@
+"""Vision transformer classifier: attention between all pairs of patches."""
+
+import numbers
+
+from sklearn.utils.validation import check_is_fitted, check_scalar
+
+from ._torch import predict_batches
+from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
+from ._validation import check_images
+from .nn.vit import VisionTransformer, attention_rollout
+
+__all__ = ["VisionTransformerClassifier"]
+
+_VIT_DOC = """\
+patch_size : int, default=None
+        Side of the square patches that become tokens; None picks the
+        smallest patches giving at most 7x7 of them (2x2 pixels for 8x8
+        images, 4x4 for 28x28).
+
+    embed_dim : int, default=64
+        Size of each token.
+
+    depth : int, default=4
+        Number of transformer encoder blocks.
+
+    n_heads : int, default=4
+        Attention heads per block (``embed_dim`` must be divisible by it).
+
+    mlp_ratio : float, default=2.0
+        Hidden size of each block's MLP, as a multiple of ``embed_dim``.
+
+    dropout : float, default=0.1
+        Dropout on the token embeddings and block outputs.
+
+    attention_dropout : float, default=0.0
+        Dropout on the attention weights.
+
+    conv_stem : bool, default=True
+        See each pixel's 3x3 neighbourhood with two convolutions before
+        cutting patches (a hybrid ViT): transformers then train far better
+        on small data sets. False gives the original linear patch
+        embedding."""
+
+
+@fill_doc(architecture=_VIT_DOC, epochs=30, batch_size=64, lr=0.002, alpha=0.0001)
+class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
+    """Vision transformer (ViT) classifier for images.
+
+    The image is cut into patches; each patch becomes a token, a learned
+    positional embedding says where it came from, and a class token is
+    prepended. In each encoder block, multi-head self-attention scores every
+    pair of tokens (softmax of scaled query-key products) and rebuilds each
+    token as the weighted sum of all tokens' values: a context-aware
+    representation of the whole image. The class token's final state is
+    classified. Trained by the shared training core.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    label_smoothing : float, default=0.1
+        Share of the target probability spread over the other classes.
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    CNNClassifier : Convolutions instead of attention (``attention=True``
+        adds a self-attention block to its last feature map).
+
+    Examples
+    --------
+    >>> from skvision.attention import VisionTransformerClassifier
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> vit = VisionTransformerClassifier(epochs=5, random_state=0).fit(X[:800], y[:800])
+    >>> vit.attention_maps(X[:2]).shape
+    (2, 8, 8)
+    """
+
+    def __init__(
+        self,
+        *,
+        patch_size=None,
+        embed_dim=64,
+        depth=4,
+        n_heads=4,
+        mlp_ratio=2.0,
+        dropout=0.1,
+        attention_dropout=0.0,
+        conv_stem=True,
+        label_smoothing=0.1,
+        image_shape=None,
+        channels="last",
+        epochs=30,
+        batch_size=64,
+        lr=0.002,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0001,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.n_heads = n_heads
+        self.mlp_ratio = mlp_ratio
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.conv_stem = conv_stem
+        self.label_smoothing = label_smoothing
+        self.image_shape = image_shape
+        self.channels = channels
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _build_module(self, n_channels, n_outputs, input_size):
+        if self.patch_size is not None:
+            check_scalar(self.patch_size, "patch_size", numbers.Integral, min_val=1)
+        for name in ("embed_dim", "depth", "n_heads"):
+            check_scalar(getattr(self, name), name, numbers.Integral, min_val=1)
+        check_scalar(self.mlp_ratio, "mlp_ratio", numbers.Real, min_val=0,
+                     include_boundaries="neither")
+        for name in ("dropout", "attention_dropout"):
+            check_scalar(getattr(self, name), name, numbers.Real, min_val=0, max_val=1,
+                         include_boundaries="left")
+        return VisionTransformer(
+            n_channels, n_outputs, input_size, patch_size=self.patch_size,
+            embed_dim=self.embed_dim, depth=self.depth, n_heads=self.n_heads,
+            mlp_ratio=self.mlp_ratio, dropout=self.dropout,
+            attention_dropout=self.attention_dropout, conv_stem=self.conv_stem,
+        )
+
+    def attention_maps(self, X):
+        """Where the class token looks: attention rollout at image resolution.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images in any accepted form.
+
+        Returns
+        -------
+        maps : ndarray of shape (n_samples, height, width)
+            Non-negative maps that sum to 1 per image: the share of the class
+            token's (rolled-out) attention that falls on each pixel.
+        """
+        check_is_fitted(self, "net_")
+        module = self.module_
+        images = check_images(X, estimator=self, reset=False, channels=self.channels)
+        height, width = self.image_shape_[:2]
+        grid = module.patch_embedding.grid(height, width)
+        patch = module.patch_embedding.patch_size
+
+        def rollout(batch):
+            _, attention = module(batch, return_attention=True)
+            maps = attention_rollout(attention, grid)
+            # Spread each patch's share evenly over its pixels, crop the padding.
+            maps = maps.repeat_interleave(patch, 1).repeat_interleave(patch, 2) / patch**2
+            maps = maps[:, :height, :width]
+            return maps / maps.sum(dim=(1, 2), keepdim=True)
+
+        return predict_batches(module, images, batch_size=self.batch_size,
+                               device=self.net_.device, forward=rollout).numpy()

@@ -10,17 +10,13 @@ Writes bench/results/extractor_throughput.json.
 """
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import time
 
 import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
 
+from _harness import machine, median_throughput, write_result
 from skvision.nn.backbones import _load_into
 from skvision.transfer import PretrainedFeatureExtractor
 
@@ -56,35 +52,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat of 128 images")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
-                                                         "extractor_throughput.json"))
     args = parser.parse_args()
     n_images, repeats = (128, 1) if args.quick else (256, 3)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n_images, 96, 96, 3), dtype=np.uint8)
-    reference = plain_timm(images[:8], args.device)  # warm-up, and a correctness check
-    np.testing.assert_allclose(skvision_transform(images[:8], args.device), reference,
-                               rtol=1e-3, atol=1e-4)
-    times = {"plain_timm": [], "skvision": []}
-    for _ in range(repeats):
-        for name, function in (("plain_timm", plain_timm), ("skvision", skvision_transform)):
-            start = time.perf_counter()
-            function(images, args.device)
-            times[name].append(time.perf_counter() - start)
-    result = {name: {"seconds": statistics.median(t), "images_per_s": n_images / statistics.median(t)}
-              for name, t in times.items()}
+    # Same features from both, or the comparison means nothing.
+    np.testing.assert_allclose(skvision_transform(images[:8], args.device),
+                               plain_timm(images[:8], args.device), rtol=1e-3, atol=1e-4)
+    result = median_throughput(
+        {"plain_timm": lambda: plain_timm(images, args.device),
+         "skvision": lambda: skvision_transform(images, args.device)},
+        n_images=n_images, repeats=repeats,
+    )
     result["ratio"] = result["skvision"]["images_per_s"] / result["plain_timm"]["images_per_s"]
-    result["machine"] = {"platform": platform.platform(), "torch": torch.__version__,
-                         "threads": torch.get_num_threads(), "device": args.device,
-                         "batch_size": BATCH_SIZE, "n_images": n_images, "input": "96x96x3 uint8"}
+    result["machine"] = dict(machine(args.device), batch_size=BATCH_SIZE, n_images=n_images,
+                             input="96x96x3 uint8")
     print(f"plain timm {result['plain_timm']['images_per_s']:.1f} img/s | skvision "
           f"{result['skvision']['images_per_s']:.1f} img/s | ratio {result['ratio']:.3f}")
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(result, handle, indent=2)
-    os.replace(tmp, args.output)
-    print(f"wrote {args.output}")
+    write_result("extractor_throughput", result)
 
 
 if __name__ == "__main__":

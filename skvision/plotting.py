@@ -55,23 +55,32 @@ def plot_images(images, titles=None, *, n_cols=8, cmap="gray", ax_size=1.5, fig=
     >>> len(fig.axes)
     4
     """
+    images = _as_display_images(images)
+    fig, axes = _image_grid(len(images), titles, n_cols, ax_size, fig)
+    for ax, image in zip(axes, images):
+        ax.imshow(image, cmap=cmap if image.ndim == 2 else None)
+    fig.tight_layout()
+    return fig
+
+
+def _image_grid(n_images, titles, n_cols, ax_size, fig):
+    """A figure with one titled, axis-free subplot per image."""
     import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
 
-    images = _as_display_images(images)
-    if titles is not None and len(titles) != len(images):
-        raise ValueError(f"Got {len(titles)} titles for {len(images)} images.")
-    n_cols = max(1, min(n_cols, len(images)))
-    n_rows = -(-len(images) // n_cols)
+    if titles is not None and len(titles) != n_images:
+        raise ValueError(f"Got {len(titles)} titles for {n_images} images.")
+    n_cols = max(1, min(n_cols, n_images))
+    n_rows = -(-n_images // n_cols)
     if fig is None:
         fig = plt.figure(figsize=(n_cols * ax_size, n_rows * (ax_size + 0.3)))
-    for index, image in enumerate(images):
+    axes = []
+    for index in range(n_images):
         ax = fig.add_subplot(n_rows, n_cols, index + 1)
-        ax.imshow(image, cmap=cmap if image.ndim == 2 else None)
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[index], fontsize=8)
-    fig.tight_layout()
-    return fig
+        axes.append(ax)
+    return fig, axes
 
 
 def plot_history(history, *, metrics=("loss", "acc"), fig=None):
@@ -167,8 +176,6 @@ def plot_activation_maps(images, maps, titles=None, *, alpha=0.5, cmap="jet", n_
     >>> len(fig.axes)
     2
     """
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
     images = _as_display_images(images)
     maps = np.asarray(maps, dtype=float)
     if maps.shape != images.shape[:3]:
@@ -179,16 +186,9 @@ def plot_activation_maps(images, maps, titles=None, *, alpha=0.5, cmap="jet", n_
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
     maps = (maps - low) / np.where(high > low, high - low, 1)
-    n_cols = max(1, min(n_cols, len(images)))
-    n_rows = -(-len(images) // n_cols)
-    if fig is None:
-        fig = plt.figure(figsize=(n_cols * ax_size, n_rows * (ax_size + 0.3)))
-    for index, (image, heat) in enumerate(zip(images, maps)):
-        ax = fig.add_subplot(n_rows, n_cols, index + 1)
+    fig, axes = _image_grid(len(images), titles, n_cols, ax_size, fig)
+    for ax, image, heat in zip(axes, images, maps):
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
         ax.imshow(heat, cmap=cmap, alpha=alpha)
-        ax.set_axis_off()
-        if titles is not None:
-            ax.set_title(titles[index], fontsize=8)
     fig.tight_layout()
     return fig

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, check_scalar
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, LRScheduler, PrintLog
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
@@ -379,7 +379,7 @@ class BaseNeuralEstimator(BaseEstimator):
             device=device,
             verbose=int(self.verbose >= 2),
             # The per-epoch table only when asked for: one callback less per batch.
-            callbacks__print_log=None if self.verbose < 2 else PrintLog(),
+            **({"callbacks__print_log": None} if self.verbose < 2 else {}),
             alpha=self.alpha,
             l1_ratio=self.l1_ratio,
             generator=torch.Generator().manual_seed(self._seed),

@@ -243,9 +243,12 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
                 "output layer weighs the last feature maps directly."
             )
         features = self._forward(X, forward=self.module_.forward_features)
-        weight = self.module_.head[-1].weight.detach().cpu()
+        output_layer = self.module_.head[-1]
+        weight = output_layer.weight.detach().cpu()
         if target is None:
-            classes = (features.mean(dim=(2, 3)) @ weight.T).argmax(dim=1)
+            # The predicted class, bias included, so the map explains predict().
+            bias = output_layer.bias.detach().cpu()
+            classes = F.linear(features.mean(dim=(2, 3)), weight, bias).argmax(dim=1)
         else:
             target = np.broadcast_to(np.asarray(target), (len(features),))
             classes = encode_labels(target, self.classes_, len(features))

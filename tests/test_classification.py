@@ -236,6 +236,8 @@ def test_feature_maps_and_class_activation_maps():
     maps = clf.class_activation_maps(X[:4])
     assert maps.shape == (4, 16, 16)
     assert maps.min() >= 0 and maps.max() <= 1
+    # By default the map explains the class predict() returns.
+    np.testing.assert_allclose(maps, clf.class_activation_maps(X[:4], target=clf.predict(X[:4])))
     assert not np.allclose(maps, clf.class_activation_maps(X[:4], target="circle"))
     flatten = CNNClassifier(filters=(8,), epochs=1, head="flatten", random_state=0).fit(X, y)
     with pytest.raises(ValueError, match="head='gap'"):

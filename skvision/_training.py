@@ -78,11 +78,14 @@ image_shape : tuple of int, default=None
     n_iter_no_change : int, default=5
         Epochs without improvement of the validation loss before stopping.
 
-    augment : callable, default=None
-        Applied to every training batch (a float tensor ``(n, c, h, w)`` on
-        the training device), fresh at every epoch; never to validation or
-        prediction batches. Any callable returning a batch of the same shape
-        works, e.g. ``torchvision.transforms.v2.RandomHorizontalFlip()``.
+    augment : ImageAugmenter or callable, default=None
+        Applied to every training batch on the training device, with new
+        random draws at every epoch (seeded by ``random_state``); never to
+        validation or prediction batches. An
+        :class:`~skvision.augmentation.ImageAugmenter` draws parameters per
+        image and can mix labels (mixup, cutmix); any other callable taking
+        and returning a float tensor ``(n, c, h, w)`` also works, e.g.
+        ``torchvision.transforms.v2.RandomHorizontalFlip()``.
 
     warm_start : bool, default=False
         When True, ``fit`` on a fitted estimator continues training from its
@@ -195,8 +198,31 @@ class _BatchIterator:
             index = order[start:stop] if self.shuffle else slice(start, stop)
             X, y = self.dataset.X[index], self.dataset.y[index]
             if self.augment is not None:
-                X = self.augment(X.to(self.device, non_blocking=True))
+                X, y = self.augment(X.to(self.device, non_blocking=True), y)
+                X = channels_last(X)
             yield X, y
+
+
+class _TrainingAugment:
+    """Adapt the estimator's ``augment`` to training batches: ``(X, y) -> (X, y)``.
+
+    An ImageAugmenter draws its parameters from ``rng``, the estimator's own
+    seeded generator, so every epoch differs and the same ``random_state``
+    replays the same run. ``n_classes`` (None for regressors) lets mixup and
+    cutmix turn labels into mixed one-hot targets.
+    """
+
+    def __init__(self, augment, rng, n_classes=None):
+        self.augment = augment
+        self.rng = rng
+        self.n_classes = n_classes
+
+    def __call__(self, X, y):
+        if hasattr(self.augment, "_augment_training_batch"):
+            return self.augment._augment_training_batch(
+                X, y, rng=self.rng, n_classes=self.n_classes
+            )
+        return self.augment(X), y
 
 
 # --------------------------------------------------------------------------
@@ -210,8 +236,11 @@ class _Accuracy(Callback):
         self.counts_ = {True: [0, 0], False: [0, 0]}
 
     def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        target = batch[1].to(y_pred.device)
+        if target.dim() > 1:  # mixed one-hot targets (mixup, cutmix): the major class
+            target = target.argmax(dim=1)
         # Summed as a tensor: no device synchronisation per batch.
-        correct = (y_pred.detach().argmax(dim=1) == batch[1].to(y_pred.device)).sum()
+        correct = (y_pred.detach().argmax(dim=1) == target).sum()
         self.counts_[training][0] += correct
         self.counts_[training][1] += len(batch[1])
 
@@ -352,8 +381,12 @@ class BaseNeuralEstimator(BaseEstimator):
             raise ValueError(f"lr_schedule must be one of {_SCHEDULES}; got {self.lr_schedule!r}.")
         if self.verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2; got {self.verbose!r}.")
-        if self.augment is not None and not callable(self.augment):
-            raise ValueError(f"augment must be None or a callable; got {self.augment!r}.")
+        if hasattr(self.augment, "_augment_training_batch"):
+            self.augment._check_params()
+        elif self.augment is not None and not callable(self.augment):
+            raise ValueError(
+                f"augment must be None, an ImageAugmenter or a callable; got {self.augment!r}."
+            )
 
     # -- building -----------------------------------------------------------
 
@@ -450,6 +483,7 @@ class BaseNeuralEstimator(BaseEstimator):
                     self._build_module(X.shape[1], n_outputs, tuple(X.shape[2:]))
                 )
             self.net_ = self._make_net(module, self.device_)
+            self._augment_rng = np.random.default_rng(self._seed)
         X = channels_last(X)  # batches sliced from it keep the fast layout
         if self.early_stopping and not partial:
             train, valid = self._split_validation(X, y, self._seed)
@@ -461,7 +495,9 @@ class BaseNeuralEstimator(BaseEstimator):
         n_batches = len(_BatchIterator(train, self.batch_size, shuffle=True))
         self.net_.set_params(
             callbacks=self._callbacks(n_batches, epochs, None if partial else self.lr_schedule),
-            augment=self.augment,
+            augment=None if self.augment is None else _TrainingAugment(
+                self.augment, self._augment_rng, n_outputs if self._is_classifier else None
+            ),
         )
         if not reset:
             # A finished schedule leaves the rate near zero; restart from lr.

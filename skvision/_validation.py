@@ -15,7 +15,15 @@ import torch
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
-__all__ = ["check_images", "check_class_labels", "encode_labels", "check_regression_targets"]
+__all__ = [
+    "check_images",
+    "check_masks",
+    "check_boxes",
+    "images_like",
+    "check_class_labels",
+    "encode_labels",
+    "check_regression_targets",
+]
 
 _CHANNELS = ("last", "first")
 
@@ -166,6 +174,131 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
             estimator.image_shape_ = shape
     images = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=np.float32)
     return torch.from_numpy(images)
+
+
+def images_like(images, X, *, channels="last"):
+    """Return a float tensor ``(n, c, h, w)`` in the form and dtype of the input ``X``.
+
+    The inverse of :func:`check_images` for transformers whose output is
+    images: flat input gives flat rows, ``(n, h, w)`` gives ``(n, h, w)``,
+    channels-last stays channels-last, tensors stay tensors, and uint8 input
+    gives uint8 (clipped to [0, 1] and rounded) so a step changes pixels, not
+    the data's type.
+    """
+    if isinstance(X, torch.Tensor):
+        return images.to(dtype=X.dtype if X.dtype.is_floating_point else torch.float32)
+    if isinstance(X, (list, tuple)):
+        X = _list_to_array(X)
+    dtype = getattr(X, "dtype", None)
+    if hasattr(X, "columns"):
+        ndim, dtype = 2, np.result_type(*X.dtypes)
+    else:
+        ndim = np.ndim(X)
+    array = images.detach().cpu().numpy()
+    if ndim == 4 and channels == "first":
+        pass
+    else:
+        array = array.transpose(0, 2, 3, 1)
+        if ndim == 3:
+            array = array[..., 0]
+        elif ndim == 2:
+            array = array.reshape(len(array), -1)
+    if dtype == np.uint8:
+        return np.rint(np.clip(array, 0, 1) * 255).astype(np.uint8)
+    if dtype is not None and np.issubdtype(dtype, np.floating):
+        return np.ascontiguousarray(array, dtype=dtype)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_masks(masks, n_samples, image_size):
+    """Validate integer segmentation masks and return an int64 tensor ``(n, h, w)``.
+
+    ``masks`` holds one class index per pixel, shaped ``(n, h, w)`` (or
+    ``(n, h, w, 1)``), with the images' ``image_size = (h, w)``.
+    """
+    if isinstance(masks, torch.Tensor):
+        masks = masks.detach().cpu().numpy()
+    elif isinstance(masks, (list, tuple)):
+        masks = _list_to_array(masks)
+    masks = np.asarray(masks)
+    if masks.ndim == 4 and masks.shape[-1] == 1:
+        masks = masks[..., 0]
+    expected = (n_samples, *image_size)
+    if masks.shape != expected:
+        raise ValueError(
+            f"masks must have shape (n_images, height, width) = {expected}, one class "
+            f"index per pixel; got shape {masks.shape}."
+        )
+    if not (np.issubdtype(masks.dtype, np.integer) or masks.dtype == bool):
+        if not np.issubdtype(masks.dtype, np.floating) or np.any(masks != np.round(masks)):
+            raise ValueError(
+                f"masks must hold integer class indices; got dtype {masks.dtype} with "
+                "non-integer values."
+            )
+    if masks.size and masks.min() < 0:
+        raise ValueError(f"masks must hold class indices >= 0; found {masks.min()}.")
+    return torch.from_numpy(masks.astype(np.int64))
+
+
+def check_boxes(targets, n_samples, image_size):
+    """Validate detection targets: one dict per image with xyxy ``"boxes"``.
+
+    Each target is a mapping with ``"boxes"`` of shape ``(k, 4)`` in pixels,
+    ``x1 < x2 <= width`` and ``y1 < y2 <= height``, and optionally
+    ``"labels"`` (and other per-box arrays) of length ``k``. Returns a list of
+    dicts whose ``"boxes"`` are float32 tensors; the other entries are kept
+    as numpy arrays. The caller's dicts are not modified.
+    """
+    if not isinstance(targets, (list, tuple)) or len(targets) != n_samples:
+        length = len(targets) if hasattr(targets, "__len__") else None
+        raise ValueError(
+            f"Expected a list of {n_samples} detection targets (one dict with a "
+            f"'boxes' array per image); got {type(targets).__name__} of length {length}."
+        )
+    height, width = image_size
+    checked = []
+    for index, target in enumerate(targets):
+        if not hasattr(target, "keys") or "boxes" not in target:
+            raise ValueError(
+                f"Detection target {index} must be a dict with a 'boxes' array of "
+                f"shape (k, 4); got {type(target).__name__}."
+            )
+        boxes = target["boxes"]
+        boxes = boxes.detach().cpu().numpy() if isinstance(boxes, torch.Tensor) else boxes
+        try:
+            boxes = np.asarray(boxes, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"boxes of image {index} must be numbers; {error}") from None
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(
+                f"boxes of image {index} must have shape (k, 4) as x1, y1, x2, y2; got "
+                f"{boxes.shape}."
+            )
+        bad = ~np.isfinite(boxes).all(axis=1)
+        bad |= (boxes[:, 0] >= boxes[:, 2]) | (boxes[:, 1] >= boxes[:, 3])
+        bad |= (boxes[:, :2] < 0).any(axis=1) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+        if bad.any():
+            raise ValueError(
+                f"Box {boxes[bad][0].tolist()} of image {index} is not inside the "
+                f"{width}x{height} image as x1 < x2 <= width, y1 < y2 <= height (pixels)."
+            )
+        entry = {}
+        for key, value in target.items():
+            if key == "boxes":
+                continue
+            value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+            value = np.asarray(value)
+            if value.ndim and len(value) != len(boxes):
+                raise ValueError(
+                    f"'{key}' of image {index} has {len(value)} entries for "
+                    f"{len(boxes)} boxes."
+                )
+            entry[key] = value.copy()
+        entry["boxes"] = torch.from_numpy(boxes.copy())
+        checked.append(entry)
+    return checked
 
 
 def check_class_labels(y, n_samples):

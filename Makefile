@@ -22,9 +22,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -e ".[bench]"
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/vit_overhead.py
 	$(BIN)/python bench/extractor_throughput.py
+	$(BIN)/python bench/augment_throughput.py
 
 clean:
 	rm -rf $(VENV) skvision-demo .pytest_cache

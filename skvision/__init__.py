@@ -1,15 +1,18 @@
 """skvision: computer vision that drops into scikit-learn."""
 
 from .attention import VisionTransformerClassifier
+from .augmentation import AugmentationSampler, ImageAugmenter
 from .classification import CNNClassifier, CNNRegressor
 from .transfer import FineTunedClassifier, PretrainedFeatureExtractor
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AugmentationSampler",
     "CNNClassifier",
     "CNNRegressor",
     "FineTunedClassifier",
+    "ImageAugmenter",
     "PretrainedFeatureExtractor",
     "VisionTransformerClassifier",
     "__version__",

@@ -189,11 +189,13 @@ def images_like(images, X, *, channels="last"):
         return images.to(dtype=X.dtype if X.dtype.is_floating_point else torch.float32)
     if isinstance(X, (list, tuple)):
         X = _list_to_array(X)
-    dtype = getattr(X, "dtype", None)
     if hasattr(X, "columns"):
         ndim, dtype = 2, np.result_type(*X.dtypes)
+    elif hasattr(X, "ndim") and hasattr(X, "dtype"):
+        ndim, dtype = X.ndim, X.dtype
     else:
-        ndim = np.ndim(X)
+        X = np.asarray(X)
+        ndim, dtype = X.ndim, X.dtype
     array = images.detach().cpu().numpy()
     if ndim == 4 and channels == "first":
         pass

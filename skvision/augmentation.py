@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
@@ -29,7 +29,7 @@ from ._validation import (
     images_like,
 )
 
-__all__ = ["ImageAugmenter", "tta_predict"]
+__all__ = ["AugmentationSampler", "ImageAugmenter", "tta_predict"]
 
 # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale; they sum to 1,
 # so the gray image of a gray image is itself.
@@ -101,9 +101,10 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
       fresh augmentation of every training batch at every epoch, never of
       validation or prediction batches; only there do ``mixup_alpha`` and
       ``cutmix_alpha`` apply, as they mix the labels too;
-    * :meth:`fit_resample`: the originals plus ``n_copies`` augmented copies,
-      a sampler step for an imbalanced-learn ``Pipeline`` so that
-      cross-validation augments the training folds only;
+    * :meth:`fit_resample`: the originals plus ``n_copies`` augmented copies;
+      wrapped in :class:`AugmentationSampler` it is a sampler step of an
+      imbalanced-learn ``Pipeline``, so that cross-validation augments the
+      training folds only;
     * :meth:`transform`: augment once (offline expansion, test-time
       augmentation; see :func:`tta_predict`).
 
@@ -138,9 +139,17 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     shear : float, default=0.0
         Horizontal shear angle drawn from ``[-shear, shear]`` degrees.
 
-    brightness, contrast, saturation : float, default=0.0
-        Color jitter: each factor is drawn from ``[max(0, 1 - v), 1 + v]``.
-        Saturation applies to RGB images only.
+    brightness : float, default=0.0
+        Color jitter: the pixel values are multiplied by a factor drawn from
+        ``[max(0, 1 - brightness), 1 + brightness]``.
+
+    contrast : float, default=0.0
+        Factor drawn likewise by which each image's deviations from its mean
+        gray level are scaled.
+
+    saturation : float, default=0.0
+        Factor drawn likewise by which the colors' deviations from gray are
+        scaled; RGB images only.
 
     hue : float, default=0.0
         Hue shift of up to this fraction of a full turn (at most 0.5), RGB
@@ -215,6 +224,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     See Also
     --------
     skvision.CNNClassifier : Takes an augmenter as ``augment=``.
+    AugmentationSampler : The augmenter as an imbalanced-learn sampler step.
     tta_predict : Test-time augmentation: predictions averaged over copies.
     torchvision.transforms.v2 : Per-image transforms (one parameter draw per
         call, even on a batch).
@@ -613,6 +623,111 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         else:
             images = weight * images + (1 - weight) * images[order]
         return images, weight * targets + (1 - weight) * targets[order]
+
+
+class AugmentationSampler(BaseEstimator):
+    """Offline augmentation as a sampler step of an imbalanced-learn Pipeline.
+
+    ``imblearn.pipeline.Pipeline`` runs ``fit_resample`` of a step on the
+    training data only, so ``cross_val_score`` and ``GridSearchCV`` train on
+    augmented folds and score untouched ones. imbalanced-learn refuses a
+    step that has both ``transform`` and ``fit_resample``, hence this
+    wrapper around :meth:`ImageAugmenter.fit_resample`.
+
+    Parameters
+    ----------
+    augmenter : ImageAugmenter, default=None
+        The augmentation and its ``n_copies``; None uses ``ImageAugmenter()``.
+
+    Attributes
+    ----------
+    augmenter_ : ImageAugmenter
+        The fitted clone of ``augmenter``.
+
+    n_features_in_ : int
+        Flat size of the images seen in ``fit``.
+
+    See Also
+    --------
+    ImageAugmenter : The augmentation itself.
+    imblearn.FunctionSampler : imbalanced-learn's generic sampler.
+
+    Examples
+    --------
+    >>> from imblearn.pipeline import make_pipeline
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.model_selection import cross_val_score
+    >>> from skvision.augmentation import AugmentationSampler, ImageAugmenter
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> sampler = AugmentationSampler(ImageAugmenter(horizontal_flip=0, degrees=10,
+    ...                                              image_shape=(8, 8), random_state=0))
+    >>> model = make_pipeline(sampler, LogisticRegression(max_iter=500))
+    >>> cross_val_score(model, X[:300].reshape(300, -1), y[:300], cv=3).shape
+    (3,)
+    """
+
+    def __init__(self, augmenter=None):
+        self.augmenter = augmenter
+
+    def _validated_augmenter(self):
+        augmenter = ImageAugmenter() if self.augmenter is None else self.augmenter
+        if not isinstance(augmenter, ImageAugmenter):
+            raise TypeError(
+                f"augmenter must be an ImageAugmenter; got {type(augmenter).__name__}."
+            )
+        return clone(augmenter)
+
+    def fit(self, X, y):
+        """Check the input and the augmenter.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Training images.
+        y : array-like of shape (n_samples,)
+            Their targets.
+
+        Returns
+        -------
+        self : object
+            The fitted sampler.
+        """
+        augmenter = self._validated_augmenter()
+        augmenter._check_params()
+        images = check_images(X, estimator=augmenter, reset=True,
+                              image_shape=augmenter.image_shape, channels=augmenter.channels)
+        _check_targets_length(y, len(images))
+        self.augmenter_ = augmenter
+        self.n_features_in_ = augmenter.n_features_in_
+        return self
+
+    def fit_resample(self, X, y):
+        """The images plus ``n_copies`` augmented copies, and the repeated targets.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Training images.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their targets.
+
+        Returns
+        -------
+        X_resampled : array or tensor
+            See :meth:`ImageAugmenter.fit_resample`.
+        y_resampled : ndarray
+            ``y`` repeated ``n_copies + 1`` times.
+        """
+        self.augmenter_ = self._validated_augmenter()
+        X_resampled, y_resampled = self.augmenter_.fit_resample(X, y)
+        self.n_features_in_ = self.augmenter_.n_features_in_
+        return X_resampled, y_resampled
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
 
 
 # --------------------------------------------------------------------------

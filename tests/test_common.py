@@ -13,6 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skvision import CNNClassifier, CNNRegressor
 from skvision.attention import VisionTransformerClassifier
+from skvision.augmentation import AugmentationSampler, ImageAugmenter
 from skvision.transfer import FineTunedClassifier, PretrainedFeatureExtractor
 
 # sklearn's checks feed tabular data with 1 to 10 features; image_shape=(1, -1)
@@ -31,9 +32,22 @@ INIT_PARAMS = {
     FineTunedClassifier: dict(backbone="test_efficientnet", weights=False, freeze="none",
                               image_size=8, epochs=10, batch_size=16, lr=0.02,
                               image_shape=(1, -1), device="cpu", random_state=0),
+    ImageAugmenter: dict(degrees=10, brightness=0.2, noise_std=0.01, image_shape=(1, -1),
+                         device="cpu", random_state=0),
+    AugmentationSampler: dict(augmenter=ImageAugmenter(image_shape=(1, -1), random_state=0)),
 }
 
+_PER_IMAGE_DRAWS = (
+    "random parameters are drawn image by image in order, so an image gets other "
+    "parameters when the batch is reordered or cut; this is what per-sample "
+    "augmentation means."
+)
+
 EXPECTED_FAILED_CHECKS = {
+    ImageAugmenter: {
+        "check_methods_sample_order_invariance": _PER_IMAGE_DRAWS,
+        "check_methods_subset_invariance": _PER_IMAGE_DRAWS,
+    },
     PretrainedFeatureExtractor: {
         "check_methods_subset_invariance": (
             "float32 convolution kernels are chosen by batch size, so features of a "

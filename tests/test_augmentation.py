@@ -1,0 +1,321 @@
+"""ImageAugmenter: seeding, per-image parameters, geometry of masks and boxes, the three uses."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from skvision import CNNClassifier, CNNRegressor
+from skvision.augmentation import AugmentationSampler, ImageAugmenter, tta_predict
+from skvision.datasets import load_digit_images
+
+ALL_STEPS = dict(
+    horizontal_flip=0.5, vertical_flip=0.5, crop_scale=(0.5, 1.0), degrees=20, translate=0.1,
+    scale=(0.9, 1.1), shear=10, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1,
+    grayscale=0.2, blur_sigma=1.0, noise_std=0.05, erasing=0.5,
+)
+
+
+@pytest.fixture(scope="module")
+def rgb_images():
+    return np.random.default_rng(0).random((16, 24, 32, 3), dtype=np.float32)
+
+
+def _square_image(height=40, width=60, box=(10, 8, 26, 20)):
+    """One gray image, black except a white rectangle at ``box`` (x1, y1, x2, y2)."""
+    image = torch.zeros(1, 1, height, width)
+    x1, y1, x2, y2 = box
+    image[..., y1:y2, x1:x2] = 1.0
+    mask = (image[:, 0] > 0.5).long() * 2
+    return image, mask, [{"boxes": np.array([box], dtype=np.float32), "labels": np.array(["sq"])}]
+
+
+def _bounding_box(binary):
+    rows, cols = np.nonzero(binary)
+    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float32)
+
+
+# -- seeding -------------------------------------------------------------------
+
+
+def test_same_int_seed_same_output_every_call(rgb_images):
+    augmenter = ImageAugmenter(**ALL_STEPS, random_state=3).fit(rgb_images)
+    first = augmenter.transform(rgb_images)
+    assert np.array_equal(first, augmenter.transform(rgb_images))
+    assert np.array_equal(first, clone(augmenter).fit_transform(rgb_images))
+    other = ImageAugmenter(**ALL_STEPS, random_state=4).fit_transform(rgb_images)
+    assert not np.allclose(first, other)
+
+
+@pytest.mark.parametrize("make_rng", [np.random.default_rng, np.random.RandomState])
+def test_generator_instance_advances_between_calls(rgb_images, make_rng):
+    augmenter = ImageAugmenter(**ALL_STEPS, random_state=make_rng(0)).fit(rgb_images)
+    first, second = augmenter.transform(rgb_images), augmenter.transform(rgb_images)
+    assert not np.allclose(first, second)
+    replay = ImageAugmenter(**ALL_STEPS, random_state=make_rng(0)).fit(rgb_images)
+    assert np.array_equal(first, replay.transform(rgb_images))
+
+
+def test_parameters_differ_within_a_batch():
+    """Identical images in one batch come out different: one draw per image."""
+    image = np.random.default_rng(1).random((1, 32, 32, 3), dtype=np.float32)
+    batch = np.repeat(image, 12, axis=0)
+    for params in (dict(degrees=30), dict(crop_scale=(0.3, 0.9)), dict(brightness=0.5),
+                   dict(hue=0.2, horizontal_flip=0)):
+        out = ImageAugmenter(**params, random_state=0).fit_transform(batch)
+        distinct = {out[i].tobytes() for i in range(len(out))}
+        assert len(distinct) == len(out), params
+
+
+def test_input_never_modified_and_dtype_form_kept(rgb_images):
+    uint8 = (rgb_images * 255).astype(np.uint8)
+    for X in (rgb_images, rgb_images.astype(np.float64), uint8, rgb_images[..., 0],
+              rgb_images.reshape(16, -1)):
+        before = X.copy()
+        augmenter = ImageAugmenter(**ALL_STEPS, image_shape=(24, 32), random_state=0)
+        out = augmenter.fit_transform(X)
+        assert np.array_equal(X, before)
+        assert out.shape == X.shape and out.dtype == X.dtype
+    tensor = torch.from_numpy(rgb_images).permute(0, 3, 1, 2)
+    out = ImageAugmenter(random_state=0).fit_transform(tensor)
+    assert isinstance(out, torch.Tensor) and out.shape == tensor.shape
+
+
+def test_flips_are_exact(rgb_images):
+    out = ImageAugmenter(horizontal_flip=1.0, random_state=0).fit_transform(rgb_images)
+    assert np.array_equal(out, rgb_images[:, :, ::-1])
+    out = ImageAugmenter(horizontal_flip=0, vertical_flip=1.0).fit_transform(rgb_images)
+    assert np.array_equal(out, rgb_images[:, ::-1])
+
+
+def test_identity_when_every_step_is_off(rgb_images):
+    out = ImageAugmenter(horizontal_flip=0).fit_transform(rgb_images)
+    assert np.array_equal(out, rgb_images)
+
+
+def test_color_steps_keep_gray_pixels_and_grayscale_input():
+    gray = np.full((4, 8, 8, 3), 0.4, dtype=np.float32)
+    # Saturation, hue and grayscale leave a gray image unchanged.
+    out = ImageAugmenter(horizontal_flip=0, saturation=0.9, hue=0.5, grayscale=1.0,
+                         random_state=0).fit_transform(gray)
+    np.testing.assert_allclose(out, gray, atol=1e-5)
+    # Brightness scales; grayscale input ignores the RGB-only steps.
+    one_channel = gray[..., :1]
+    out = ImageAugmenter(horizontal_flip=0, brightness=0.5, saturation=0.9, hue=0.5,
+                         random_state=0).fit_transform(one_channel)
+    factors = out.reshape(4, -1) / 0.4
+    assert np.allclose(factors, factors[:, :1], atol=1e-5)  # one factor per image
+    assert ((factors > 0.49) & (factors < 1.51)).all() and np.ptp(factors[:, 0]) > 0.01
+
+
+def test_grayscale_step_gives_equal_channels(rgb_images):
+    out = ImageAugmenter(horizontal_flip=0, grayscale=1.0).fit_transform(rgb_images)
+    np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-6)
+    luma = rgb_images @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    np.testing.assert_allclose(out[..., 1], luma, atol=1e-5)
+
+
+def test_blur_noise_erasing(rgb_images):
+    blurred = ImageAugmenter(horizontal_flip=0, blur_sigma=2.0).fit_transform(rgb_images)
+    assert blurred.std() < 0.8 * rgb_images.std()
+    np.testing.assert_allclose(blurred.mean(), rgb_images.mean(), atol=0.02)
+    noisy = ImageAugmenter(horizontal_flip=0, noise_std=0.1, random_state=0).fit_transform(
+        rgb_images)
+    assert 0.09 < (noisy - rgb_images).std() < 0.11
+    erased = ImageAugmenter(horizontal_flip=0, erasing=1.0, erasing_scale=(0.2, 0.2),
+                            random_state=0).fit_transform(rgb_images + 1)
+    zero_share = (erased == 0).all(axis=-1).mean(axis=(1, 2))
+    np.testing.assert_allclose(zero_share, 0.2, atol=0.06)
+
+
+# -- masks and boxes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("params", [
+    dict(horizontal_flip=1.0),
+    dict(horizontal_flip=0, vertical_flip=1.0),
+    dict(horizontal_flip=0.5, crop_scale=(0.5, 0.9)),
+    dict(horizontal_flip=0, translate=0.2, scale=(0.8, 1.2)),
+    dict(horizontal_flip=0.5, degrees=90, crop_scale=(0.6, 1.0)),
+], ids=["hflip", "vflip", "crop", "shift-zoom", "rotate-crop"])
+def test_masks_and_boxes_follow_the_image(params):
+    image, mask, boxes = _square_image()
+    augmenter = ImageAugmenter(**params, padding_mode="zeros")
+    for seed in range(5):
+        out, out_mask, out_boxes = augmenter.augment_batch(
+            image, masks=mask, boxes=boxes, random_state=seed)
+        visible = out[0, 0].numpy() > 0.5
+        assert out_mask.dtype == torch.int64
+        assert set(np.unique(out_mask.numpy())) <= {0, 2}
+        # The mask moved exactly where the pixels went (nearest vs bilinear
+        # edges may differ by one pixel).
+        assert (visible != (out_mask[0].numpy() == 2)).mean() < 0.03
+        if visible.sum() < 4:
+            continue
+        assert len(out_boxes[0]["boxes"]) == 1 and list(out_boxes[0]["labels"]) == ["sq"]
+        # Axis-aligned moves keep the box tight; a rotation gives the box
+        # around the rotated corners, which contains the object.
+        moved, seen = out_boxes[0]["boxes"][0].numpy(), _bounding_box(visible)
+        if params.get("degrees"):
+            assert (moved[:2] <= seen[:2] + 1.5).all() and (moved[2:] >= seen[2:] - 1.5).all()
+        else:
+            np.testing.assert_allclose(moved, seen, atol=1.5)
+
+
+def test_boxes_leaving_the_image_are_dropped_with_labels():
+    image, _, _ = _square_image(box=(0, 0, 6, 6))
+    targets = [{"boxes": np.array([[0, 0, 6, 6], [20, 10, 40, 30]], dtype=np.float32),
+                "labels": np.array([7, 8])}]
+    # Zoom in 2x around the centre: the corner box leaves the image.
+    _, moved = ImageAugmenter(horizontal_flip=0, scale=(2.0, 2.0)).augment_batch(
+        image, boxes=targets)
+    assert list(moved[0]["labels"]) == [8]
+    np.testing.assert_allclose(moved[0]["boxes"][0].numpy(), [10, 0, 50, 40], atol=1e-4)
+    assert targets[0]["labels"].tolist() == [7, 8]  # input untouched
+
+
+def test_augment_batch_validates_masks_and_boxes():
+    image, mask, _ = _square_image()
+    augmenter = ImageAugmenter()
+    with pytest.raises(ValueError, match="masks must have shape"):
+        augmenter.augment_batch(image, masks=mask[:, :10])
+    with pytest.raises(ValueError, match="not inside"):
+        augmenter.augment_batch(image, boxes=[{"boxes": [[5, 5, 100, 10]]}])
+    with pytest.raises(ValueError, match=r"shape \(k, 4\)"):
+        augmenter.augment_batch(image, boxes=[{"boxes": [[5, 5, 10]]}])
+    with pytest.raises(ValueError, match="tensor of shape"):
+        augmenter.augment_batch(np.zeros((1, 3, 8, 8)))
+
+
+# -- parameters ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(horizontal_flip=1.5), "horizontal_flip"),
+    (dict(crop_scale=(0.9, 0.1)), "crop_scale"),
+    (dict(crop_scale=0.5), "crop_scale"),
+    (dict(hue=0.7), "hue"),
+    (dict(padding_mode="wrap"), "padding_mode"),
+    (dict(n_copies=0), "n_copies"),
+])
+def test_bad_parameters_raise_clear_errors(rgb_images, params, message):
+    with pytest.raises(ValueError, match=message):
+        ImageAugmenter(**params).fit(rgb_images)
+
+
+def test_presets():
+    assert ImageAugmenter.preset("light").crop_scale == (0.8, 1.0)
+    strong = ImageAugmenter.preset("strong", horizontal_flip=0, random_state=1)
+    assert strong.horizontal_flip == 0 and strong.mixup_alpha > 0 and strong.random_state == 1
+    with pytest.raises(ValueError, match="Unknown preset"):
+        ImageAugmenter.preset("extreme")
+
+
+def test_pickle_and_clone(rgb_images):
+    augmenter = ImageAugmenter(**ALL_STEPS, random_state=0).fit(rgb_images)
+    restored = pickle.loads(pickle.dumps(augmenter))
+    assert np.array_equal(restored.transform(rgb_images), augmenter.transform(rgb_images))
+
+
+# -- the three uses ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digit_images(return_X_y=True)
+
+
+def test_augment_in_training_is_seeded_and_changes_each_epoch(digits):
+    X, y = digits[0][:200], digits[1][:200]
+    calls = []
+
+    class Recording(ImageAugmenter):
+        def _augment_training_batch(self, X, y, **kwargs):
+            out = super()._augment_training_batch(X, y, **kwargs)
+            calls.append(out[0].clone())
+            return out
+
+    params = dict(filters=(8, 16), epochs=2, batch_size=200, device="cpu", random_state=0)
+    augmenter = Recording(horizontal_flip=0, degrees=15, random_state=123)
+    first = CNNClassifier(**params, augment=augmenter).fit(X, y)
+    epoch_1, epoch_2 = calls[0], calls[1]
+    assert not torch.allclose(epoch_1, epoch_2)  # new draws every epoch
+    calls.clear()
+    second = CNNClassifier(**params, augment=augmenter).fit(X, y)
+    assert torch.equal(calls[0], epoch_1)  # the estimator's seed replays them
+    np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+
+
+@pytest.mark.parametrize("Estimator", [CNNClassifier, CNNRegressor])
+def test_mixup_and_cutmix_in_training(digits, Estimator):
+    X, y = digits[0][:300], digits[1][:300]
+    augmenter = ImageAugmenter(horizontal_flip=0, mixup_alpha=0.4, cutmix_alpha=1.0)
+    model = Estimator(filters=(8, 16), epochs=3, batch_size=50, device="cpu", random_state=0,
+                      augment=augmenter).fit(X, y)
+    assert np.isfinite(model.history_["train_loss"]).all()
+    if Estimator is CNNClassifier:
+        assert set(model.predict(X)) <= set(range(10))
+
+
+def test_mixed_targets_are_probabilities():
+    X = torch.rand(6, 3, 8, 8)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    augmenter = ImageAugmenter(horizontal_flip=0, mixup_alpha=1.0)
+    mixed_X, mixed_y = augmenter._augment_training_batch(
+        X, y, rng=np.random.default_rng(0), n_classes=3)
+    assert mixed_y.shape == (6, 3)
+    np.testing.assert_allclose(mixed_y.sum(dim=1).numpy(), 1.0, atol=1e-6)
+    assert not torch.equal(mixed_X, X)
+
+
+def test_fit_resample_in_imblearn_pipeline_augments_training_folds_only(digits):
+    imblearn_pipeline = pytest.importorskip("imblearn.pipeline")
+    X, y = digits[0][:300], digits[1][:300]
+    augmenter = ImageAugmenter(horizontal_flip=0, degrees=10, n_copies=2, random_state=0)
+    X_more, y_more = augmenter.fit_resample(X, y)
+    assert X_more.shape == (900, 8, 8) and np.array_equal(X_more[:300], X)
+    assert np.array_equal(y_more, np.tile(y, 3))
+
+    seen = []
+
+    class RecordingLogistic(LogisticRegression):
+        def fit(self, X, y):
+            seen.append(("fit", len(X)))
+            return super().fit(X, y)
+
+        def predict(self, X):
+            seen.append(("predict", len(X)))
+            return super().predict(X)
+
+    # Flat rows in, flat rows out: the augmenter reads them as 8x8 images.
+    pipeline = imblearn_pipeline.make_pipeline(
+        AugmentationSampler(clone(augmenter).set_params(image_shape=(8, 8))),
+        RecordingLogistic(max_iter=300))
+    scores = cross_val_score(pipeline, X.reshape(300, -1), y, cv=3)
+    assert scores.mean() > 0.8
+    assert [n for kind, n in seen if kind == "fit"] == [600] * 3  # 200 originals x 3
+    assert [n for kind, n in seen if kind == "predict"] == [100] * 3  # test folds untouched
+
+
+def test_tta_predict(digits):
+    X, y = digits
+    clf = CNNClassifier(filters=(8, 16), epochs=5, device="cpu", random_state=0).fit(
+        X[:800], y[:800])
+    augmenter = ImageAugmenter(horizontal_flip=0, degrees=5, random_state=0)
+    labels = tta_predict(clf, X[800:1000], augmenter, n_augmentations=4)
+    proba = tta_predict(clf, X[800:1000], augmenter, n_augmentations=4, return_proba=True)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert np.array_equal(labels, clf.classes_[proba.argmax(axis=1)])
+    assert (labels == y[800:1000]).mean() >= (clf.predict(X[800:1000]) == y[800:1000]).mean() - 0.03
+    with pytest.raises(TypeError, match="ImageAugmenter"):
+        tta_predict(clf, X[:5], make_pipeline())
+
+
+def test_sampler_rejects_other_augmenters(digits):
+    with pytest.raises(TypeError, match="must be an ImageAugmenter"):
+        AugmentationSampler(augmenter="flip").fit_resample(*digits)

@@ -582,32 +582,32 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return images
         bright = rng.uniform(max(0, 1 - self.brightness), 1 + self.brightness, n_samples)
         contrast = rng.uniform(max(0, 1 - self.contrast), 1 + self.contrast, n_samples)
-        gain = torch.as_tensor(contrast * bright, dtype=images.dtype, device=images.device)
-        result = images
-        if linear:
-            gray = np.outer(np.ones(3), _LUMA)
-            saturation = rng.uniform(max(0, 1 - self.saturation), 1 + self.saturation, n_samples)
-            maps = saturation[:, None, None] * np.eye(3) + (1 - saturation)[:, None, None] * gray
-            if self.hue > 0:
-                turn = rng.uniform(-self.hue, self.hue, n_samples) * 2 * np.pi
-                rotation = np.tile(np.eye(3), (n_samples, 1, 1))
-                rotation[:, 1, 1] = rotation[:, 2, 2] = np.cos(turn)
-                rotation[:, 1, 2], rotation[:, 2, 1] = -np.sin(turn), np.sin(turn)
-                maps = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ @ maps
-            to_gray = rng.random(n_samples) < self.grayscale
-            maps[to_gray] = gray @ maps[to_gray]
-            maps = torch.as_tensor(maps, dtype=images.dtype, device=images.device)
-            result = torch.einsum("nij,njhw->nihw", maps * gain[:, None, None], images)
-        else:
-            result = images * gain[:, None, None, None]
+        as_tensor = {"dtype": images.dtype, "device": images.device}
+        gain = torch.as_tensor(contrast * bright, **as_tensor)
+        offset = images.new_zeros(n_samples)
         if self.contrast > 0:
-            luma = torch.as_tensor(_LUMA, dtype=images.dtype, device=images.device)
             channel_means = images.mean(dim=(2, 3))
-            mean = channel_means @ luma if rgb else channel_means.mean(dim=1)
-            factor = torch.as_tensor((1 - contrast) * bright, dtype=images.dtype,
-                                     device=images.device)
-            result = result + (factor * mean)[:, None, None, None]
-        return result
+            mean = channel_means @ torch.as_tensor(_LUMA, **as_tensor) if rgb else (
+                channel_means.mean(dim=1))
+            offset = torch.as_tensor((1 - contrast) * bright, **as_tensor) * mean
+        if not linear:
+            return torch.addcmul(offset.view(-1, 1, 1, 1), images, gain.view(-1, 1, 1, 1))
+        gray = np.outer(np.ones(3), _LUMA)
+        saturation = rng.uniform(max(0, 1 - self.saturation), 1 + self.saturation, n_samples)
+        maps = saturation[:, None, None] * np.eye(3) + (1 - saturation)[:, None, None] * gray
+        if self.hue > 0:
+            turn = rng.uniform(-self.hue, self.hue, n_samples) * 2 * np.pi
+            rotation = np.tile(np.eye(3), (n_samples, 1, 1))
+            rotation[:, 1, 1] = rotation[:, 2, 2] = np.cos(turn)
+            rotation[:, 1, 2], rotation[:, 2, 1] = -np.sin(turn), np.sin(turn)
+            maps = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ @ maps
+        to_gray = rng.random(n_samples) < self.grayscale
+        maps[to_gray] = gray @ maps[to_gray]
+        maps = torch.as_tensor(maps, **as_tensor) * gain.view(-1, 1, 1)
+        # One fused pass: offset + maps @ pixels, image by image.
+        result = torch.baddbmm(offset.view(-1, 1, 1).expand(-1, 3, 1), maps,
+                               images.reshape(n_samples, 3, -1))
+        return result.view(images.shape)
 
     def _mix(self, images, targets, rng):
         """Mixup or cutmix of a batch with a shuffled copy of itself."""

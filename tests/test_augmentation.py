@@ -319,3 +319,21 @@ def test_tta_predict(digits):
 def test_sampler_rejects_other_augmenters(digits):
     with pytest.raises(TypeError, match="must be an ImageAugmenter"):
         AugmentationSampler(augmenter="flip").fit_resample(*digits)
+
+
+def test_color_map_matches_torchvision_sequence():
+    """The one-pass color map equals torchvision's brightness -> contrast -> saturation."""
+    from torchvision.transforms.v2 import functional as TF
+
+    images = 0.3 + 0.4 * torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    augmenter = ImageAugmenter(horizontal_flip=0, brightness=0.2, contrast=0.2, saturation=0.3)
+    out = augmenter.augment_batch(images, random_state=np.random.default_rng(7))
+    # Replay the augmenter's draws: brightness, contrast, saturation, per image.
+    rng = np.random.default_rng(7)
+    bright, contrast, saturation = (rng.uniform(0.8, 1.2, 5), rng.uniform(0.8, 1.2, 5),
+                                    rng.uniform(0.7, 1.3, 5))
+    for i, image in enumerate(images):
+        expected = TF.adjust_brightness(image, float(bright[i]))
+        expected = TF.adjust_contrast(expected, float(contrast[i]))
+        expected = TF.adjust_saturation(expected, float(saturation[i]))
+        torch.testing.assert_close(out[i], expected, atol=2e-4, rtol=0)

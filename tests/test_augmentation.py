@@ -245,10 +245,24 @@ def test_augment_in_training_is_seeded_and_changes_each_epoch(digits):
     first = CNNClassifier(**params, augment=augmenter).fit(X, y)
     epoch_1, epoch_2 = calls[0], calls[1]
     assert not torch.allclose(epoch_1, epoch_2)  # new draws every epoch
+    assert len(calls) == 2  # one training batch per epoch
     calls.clear()
     second = CNNClassifier(**params, augment=augmenter).fit(X, y)
     assert torch.equal(calls[0], epoch_1)  # the estimator's seed replays them
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+    calls.clear()
+    second.predict(X)
+    assert not calls  # never at prediction
+    # With early stopping, the validation batches are not augmented either.
+    CNNClassifier(**dict(params, batch_size=180), augment=augmenter, early_stopping=True,
+                  validation_fraction=0.1).fit(X, y)
+    assert [len(batch) for batch in calls] == [180, 180]
+    # A fitted model with its augmenter pickles; the augmenter's parameters
+    # are searchable as augment__<name>.
+    plain = CNNClassifier(**params, augment=ImageAugmenter(degrees=15)).fit(X, y)
+    restored = pickle.loads(pickle.dumps(plain))
+    np.testing.assert_array_equal(restored.predict(X), plain.predict(X))
+    assert plain.get_params()["augment__degrees"] == 15
 
 
 @pytest.mark.parametrize("Estimator", [CNNClassifier, CNNRegressor])

@@ -90,7 +90,8 @@ def _infer_flat_shape(n_features, image_shape):
     return shape
 
 
-def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="last"):
+def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="last",
+                 dtype=np.float32):
     """Validate images in any accepted form and return a float32 tensor.
 
     Parameters
@@ -111,10 +112,13 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
         None, a square grayscale or RGB image is inferred.
     channels : {"last", "first"}, default="last"
         Axis of the channels of 4-D numpy input.
+    dtype : numpy dtype or None, default=np.float32
+        Output dtype; None keeps float64 input in float64 (for exact
+        transformers) and gives float32 otherwise.
 
     Returns
     -------
-    images : torch.Tensor of shape (n, c, h, w), dtype float32
+    images : torch.Tensor of shape (n, c, h, w), dtype float32 (or float64)
     """
     if channels not in _CHANNELS:
         raise ValueError(f"channels must be 'last' or 'first', got {channels!r}.")
@@ -172,24 +176,30 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
         validate_data(estimator, flat, reset=reset, skip_check_array=True)
         if reset:
             estimator.image_shape_ = shape
-    images = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=np.float32)
+    if dtype is None:
+        dtype = np.float64 if X.dtype == np.float64 else np.float32
+    images = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=dtype)
     return torch.from_numpy(images)
 
 
-def images_like(images, X, *, channels="last"):
+def images_like(images, X, *, channels="last", keep_uint8=True, flat=False):
     """Return a float tensor ``(n, c, h, w)`` in the form and dtype of the input ``X``.
 
     The inverse of :func:`check_images` for transformers whose output is
     images: flat input gives flat rows, ``(n, h, w)`` gives ``(n, h, w)``,
     channels-last stays channels-last, tensors stay tensors, and uint8 input
     gives uint8 (clipped to [0, 1] and rounded) so a step changes pixels, not
-    the data's type.
+    the data's type. With ``keep_uint8=False`` (values no longer in [0, 1],
+    e.g. standardized), uint8 input gives float32. ``flat=True`` always
+    gives 2-D numpy rows ``(n, h*w*c)`` in channels-last order.
     """
-    if isinstance(X, torch.Tensor):
+    if isinstance(X, torch.Tensor) and not flat:
         return images.to(dtype=X.dtype if X.dtype.is_floating_point else torch.float32)
     if isinstance(X, (list, tuple)):
         X = _list_to_array(X)
-    if hasattr(X, "columns"):
+    if isinstance(X, torch.Tensor):
+        ndim, dtype = 4, np.float64 if X.dtype == torch.float64 else np.float32
+    elif hasattr(X, "columns"):
         ndim, dtype = 2, np.result_type(*X.dtypes)
     elif hasattr(X, "ndim") and hasattr(X, "dtype"):
         ndim, dtype = X.ndim, X.dtype
@@ -197,6 +207,8 @@ def images_like(images, X, *, channels="last"):
         X = np.asarray(X)
         ndim, dtype = X.ndim, X.dtype
     array = images.detach().cpu().numpy()
+    if flat:
+        ndim = 2
     if ndim == 4 and channels == "first":
         pass
     else:
@@ -205,7 +217,7 @@ def images_like(images, X, *, channels="last"):
             array = array[..., 0]
         elif ndim == 2:
             array = array.reshape(len(array), -1)
-    if dtype == np.uint8:
+    if dtype == np.uint8 and keep_uint8:
         return np.rint(np.clip(array, 0, 1) * 255).astype(np.uint8)
     if dtype is not None and np.issubdtype(dtype, np.floating):
         return np.ascontiguousarray(array, dtype=dtype)

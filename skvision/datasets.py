@@ -1,6 +1,7 @@
 """Built-in image data: sklearn's digits and synthetic shapes."""
 
 import numbers
+import os
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,15 @@ from sklearn.datasets import load_digits
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_scalar
 
-__all__ = ["load_digit_images", "load_textures", "make_shapes", "pixel_feature_names"]
+__all__ = [
+    "load_digit_images",
+    "load_image_folder",
+    "load_textures",
+    "make_shapes",
+    "pixel_feature_names",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 SHAPE_NAMES = ("circle", "square", "triangle")
 
@@ -256,3 +265,69 @@ def load_textures(*, patch_size=48, n_per_region=20, random_state=0):
                 groups.append(region)
     return np.ascontiguousarray(np.stack(images)), np.array(labels), np.array(groups)
 
+
+
+def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False):
+    """List the images of a ``root/class_name/image.png`` folder with their labels.
+
+    The layout of torchvision's ``ImageFolder``: every sub-folder of ``path``
+    is a class, named by the folder, and holds that class's image files
+    (sub-folders of those are searched too). Files are returned in sorted
+    order, so the result is the same on every machine. Pair it with
+    :class:`~skvision.preprocessing.ImageReader` to decode the files inside a
+    pipeline, so that only the images a step needs are read.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The root folder.
+    extensions : tuple of str, default=IMAGE_EXTENSIONS
+        File name endings (case-insensitive) that count as images.
+    as_frame : bool, default=False
+        Return a DataFrame with columns ``path`` and ``label`` instead of the
+        ``(paths, labels)`` tuple.
+
+    Returns
+    -------
+    paths : ndarray of str, shape (n_images,)
+        File paths.
+    labels : ndarray of str, shape (n_images,)
+        The class (folder) name of each file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from skvision.datasets import load_image_folder
+    >>> root = tempfile.mkdtemp()
+    >>> for label in ("cat", "dog"):
+    ...     os.makedirs(os.path.join(root, label))
+    ...     Image.fromarray(np.zeros((8, 8), np.uint8)).save(os.path.join(root, label, "a.png"))
+    >>> paths, labels = load_image_folder(root)
+    >>> labels
+    array(['cat', 'dog'], dtype=object)
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"Image folder not found: {path!r}.")
+    suffixes = tuple(extension.lower() for extension in extensions)
+    paths, labels = [], []
+    classes = sorted(entry.name for entry in os.scandir(path)
+                     if entry.is_dir() and not entry.name.startswith("."))
+    for label in classes:
+        for folder, subfolders, files in os.walk(os.path.join(path, label)):
+            subfolders.sort()
+            for name in sorted(files):
+                if name.lower().endswith(suffixes) and not name.startswith("."):
+                    paths.append(os.path.join(folder, name))
+                    labels.append(label)
+    if not paths:
+        raise ValueError(
+            f"Found no image files ({', '.join(suffixes)}) in class sub-folders of {path!r}; "
+            "expected the layout root/class_name/image.png."
+        )
+    paths, labels = np.array(paths, dtype=object), np.array(labels, dtype=object)
+    if as_frame:
+        return pd.DataFrame({"path": paths, "label": labels})
+    return paths, labels

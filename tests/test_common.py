@@ -13,6 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skvision import CNNClassifier, CNNRegressor
 from skvision.attention import VisionTransformerClassifier
+from skvision.preprocessing import ChannelStandardizer, Grayscale, ImageFlattener, Resize
 from skvision.augmentation import AugmentationSampler, ImageAugmenter
 from skvision.transfer import FineTunedClassifier, PretrainedFeatureExtractor
 
@@ -35,6 +36,10 @@ INIT_PARAMS = {
     ImageAugmenter: dict(degrees=10, brightness=0.2, noise_std=0.01, image_shape=(1, -1),
                          device="cpu", random_state=0),
     AugmentationSampler: dict(augmenter=ImageAugmenter(image_shape=(1, -1), random_state=0)),
+    Resize: dict(image_size=(2, 3), image_shape=(1, -1)),
+    Grayscale: dict(image_shape=(1, -1)),
+    ChannelStandardizer: dict(image_shape=(1, -1)),
+    ImageFlattener: dict(image_shape=(1, -1)),
 }
 
 _PER_IMAGE_DRAWS = (

@@ -54,9 +54,9 @@ def test_load_image_folder_and_reader_round_trip(image_folder):
     for path, label, image in zip(paths, labels, images):
         if path in written:
             np.testing.assert_array_equal(image, written[path])  # PNG is lossless
-        else:  # extra.jpg holds image 3 of its class, JPEG-compressed
-            original = written[str(root / label / "3.png")].astype(int)
-            assert np.abs(image.astype(int) - original).mean() < 8
+        else:  # extra.jpg holds image 3 of its class; JPEG blurs noise, keeps colors
+            original = written[str(root / label / "3.png")]
+            assert np.abs(image.mean(axis=(0, 1)) - original.mean(axis=(0, 1))).max() < 4
     frame = load_image_folder(root, as_frame=True)
     assert list(frame.columns) == ["path", "label"]
     gray = ImageReader(column="path", mode="L", image_size=(6, 8)).fit_transform(frame)

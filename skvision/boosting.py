@@ -1,0 +1,480 @@
+"""BoostedTreesClassifier / BoostedTreesRegressor: XGBoost with scikit-learn manners.
+
+XGBoost's own sklearn wrappers need integer labels 0..k-1, an explicit
+``eval_set`` for early stopping, and fail several of sklearn's estimator
+checks. These estimators keep XGBoost's trees and speed (the fitted
+``xgboost.XGBClassifier`` is ``model_``) and add what sklearn users expect:
+any labels with ``classes_``, early stopping on a validation split taken
+from the training data (so it works inside ``cross_val_score`` and
+``GridSearchCV``), ``n_iter_``, ``feature_importances_`` for
+``SelectFromModel``, ``device="auto"`` and full ``check_estimator``
+compliance.
+"""
+
+import numbers
+
+import numpy as np
+import xgboost
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    check_scalar,
+    column_or_1d,
+    validate_data,
+)
+from tqdm.auto import tqdm
+
+from ._torch import draw_seed
+
+__all__ = ["BoostedTreesClassifier", "BoostedTreesRegressor"]
+
+# Above this many samples early_stopping="auto" turns on, as in
+# sklearn's HistGradientBoosting estimators.
+_AUTO_EARLY_STOPPING_SAMPLES = 10_000
+
+_COMMON_PARAMETERS_DOC = """\
+n_estimators : int, default=100
+        Maximum number of boosting rounds (trees per class).
+
+    learning_rate : float, default=0.1
+        Shrinkage of each tree's contribution; smaller needs more trees.
+
+    max_depth : int, default=6
+        Maximum depth of a tree.
+
+    min_child_weight : float, default=1.0
+        Minimum sum of instance weights (hessian) in a leaf.
+
+    subsample : float, default=1.0
+        Share of the training rows drawn for each tree.
+
+    colsample_bytree : float, default=1.0
+        Share of the features drawn for each tree.
+
+    reg_alpha : float, default=0.0
+        L1 penalty on leaf weights.
+
+    reg_lambda : float, default=1.0
+        L2 penalty on leaf weights: the regularization term added to the
+        boosting objective.
+
+    gamma : float, default=0.0
+        Minimum loss reduction to make a further split.
+
+    max_bin : int, default=256
+        Histogram bins per feature.
+
+    early_stopping : "auto" or bool, default="auto"
+        Hold out ``validation_fraction`` of the training data and stop when
+        the validation loss has not improved for ``n_iter_no_change``
+        rounds; predictions use the best round. "auto" enables it above
+        10,000 samples.
+
+    validation_fraction : float, default=0.1
+        Share of the training data held out for early stopping (stratified
+        for classifiers).
+
+    n_iter_no_change : int, default=10
+        Rounds without improvement of the validation loss before stopping.
+
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where trees are built: "auto" uses a CUDA GPU when one is available
+        and XGBoost was built with CUDA.
+
+    n_jobs : int, default=None
+        CPU threads; None lets XGBoost use all cores.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds row/column subsampling and the validation split.
+
+    verbose : int, default=0
+        0 is silent, 1 shows a progress bar over the boosting rounds."""
+
+_COMMON_ATTRIBUTES_DOC = """\
+model_ : xgboost.XGBClassifier or xgboost.XGBRegressor
+        The fitted XGBoost model.
+
+    n_iter_ : int
+        Boosting rounds used for prediction (the best round with early
+        stopping).
+
+    validation_loss_ : ndarray of shape (n_rounds,)
+        Validation loss after each round; defined with early stopping only.
+
+    feature_importances_ : ndarray of shape (n_features_in_,)
+        Normalized total gain of the splits on each feature.
+
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    feature_names_in_ : ndarray of str
+        Column names of DataFrame input. Defined only then."""
+
+
+def _fill_doc(cls):
+    cls.__doc__ = cls.__doc__ % {
+        "parameters": _COMMON_PARAMETERS_DOC, "attributes": _COMMON_ATTRIBUTES_DOC
+    }
+    return cls
+
+
+def _resolve_device(device):
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}.")
+    if device != "auto":
+        return device
+    import torch
+
+    cuda = torch.cuda.is_available() and xgboost.build_info().get("USE_CUDA", False)
+    return "cuda" if cuda else "cpu"
+
+
+class _ProgressBar(xgboost.callback.TrainingCallback):
+    """One tqdm bar over the boosting rounds."""
+
+    def __init__(self, total):
+        super().__init__()
+        self.total = total
+
+    def before_training(self, model):
+        self.bar_ = tqdm(total=self.total, desc="boosting", unit="tree")
+        return model
+
+    def after_iteration(self, model, epoch, evals_log):
+        self.bar_.update()
+        return False
+
+    def after_training(self, model):
+        self.bar_.close()
+        return model
+
+
+class _BoostedTrees(BaseEstimator):
+    """Validation, the validation split and the XGBoost call shared by both."""
+
+    def __init__(
+        self,
+        n_estimators=100,
+        learning_rate=0.1,
+        max_depth=6,
+        min_child_weight=1.0,
+        subsample=1.0,
+        colsample_bytree=1.0,
+        reg_alpha=0.0,
+        reg_lambda=1.0,
+        gamma=0.0,
+        max_bin=256,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        device="auto",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_alpha = reg_alpha
+        self.reg_lambda = reg_lambda
+        self.gamma = gamma
+        self.max_bin = max_bin
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self):
+        check_scalar(self.n_estimators, "n_estimators", numbers.Integral, min_val=1)
+        check_scalar(self.learning_rate, "learning_rate", numbers.Real, min_val=0,
+                     include_boundaries="neither")
+        check_scalar(self.max_depth, "max_depth", numbers.Integral, min_val=0)
+        check_scalar(self.max_bin, "max_bin", numbers.Integral, min_val=2)
+        check_scalar(self.n_iter_no_change, "n_iter_no_change", numbers.Integral, min_val=1)
+        for name in ("subsample", "colsample_bytree"):
+            check_scalar(getattr(self, name), name, numbers.Real, min_val=0, max_val=1,
+                         include_boundaries="right")
+        for name in ("min_child_weight", "reg_alpha", "reg_lambda", "gamma"):
+            check_scalar(getattr(self, name), name, numbers.Real, min_val=0)
+        check_scalar(self.validation_fraction, "validation_fraction", numbers.Real, min_val=0,
+                     max_val=1, include_boundaries="neither")
+        if self.early_stopping not in ("auto", True, False):
+            raise ValueError(
+                f"early_stopping must be 'auto', True or False; got {self.early_stopping!r}."
+            )
+        if self.verbose not in (0, 1, False, True):
+            raise ValueError(f"verbose must be 0 or 1; got {self.verbose!r}.")
+
+    def _validate_X(self, X, reset):
+        # XGBoost handles missing values itself: NaN is allowed, inf is not.
+        return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64],
+                             ensure_all_finite="allow-nan", ensure_min_samples=1 if not reset
+                             else 2)
+
+    def _split(self, n_samples, stratify, seed):
+        """Train / validation indices, stratified when possible.
+
+        Every class keeps at least one training sample (XGBoost needs all
+        labels 0..k-1 in training): classes with a single sample, and any
+        class a non-stratified split put wholly in validation, go to training.
+        """
+        indices = np.arange(n_samples)
+        keep = np.ones(n_samples, dtype=bool)
+        if stratify is not None:
+            keep = np.bincount(stratify)[stratify] >= 2
+        pool = indices[keep]
+        try:
+            train, valid = train_test_split(
+                pool, test_size=self.validation_fraction, random_state=seed,
+                stratify=None if stratify is None else stratify[pool],
+            )
+        except ValueError:  # fewer validation rows than classes: split at random
+            train, valid = train_test_split(pool, test_size=self.validation_fraction,
+                                            random_state=seed)
+        train = np.concatenate([train, indices[~keep]])
+        if stratify is not None:
+            unseen = ~np.isin(stratify[valid], stratify[train])
+            train, valid = np.concatenate([train, valid[unseen]]), valid[~unseen]
+        return np.sort(train), np.sort(valid)
+
+    def _fit(self, X, y, sample_weight, model_class, objective_params, stratify):
+        seed = draw_seed(self.random_state)
+        early_stopping = self.early_stopping
+        if early_stopping == "auto":
+            early_stopping = len(X) > _AUTO_EARLY_STOPPING_SAMPLES
+        fit_params = {"verbose": False}
+        model_params = dict(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+            max_depth=self.max_depth, min_child_weight=self.min_child_weight,
+            subsample=self.subsample, colsample_bytree=self.colsample_bytree,
+            reg_alpha=self.reg_alpha, reg_lambda=self.reg_lambda, gamma=self.gamma,
+            max_bin=self.max_bin, tree_method="hist", device=_resolve_device(self.device),
+            n_jobs=self.n_jobs, random_state=seed, **objective_params,
+        )
+        if self.verbose:
+            model_params["callbacks"] = [_ProgressBar(self.n_estimators)]
+        valid = []
+        if early_stopping:
+            train, valid = self._split(len(X), stratify, seed)
+        if len(valid):
+            weights = (None, None) if sample_weight is None else (
+                sample_weight[train], sample_weight[valid])
+            fit_params["eval_set"] = [(X[valid], y[valid])]
+            if sample_weight is not None:
+                fit_params["sample_weight_eval_set"] = [weights[1]]
+            X, y, sample_weight = X[train], y[train], weights[0]
+            model_params["early_stopping_rounds"] = self.n_iter_no_change
+        self.model_ = model_class(**model_params)
+        self.model_.fit(X, y, sample_weight=sample_weight, **fit_params)
+        if len(valid):
+            (losses,) = self.model_.evals_result()["validation_0"].values()
+            self.validation_loss_ = np.asarray(losses)
+            self.n_iter_ = int(self.model_.best_iteration) + 1
+        else:
+            self.__dict__.pop("validation_loss_", None)
+            self.n_iter_ = self.n_estimators
+        return self
+
+    @property
+    def feature_importances_(self):
+        """Normalized total gain of the splits on each feature."""
+        check_is_fitted(self, "model_")
+        return self.model_.feature_importances_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+@_fill_doc
+class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
+    """Gradient-boosted trees (XGBoost) for classification, with sklearn manners.
+
+    Gradient boosting adds shallow decision trees one at a time, each fitted
+    to the errors (gradients of the log-loss) of the ensemble so far; XGBoost
+    grows them from feature histograms with a regularized objective
+    (``reg_lambda``, ``reg_alpha``, ``gamma``). Labels may be any sklearn
+    labels (strings, non-contiguous integers); predictions are the same
+    labels.
+
+    Parameters
+    ----------
+    %(parameters)s
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    %(attributes)s
+
+    See Also
+    --------
+    sklearn.ensemble.HistGradientBoostingClassifier : sklearn's own
+        histogram gradient boosting.
+    xgboost.XGBClassifier : The model trained underneath.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import cross_val_score
+    >>> from skvision.boosting import BoostedTreesClassifier
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> names = np.array(["zero", "one", "two", "three", "four", "five", "six",
+    ...                   "seven", "eight", "nine"])[y]
+    >>> clf = BoostedTreesClassifier(n_estimators=50, random_state=0)
+    >>> clf.fit(X.reshape(len(X), -1), names).predict(X[:2].reshape(2, -1))
+    array(['zero', 'one'], dtype='<U5')
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the boosted trees.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; NaN marks missing values.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples.
+
+        Returns
+        -------
+        self : object
+            The fitted classifier.
+        """
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64],
+                             ensure_all_finite="allow-nan", ensure_min_samples=2)
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"Classifier can't train when only one class is present (got only "
+                f"{self.classes_[0]!r}); y needs at least 2 classes."
+            )
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        objective = ({"objective": "binary:logistic"} if len(self.classes_) == 2 else
+                     {"objective": "multi:softprob"})
+        return self._fit(X, encoded, sample_weight, xgboost.XGBClassifier, objective,
+                         stratify=encoded)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n_samples, n_classes)``, in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "model_")
+        X = self._validate_X(X, reset=False)
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        """Most probable class label of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+
+@_fill_doc
+class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
+    """Gradient-boosted trees (XGBoost) for regression, with sklearn manners.
+
+    Each new tree fits the residuals (squared-error gradients) of the
+    ensemble so far, from feature histograms, with XGBoost's regularized
+    objective.
+
+    Parameters
+    ----------
+    %(parameters)s
+
+    Attributes
+    ----------
+    %(attributes)s
+
+    See Also
+    --------
+    sklearn.ensemble.HistGradientBoostingRegressor : sklearn's own
+        histogram gradient boosting.
+    xgboost.XGBRegressor : The model trained underneath.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvision.boosting import BoostedTreesRegressor
+    >>> X = np.random.default_rng(0).random((200, 3))
+    >>> y = 3 * X[:, 0] + X[:, 1]
+    >>> reg = BoostedTreesRegressor(random_state=0).fit(X, y)
+    >>> round(reg.score(X, y), 2)
+    1.0
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the boosted trees.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; NaN marks missing values.
+        y : array-like of shape (n_samples,)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples.
+
+        Returns
+        -------
+        self : object
+            The fitted regressor.
+        """
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], y_numeric=True,
+                             ensure_all_finite="allow-nan", ensure_min_samples=2)
+        y = column_or_1d(y, warn=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        return self._fit(X, y, sample_weight, xgboost.XGBRegressor,
+                         {"objective": "reg:squarederror"}, stratify=None)
+
+    def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "model_")
+        X = self._validate_X(X, reset=False)
+        return self.model_.predict(X).astype(np.float64)

@@ -16,16 +16,16 @@ import matplotlib.pyplot as plt
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, cross_val_predict, cross_val_score
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
 from skvision.datasets import load_textures
 from skvision.plotting import plot_images
+from skvision.preprocessing import ImageFlattener
 from skvision.transfer import PretrainedFeatureExtractor
 
 X, y, groups = load_textures()
 cv = GroupKFold(4)
-flatten = FunctionTransformer(lambda images: images.reshape(len(images), -1))
-pixels = make_pipeline(flatten, StandardScaler(), LogisticRegression(max_iter=2000))
+pixels = make_pipeline(ImageFlattener(), StandardScaler(), LogisticRegression(max_iter=2000))
 features = make_pipeline(
     PretrainedFeatureExtractor(image_size=112),  # EfficientNet-Lite0, ImageNet weights
     StandardScaler(),

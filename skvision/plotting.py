@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_activation_maps", "plot_history", "plot_images"]
+__all__ = ["plot_activation_maps", "plot_feature_mask", "plot_history", "plot_images"]
 
 
 def _as_display_images(images):
@@ -192,3 +192,71 @@ def plot_activation_maps(images, maps, titles=None, *, alpha=0.5, cmap="jet", n_
         ax.imshow(heat, cmap=cmap, alpha=alpha)
     fig.tight_layout()
     return fig
+
+
+def plot_feature_mask(selector_or_mask, image_shape, *, image=None, ax=None, cmap="viridis"):
+    """Show which pixels a feature selector kept, as an image.
+
+    The mask is laid out in :class:`~skvision.preprocessing.ImageFlattener`'s
+    pixel order (``px_r{row}_c{col}_ch{channel}``), so a selector fitted
+    after an ImageFlattener maps back onto the image; for several channels,
+    each pixel shows the share of its channels that were kept.
+
+    Parameters
+    ----------
+    selector_or_mask : fitted selector or array-like of shape (n_features,)
+        An estimator with ``get_support()`` (``SelectKBest``,
+        ``SelectFromModel``, ``RFE``, ...) or a boolean/0-1 mask.
+    image_shape : tuple of int
+        ``(height, width)`` or ``(height, width, channels)`` of the images
+        that were flattened.
+    image : array-like of shape (height, width) or (height, width, c), default=None
+        An example image drawn under the mask, in gray.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure by default.
+    cmap : str, default="viridis"
+        Colour map of the mask.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skvision.plotting import plot_feature_mask
+    >>> ax = plot_feature_mask(np.arange(64) % 2 == 0, (8, 8))
+    >>> ax.images[0].get_array().shape
+    (8, 8)
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
+
+    if hasattr(selector_or_mask, "get_support"):
+        mask = selector_or_mask.get_support()
+    else:
+        mask = selector_or_mask
+    mask = np.asarray(mask, dtype=float).ravel()
+    shape = tuple(int(side) for side in image_shape)
+    if len(shape) == 2:
+        shape = shape + (1,)
+    if len(shape) != 3 or mask.size != np.prod(shape):
+        raise ValueError(
+            f"The mask has {mask.size} entries, but image_shape={tuple(image_shape)} holds "
+            f"{np.prod(shape)} pixel values; pass the (height, width[, channels]) of the "
+            "flattened images."
+        )
+    kept = mask.reshape(shape).mean(axis=2)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3, 3))
+    if image is not None:
+        image = np.asarray(image, dtype=float)
+        gray = image.mean(axis=2) if image.ndim == 3 else image
+        ax.imshow(gray, cmap="gray")
+        ax.imshow(np.ma.masked_equal(kept, 0), cmap=cmap, alpha=0.6, vmin=0, vmax=1)
+    else:
+        ax.imshow(kept, cmap=cmap, vmin=0, vmax=1)
+    ax.set_title(f"{int(mask.sum())} of {mask.size} features kept", fontsize=9)
+    ax.set_axis_off()
+    return ax

@@ -191,3 +191,23 @@ def test_full_pipeline_on_digits_matches_flat_baseline():
     assert score > 0.85
     assert score == pytest.approx(cross_val_score(flat, X.reshape(600, -1), y, cv=3).mean(),
                                   abs=0.01)
+
+
+def test_plot_feature_mask_matches_flattener_layout(rgb):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sklearn.feature_selection import SelectKBest
+
+    from skvision.plotting import plot_feature_mask
+
+    flattener = ImageFlattener().fit(rgb)
+    y = np.arange(len(rgb)) % 2
+    selector = SelectKBest(k=40).fit(flattener.transform(rgb), y)
+    ax = plot_feature_mask(selector, (10, 12, 3), image=rgb[0])
+    shown = ax.images[-1].get_array().filled(0)
+    expected = flattener.inverse_transform(selector.get_support()[None].astype(float))[0]
+    np.testing.assert_allclose(shown, expected.mean(axis=2))
+    assert "40 of 360" in ax.get_title()
+    with pytest.raises(ValueError, match="holds 64 pixel values"):
+        plot_feature_mask(np.ones(360, bool), (8, 8))

@@ -2,6 +2,7 @@
 
 from .attention import VisionTransformerClassifier
 from .augmentation import AugmentationSampler, ImageAugmenter
+from .boosting import BoostedTreesClassifier, BoostedTreesRegressor
 from .classification import CNNClassifier, CNNRegressor
 from .transfer import FineTunedClassifier, PretrainedFeatureExtractor
 
@@ -9,6 +10,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AugmentationSampler",
+    "BoostedTreesClassifier",
+    "BoostedTreesRegressor",
     "CNNClassifier",
     "CNNRegressor",
     "FineTunedClassifier",

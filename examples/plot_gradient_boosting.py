@@ -22,7 +22,6 @@ nothing from the rotation PCA applies; on images both stay behind a CNN
 
 # %%
 import time
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -208,19 +208,22 @@ class _TrainingAugment:
 
     An ImageAugmenter draws its parameters from ``rng``, the estimator's own
     seeded generator, so every epoch differs and the same ``random_state``
-    replays the same run. ``n_classes`` (None for regressors) lets mixup and
-    cutmix turn labels into mixed one-hot targets.
+    replays the same run. ``target_kind`` says what ``y`` is: "labels"
+    (``n_classes`` lets mixup and cutmix turn them into mixed one-hot
+    targets), "values" (regression targets, mixed as numbers) or "masks"
+    (moved with the images' geometry).
     """
 
-    def __init__(self, augment, rng, n_classes=None):
+    def __init__(self, augment, rng, target_kind, n_classes=None):
         self.augment = augment
         self.rng = rng
+        self.target_kind = target_kind
         self.n_classes = n_classes
 
     def __call__(self, X, y):
         if hasattr(self.augment, "_augment_training_batch"):
             return self.augment._augment_training_batch(
-                X, y, rng=self.rng, n_classes=self.n_classes
+                X, y, rng=self.rng, n_classes=self.n_classes, target_kind=self.target_kind
             )
         return self.augment(X), y
 
@@ -237,18 +240,19 @@ class _Accuracy(Callback):
 
     def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
         target = batch[1].to(y_pred.device)
-        if target.dim() > 1:  # mixed one-hot targets (mixup, cutmix): the major class
+        if target.is_floating_point():  # mixed one-hot targets (mixup, cutmix): the major class
             target = target.argmax(dim=1)
-        # Summed as a tensor: no device synchronisation per batch.
-        correct = (y_pred.detach().argmax(dim=1) == target).sum()
-        self.counts_[training][0] += correct
-        self.counts_[training][1] += len(batch[1])
+        # Per image for labels, per pixel for masks; ignored pixels (< 0) left out.
+        # Summed as tensors: no device synchronisation per batch.
+        valid = target >= 0
+        self.counts_[training][0] += ((y_pred.detach().argmax(dim=1) == target) & valid).sum()
+        self.counts_[training][1] += valid.sum()
 
     def on_epoch_end(self, net, **kwargs):
         for training, prefix in ((True, "train"), (False, "valid")):
             correct, total = self.counts_[training]
-            if total:
-                net.history.record(f"{prefix}_acc", float(correct) / total)
+            if float(total):
+                net.history.record(f"{prefix}_acc", float(correct) / float(total))
 
 
 class _RecordLR(Callback):
@@ -357,10 +361,14 @@ class BaseNeuralEstimator(BaseEstimator):
     ``_build_module(n_channels, n_outputs, input_size)``, ``_criterion()``,
     ``_prepare_targets(y, n_samples, reset, classes=None)`` (returning the
     target tensor and the number of outputs) and, for classifiers, set
-    ``_is_classifier = True``.
+    ``_is_classifier = True``. ``_target_kind`` says what the targets are:
+    "labels" (classifiers: accuracy recorded, stratified validation split),
+    "values" (regressors) or "masks" (segmenters: per-pixel class indices,
+    -100 for ignored pixels; pixel accuracy recorded).
     """
 
     _is_classifier = False
+    _target_kind = "values"
 
     # -- parameter checks ---------------------------------------------------
 
@@ -422,7 +430,7 @@ class BaseNeuralEstimator(BaseEstimator):
     def _callbacks(self, n_batches, epochs, schedule):
         """The callbacks of one fit call: they depend on its length."""
         callbacks = [("record_lr", _RecordLR())]
-        if self._is_classifier:
+        if self._target_kind in ("labels", "masks"):
             callbacks.append(("accuracy", _Accuracy()))
         total_steps = n_batches * epochs
         # last_epoch=-1: every fit call (warm start too) runs its own schedule;
@@ -452,7 +460,7 @@ class BaseNeuralEstimator(BaseEstimator):
     # -- fitting ------------------------------------------------------------
 
     def _split_validation(self, X, y, seed):
-        stratify = y.numpy() if self._is_classifier else None
+        stratify = y.numpy() if self._target_kind == "labels" else None
         train_index, valid_index = train_test_split(
             np.arange(len(X)), test_size=self.validation_fraction,
             random_state=seed, stratify=stratify,
@@ -496,7 +504,8 @@ class BaseNeuralEstimator(BaseEstimator):
         self.net_.set_params(
             callbacks=self._callbacks(n_batches, epochs, None if partial else self.lr_schedule),
             augment=None if self.augment is None else _TrainingAugment(
-                self.augment, self._augment_rng, n_outputs if self._is_classifier else None
+                self.augment, self._augment_rng, self._target_kind,
+                n_outputs if self._target_kind == "labels" else None,
             ),
         )
         if not reset:
@@ -566,6 +575,7 @@ class NeuralClassifierMixin(ClassifierMixin):
     """
 
     _is_classifier = True
+    _target_kind = "labels"
 
     def _criterion(self):
         check_scalar(self.label_smoothing, "label_smoothing", numbers.Real, min_val=0,

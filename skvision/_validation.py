@@ -227,8 +227,9 @@ def images_like(images, X, *, channels="last", keep_uint8=True, flat=False):
 def check_masks(masks, n_samples, image_size):
     """Validate integer segmentation masks and return an int64 tensor ``(n, h, w)``.
 
-    ``masks`` holds one class index per pixel, shaped ``(n, h, w)`` (or
-    ``(n, h, w, 1)``), with the images' ``image_size = (h, w)``.
+    ``masks`` holds one integer class label per pixel, shaped ``(n, h, w)``
+    (or ``(n, h, w, 1)``, or flat ``(n, h*w)`` rows), with the images'
+    ``image_size = (h, w)``.
     """
     if isinstance(masks, torch.Tensor):
         masks = masks.detach().cpu().numpy()
@@ -237,6 +238,8 @@ def check_masks(masks, n_samples, image_size):
     masks = np.asarray(masks)
     if masks.ndim == 4 and masks.shape[-1] == 1:
         masks = masks[..., 0]
+    if masks.ndim == 2 and masks.shape == (n_samples, math.prod(image_size)):
+        masks = masks.reshape(n_samples, *image_size)  # flat rows, like flat images
     expected = (n_samples, *image_size)
     if masks.shape != expected:
         raise ValueError(
@@ -249,8 +252,6 @@ def check_masks(masks, n_samples, image_size):
                 f"masks must hold integer class indices; got dtype {masks.dtype} with "
                 "non-integer values."
             )
-    if masks.size and masks.min() < 0:
-        raise ValueError(f"masks must hold class indices >= 0; found {masks.min()}.")
     return torch.from_numpy(masks.astype(np.int64))
 
 

@@ -471,13 +471,18 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         extras = tuple(item for item in (masks, boxes) if item is not None)
         return (images, *extras) if extras else images
 
-    def _augment_training_batch(self, X, y, *, rng, n_classes=None):
+    def _augment_training_batch(self, X, y, *, rng, n_classes=None, target_kind="labels"):
         """One training batch: augment ``X``; with mixup/cutmix, mix ``y`` too.
 
         Classification labels become mixed one-hot probabilities (which
         ``torch.nn.CrossEntropyLoss`` accepts); regression targets are mixed
-        as numbers.
+        as numbers. Segmentation masks (``target_kind="masks"``) follow the
+        geometry; pixels brought in from outside the image get the ignored
+        index -100, and mixup/cutmix do not apply.
         """
+        if target_kind == "masks":
+            X, masks, _ = self._augment(X, rng, masks=y.to(X.device), mask_fill=-100)
+            return X, masks
         X, _, _ = self._augment(X, rng)
         if self.mixup_alpha > 0 or self.cutmix_alpha > 0:
             y = y.to(X.device)
@@ -495,13 +500,17 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             parts.append(self._augment(batch, rng)[0].cpu())
         return torch.cat(parts)
 
-    def _augment(self, images, rng, masks=None, boxes=None):
-        """Geometry, then color, blur, noise and erasing; returns (images, masks, boxes)."""
+    def _augment(self, images, rng, masks=None, boxes=None, mask_fill=0):
+        """Geometry, then color, blur, noise and erasing; returns (images, masks, boxes).
+
+        ``mask_fill`` is the class given to mask pixels brought in from
+        outside the image.
+        """
         n_samples, n_channels, height, width = images.shape
         matrix, flips_only = self._draw_geometry(n_samples, height, width, rng)
         if matrix is not None:
             images, masks = _resample(
-                images, masks, matrix, flips_only, self.padding_mode
+                images, masks, matrix, flips_only, self.padding_mode, mask_fill
             )
             if boxes is not None:
                 boxes = _move_boxes(boxes, matrix, height, width)
@@ -739,7 +748,7 @@ def _column(values, device):
     return torch.as_tensor(values, device=device).view(-1, 1, 1, 1)
 
 
-def _resample(images, masks, matrix, flips_only, padding_mode):
+def _resample(images, masks, matrix, flips_only, padding_mode, mask_fill=0):
     """Apply per-image output->input maps to images (bilinear) and masks (nearest)."""
     if flips_only:
         # A flip moves whole pixels: exact, without interpolation.
@@ -761,8 +770,10 @@ def _resample(images, masks, matrix, flips_only, padding_mode):
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode,
                            align_corners=False)
     if masks is not None:
-        masks = F.grid_sample(masks[:, None].to(grid.dtype), grid, mode="nearest",
-                              padding_mode="zeros", align_corners=False)[:, 0].long()
+        # Sampled as offsets from mask_fill, so the zero padding becomes mask_fill.
+        shifted = (masks - mask_fill)[:, None].to(grid.dtype)
+        masks = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros",
+                              align_corners=False)[:, 0].round().long() + mask_fill
     return images, masks
 
 

@@ -15,6 +15,7 @@ from .blocks import (
 )
 from .backbones import Backbone, BackboneClassifier, build_backbone
 from .cnn import CNN
+from .unet import CrossEntropyDiceLoss, DiceLoss, UNet
 
 __all__ = [
     "Backbone",
@@ -22,10 +23,13 @@ __all__ = [
     "build_backbone",
     "global_pool",
     "CNN",
+    "CrossEntropyDiceLoss",
+    "DiceLoss",
     "ConvBlock",
     "Downsample",
     "GlobalAvgPool",
     "MultiHeadSelfAttention",
     "ResidualBlock",
     "SelfAttention2d",
+    "UNet",
 ]

@@ -1,0 +1,315 @@
+"""UNetSegmenter: semantic segmentation with a U-Net, as a scikit-learn estimator."""
+
+import numbers
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted, check_scalar
+
+from ._training import BaseNeuralEstimator, fill_doc
+from ._validation import check_masks
+from .metrics import mean_iou
+from .nn import UNet
+from .nn.unet import CrossEntropyDiceLoss, DiceLoss
+
+__all__ = ["UNetSegmenter"]
+
+# torch's CrossEntropyLoss default: pixels with this target are left out.
+_IGNORED = -100
+_LOSSES = ("ce", "dice", "ce+dice")
+
+_ARCHITECTURE_DOC = """\
+depth : int, default=3
+        Number of 2x downsamplings in the encoder (and upsamplings in the
+        decoder). Images of any size work: they are padded to a multiple of
+        ``2 ** depth`` and the masks cropped back.
+
+    base_filters : int, default=16
+        Filters of the first level; each level down doubles them.
+
+    batch_norm : bool, default=True
+        Batch normalization after every convolution.
+
+    dropout : float, default=0.0
+        Channel dropout in the two deepest levels.
+
+    upsampling : {"transpose", "bilinear"}, default="transpose"
+        Learned transposed convolutions or fixed bilinear upsampling in the
+        decoder."""
+
+
+@fill_doc(architecture=_ARCHITECTURE_DOC, epochs=20, batch_size=16, lr=0.003, alpha=0.0)
+class UNetSegmenter(BaseNeuralEstimator):
+    """Semantic segmentation: a class for every pixel, with a U-Net.
+
+    The encoder captures what is in the image at coarse resolution; the
+    decoder upsamples back and concatenates the encoder's maps of the same
+    resolution (skip connections), recovering the fine detail of the object
+    boundaries. ``fit(X, masks)`` takes integer class maps with any label
+    values; ``predict`` returns masks in the same values and ``score`` the
+    mean intersection over union.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    loss : {"ce", "dice", "ce+dice"}, default="ce"
+        Per-pixel cross-entropy, soft Dice (every class weighs the same
+        however few pixels it has), or their sum; Dice helps with small
+        objects on a large background.
+
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the cross-entropy, as in sklearn:
+        "balanced" uses ``n_pixels / (n_classes * pixels_of_class)``.
+
+    ignore_index : int, default=None
+        Mask value of pixels to leave out of the loss and the score
+        (unlabelled or "don't care" pixels).
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The mask labels, in the order of ``predict_proba``'s channels.
+
+    class_weight_ : ndarray of shape (n_classes,) or None
+        The cross-entropy weights used, when ``class_weight`` is set.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    skvision.metrics.mean_iou : The score.
+    skvision.plotting.plot_masks : Overlays of masks on images.
+
+    Examples
+    --------
+    >>> from skvision.datasets import make_shapes
+    >>> from skvision.segmentation import UNetSegmenter
+    >>> X, masks = make_shapes(n_samples=60, image_size=32, task="segmentation",
+    ...                        random_state=0)
+    >>> seg = UNetSegmenter(depth=2, base_filters=8, epochs=3, random_state=0)
+    >>> seg.fit(X, masks).predict(X[:2]).shape
+    (2, 32, 32)
+    >>> seg.predict_proba(X[:2]).shape[:2]
+    (2, 4)
+    """
+
+    _target_kind = "masks"
+
+    def __init__(
+        self,
+        *,
+        depth=3,
+        base_filters=16,
+        batch_norm=True,
+        dropout=0.0,
+        upsampling="transpose",
+        loss="ce",
+        class_weight=None,
+        ignore_index=None,
+        image_shape=None,
+        channels="last",
+        epochs=20,
+        batch_size=16,
+        lr=0.003,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.depth = depth
+        self.base_filters = base_filters
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.upsampling = upsampling
+        self.loss = loss
+        self.class_weight = class_weight
+        self.ignore_index = ignore_index
+        self.image_shape = image_shape
+        self.channels = channels
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- hooks of the training core -------------------------------------------
+
+    def _build_module(self, n_channels, n_outputs, input_size):
+        check_scalar(self.depth, "depth", numbers.Integral, min_val=1, max_val=8)
+        check_scalar(self.base_filters, "base_filters", numbers.Integral, min_val=1)
+        check_scalar(self.dropout, "dropout", numbers.Real, min_val=0, max_val=1,
+                     include_boundaries="left")
+        if self.upsampling not in ("transpose", "bilinear"):
+            raise ValueError(
+                f"upsampling must be 'transpose' or 'bilinear'; got {self.upsampling!r}."
+            )
+        return UNet(n_channels, n_outputs, depth=self.depth, base_filters=self.base_filters,
+                    batch_norm=self.batch_norm, dropout=self.dropout,
+                    upsampling=self.upsampling)
+
+    def _criterion(self):
+        weight = None if self.class_weight_ is None else torch.as_tensor(
+            self.class_weight_, dtype=torch.float32)
+        if self.loss == "ce":
+            return torch.nn.CrossEntropyLoss(weight=weight, ignore_index=_IGNORED)
+        if self.loss == "dice":
+            return DiceLoss(ignore_index=_IGNORED)
+        return CrossEntropyDiceLoss(ignore_index=_IGNORED, weight=weight)
+
+    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}; got {self.loss!r}.")
+        masks = check_masks(y, n_samples, self.image_shape_[:2]).numpy()
+        labelled = masks if self.ignore_index is None else masks[masks != self.ignore_index]
+        if reset:
+            self.classes_ = np.unique(labelled)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    "Segmentation needs at least 2 classes in the masks; got only "
+                    f"{self.classes_.tolist()}."
+                )
+            self.class_weight_ = self._class_weights(labelled)
+        index = np.clip(np.searchsorted(self.classes_, masks), 0, len(self.classes_) - 1)
+        known = self.classes_[index] == masks
+        ignored = np.zeros_like(known) if self.ignore_index is None else (
+            masks == self.ignore_index)
+        if np.any(~known & ~ignored):
+            raise ValueError(
+                f"masks contain labels not seen in the first fit: "
+                f"{np.unique(masks[~known & ~ignored])[:5].tolist()}; known classes are "
+                f"{self.classes_.tolist()}."
+            )
+        index[ignored] = _IGNORED
+        return torch.from_numpy(index.astype(np.int64)), len(self.classes_)
+
+    def _class_weights(self, labelled):
+        if self.class_weight is None:
+            return None
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            counts = np.array([(labelled == label).sum() for label in self.classes_])
+            return labelled.size / (len(self.classes_) * counts)
+        if isinstance(self.class_weight, dict):
+            return np.array([float(self.class_weight.get(label, 1.0)) for label in self.classes_])
+        raise ValueError(
+            f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}."
+        )
+
+    # -- fitting and inference ----------------------------------------------
+
+    def fit(self, X, y):
+        """Train the U-Net on images ``X`` and their masks ``y``.
+
+        Parameters
+        ----------
+        X : array-like of images
+            See :func:`skvision._validation.check_images` for the accepted
+            forms.
+        y : array-like of int, shape (n_samples, height, width)
+            The class of every pixel (flat ``(n_samples, height * width)``
+            rows work too). Any integer labels; ``ignore_index`` pixels are
+            left out.
+
+        Returns
+        -------
+        self : object
+            The fitted segmenter.
+        """
+        return self._fit(X, y, partial=False)
+
+    def partial_fit(self, X, y):
+        """Train for one epoch at the constant rate ``lr``, from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of images
+            A batch of training images.
+        y : array-like of int, shape (n_samples, height, width)
+            Their masks; on the first call they must show every class.
+
+        Returns
+        -------
+        self : object
+            The updated segmenter.
+        """
+        return self._fit(X, y, partial=True)
+
+    def predict_proba(self, X):
+        """Class probabilities of every pixel.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images of the shape seen in ``fit``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes, height, width)
+        """
+        return F.softmax(self._forward(X), dim=1).numpy()
+
+    def predict(self, X):
+        """The most probable class of every pixel.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images of the shape seen in ``fit``.
+
+        Returns
+        -------
+        masks : ndarray of shape (n_samples, height, width)
+            In the label values of the training masks.
+        """
+        return self.classes_[self._forward(X).argmax(dim=1).numpy()]
+
+    def score(self, X, y, sample_weight=None):
+        """Mean intersection over union of the predicted masks.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images.
+        y : array-like of int, shape (n_samples, height, width)
+            Their true masks.
+        sample_weight : None
+            Not supported; present for sklearn's signature.
+
+        Returns
+        -------
+        score : float
+        """
+        if sample_weight is not None:
+            raise ValueError("UNetSegmenter.score does not support sample_weight.")
+        check_is_fitted(self, "net_")
+        predicted = self.predict(X)
+        masks = check_masks(y, len(predicted), predicted.shape[1:]).numpy()
+        return mean_iou(masks, predicted, ignore_index=self.ignore_index)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.one_d_labels = False
+        tags.target_tags.two_d_labels = True
+        return tags

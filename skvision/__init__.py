@@ -4,6 +4,7 @@ from .attention import VisionTransformerClassifier
 from .augmentation import AugmentationSampler, ImageAugmenter
 from .boosting import BoostedTreesClassifier, BoostedTreesRegressor
 from .classification import CNNClassifier, CNNRegressor
+from .segmentation import UNetSegmenter
 from .transfer import FineTunedClassifier, PretrainedFeatureExtractor
 
 __version__ = "0.1.0"
@@ -17,6 +18,7 @@ __all__ = [
     "FineTunedClassifier",
     "ImageAugmenter",
     "PretrainedFeatureExtractor",
+    "UNetSegmenter",
     "VisionTransformerClassifier",
     "__version__",
 ]

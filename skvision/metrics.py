@@ -1,10 +1,11 @@
 """Segmentation metrics: intersection over union, Dice, pixel accuracy, and scorers.
 
 All take label masks of any shape (``(n, h, w)`` or one ``(h, w)`` mask)
-with sklearn-style signatures ``metric(y_true, y_pred, ...)``. Importing this
-module registers the scorers ``"mean_iou"``, ``"dice"`` and
-``"pixel_accuracy"`` so that ``cross_val_score(..., scoring="mean_iou")``
-works like sklearn's own scoring names.
+with sklearn-style signatures ``metric(y_true, y_pred, ...)``. The scorers
+``mean_iou_scorer``, ``dice_scorer`` and ``pixel_accuracy_scorer`` go where
+sklearn takes ``scoring=``; ``UNetSegmenter.score`` is the mean IoU, so
+``scoring=None`` gives it too. (Names such as ``scoring="mean_iou"`` are not
+possible: sklearn validates scoring strings against its own fixed list.)
 """
 
 import numpy as np
@@ -174,24 +175,3 @@ def pixel_accuracy(y_true, y_pred, *, labels=None, ignore_index=None, average="m
 mean_iou_scorer = make_scorer(mean_iou)
 dice_scorer = make_scorer(dice_score)
 pixel_accuracy_scorer = make_scorer(pixel_accuracy)
-
-
-def _register_scorers():
-    """Make the scorers usable by name, e.g. ``scoring="mean_iou"``.
-
-    sklearn has no public registry for third-party scorers; its name lookup
-    reads ``sklearn.metrics._scorer._SCORERS``. Names sklearn already uses are
-    never replaced, and if the registry moves, use the scorer objects above.
-    """
-    try:
-        from sklearn.metrics import _scorer
-    except ImportError:  # pragma: no cover
-        return
-    registry = getattr(_scorer, "_SCORERS", None)
-    if isinstance(registry, dict):
-        for name, scorer in (("mean_iou", mean_iou_scorer), ("dice", dice_scorer),
-                             ("pixel_accuracy", pixel_accuracy_scorer)):
-            registry.setdefault(name, scorer)
-
-
-_register_scorers()

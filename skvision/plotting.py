@@ -3,7 +3,13 @@
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_activation_maps", "plot_feature_mask", "plot_history", "plot_images"]
+__all__ = [
+    "plot_activation_maps",
+    "plot_feature_mask",
+    "plot_history",
+    "plot_images",
+    "plot_masks",
+]
 
 
 def _as_display_images(images):
@@ -260,3 +266,79 @@ def plot_feature_mask(selector_or_mask, image_shape, *, image=None, ax=None, cma
     ax.set_title(f"{int(mask.sum())} of {mask.size} features kept", fontsize=9)
     ax.set_axis_off()
     return ax
+
+
+def plot_masks(images, masks, predicted=None, *, class_names=None, background=0, alpha=0.5,
+               n_cols=4, ax_size=2.0, fig=None):
+    """Overlay segmentation masks on their images, with a legend of the classes.
+
+    Parameters
+    ----------
+    images : array-like of shape (n, h, w) or (n, h, w, c)
+        The images.
+    masks : array-like of int, shape (n, h, w)
+        True (or any) class of each pixel.
+    predicted : array-like of int, shape (n, h, w), default=None
+        Predicted masks, drawn next to ``masks`` ("true" / "predicted").
+    class_names : dict, default=None
+        Display name of each mask value, e.g. ``{1: "circle"}``.
+    background : int or None, default=0
+        Mask value left uncoloured; None colours every class.
+    alpha : float, default=0.5
+        Opacity of the class colours.
+    n_cols : int, default=4
+        Panels per row.
+    ax_size : float, default=2.0
+        Size in inches of each panel.
+    fig : matplotlib Figure, default=None
+        Figure to draw into; a new one by default.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skvision.datasets import make_shapes
+    >>> from skvision.plotting import plot_masks
+    >>> X, masks = make_shapes(n_samples=2, image_size=32, task="segmentation",
+    ...                        random_state=0)
+    >>> fig = plot_masks(X, masks, masks)
+    >>> len(fig.axes)
+    4
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    images = _as_display_images(images)
+    panels = [np.asarray(masks)] + ([] if predicted is None else [np.asarray(predicted)])
+    for name, panel in zip(("masks", "predicted"), panels):
+        if panel.shape != images.shape[:3]:
+            raise ValueError(
+                f"{name} must have shape (n, h, w) = {images.shape[:3]} to match the "
+                f"images; got {panel.shape}."
+            )
+    labels = np.unique(np.concatenate([panel.ravel() for panel in panels]))
+    shown = [label for label in labels if label != background]
+    palette = plt.get_cmap("tab10" if len(shown) <= 10 else "tab20")
+    colors = {label: palette(i % palette.N) for i, label in enumerate(shown)}
+    titles = None
+    if predicted is not None:
+        titles = [title for _ in images for title in ("true", "predicted")]
+    fig, axes = _image_grid(len(images) * len(panels), titles, n_cols, ax_size, fig)
+    for index, ax in enumerate(axes):
+        image, panel = images[index // len(panels)], panels[index % len(panels)]
+        mask = panel[index // len(panels)]
+        overlay = np.zeros(mask.shape + (4,))
+        for label, color in colors.items():
+            overlay[mask == label] = (*color[:3], alpha)
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        ax.imshow(overlay)
+    names = class_names or {}
+    fig.legend(handles=[Patch(color=color, label=str(names.get(label, label)))
+                        for label, color in colors.items()],
+               loc="lower center", ncol=min(len(colors), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

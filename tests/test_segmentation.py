@@ -1,0 +1,219 @@
+"""UNetSegmenter, the segmentation metrics and plot_masks."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+
+from skvision.augmentation import ImageAugmenter
+from skvision.datasets import make_shapes
+from skvision.metrics import dice_score, dice_scorer, mean_iou, mean_iou_scorer, pixel_accuracy
+from skvision.nn import UNet
+from skvision.segmentation import UNetSegmenter
+
+FAST = dict(depth=2, base_filters=8, epochs=3, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes(n_samples=300, image_size=64, task="segmentation", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def small(shapes):
+    X, masks = shapes
+    return X[:48, ::2, ::2], masks[:48, ::2, ::2]  # 32 x 32
+
+
+@pytest.mark.slow
+def test_held_out_mean_iou_on_shapes(shapes):
+    """The acceptance bar: held-out mean IoU >= 0.85 within ~2 minutes of CPU."""
+    X, masks = shapes
+    seg = UNetSegmenter(device="cpu", random_state=0).fit(X[:240], masks[:240])
+    assert seg.score(X[240:], masks[240:]) >= 0.85
+    per_class = mean_iou(masks[240:], seg.predict(X[240:]), average=None)
+    assert per_class.min() >= 0.7  # every shape, not just the background
+
+
+def test_predict_shapes_labels_and_proba(small):
+    X, masks = small
+    labels = np.array([10, 20, 30, 40])[masks]  # any label values
+    seg = UNetSegmenter(**FAST).fit(X, labels)
+    assert list(seg.classes_) == [10, 20, 30, 40]
+    predicted = seg.predict(X[:5])
+    assert predicted.shape == (5, 32, 32) and set(np.unique(predicted)) <= {10, 20, 30, 40}
+    proba = seg.predict_proba(X[:5])
+    assert proba.shape == (5, 4, 32, 32)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(seg.classes_[proba.argmax(axis=1)], predicted)
+    assert {"train_loss", "train_acc"} <= set(seg.history_.columns)
+
+
+def test_any_image_size_and_flat_masks():
+    X, masks = make_shapes(n_samples=16, image_size=24, task="segmentation", random_state=1)
+    X, masks = X[:, :21, :19], masks[:, :21, :19]  # not a multiple of 2**depth
+    seg = UNetSegmenter(**dict(FAST, depth=3)).fit(X, masks.reshape(16, -1))
+    assert seg.predict(X).shape == (16, 21, 19)
+    assert UNet(3, 2, depth=3).eval()(torch.zeros(1, 3, 5, 7)).shape == (1, 2, 5, 7)
+
+
+def test_ignore_index_and_class_weight(small):
+    X, masks = small
+    masks = masks.copy()
+    masks[:, :4] = 255  # an unlabelled band
+    seg = UNetSegmenter(**FAST, ignore_index=255, class_weight="balanced").fit(X, masks)
+    assert 255 not in seg.classes_ and len(seg.classes_) == 4
+    assert seg.class_weight_.shape == (4,) and seg.class_weight_[0] < seg.class_weight_[1]
+    assert 255 not in np.unique(seg.predict(X))
+    score = seg.score(X, masks)
+    assert score == pytest.approx(mean_iou(masks, seg.predict(X), ignore_index=255))
+
+
+@pytest.mark.parametrize("loss", ["ce", "dice", "ce+dice"])
+def test_losses_train(small, loss):
+    X, masks = small
+    seg = UNetSegmenter(**dict(FAST, epochs=4), loss=loss).fit(X, masks)
+    losses = seg.history_["train_loss"].to_numpy()
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_augment_moves_masks_with_images(small):
+    X, masks = small
+    seen = []
+
+    class Recording(ImageAugmenter):
+        def _augment_training_batch(self, X, y, **kwargs):
+            out = super()._augment_training_batch(X, y, **kwargs)
+            seen.append(out)
+            return out
+
+    augmenter = Recording(horizontal_flip=1.0, degrees=0)
+    UNetSegmenter(**dict(FAST, epochs=1, batch_size=48), augment=augmenter).fit(X, masks)
+    images, flipped_masks = seen[0]
+    assert flipped_masks.shape == (48, 32, 32) and flipped_masks.dtype == torch.int64
+    # Each training image is a flipped original and its mask is flipped alike:
+    # find it among the originals through the mask.
+    originals = torch.from_numpy(masks).flip(-1)
+    for mask in flipped_masks[:5]:
+        assert any(torch.equal(mask, original) for original in originals)
+    # Rotations bring in pixels from outside: their mask value is the ignored -100.
+    rotated = ImageAugmenter(horizontal_flip=0, degrees=45)._augment_training_batch(
+        torch.rand(2, 3, 16, 16), torch.zeros(2, 16, 16, dtype=torch.int64),
+        rng=np.random.default_rng(0), target_kind="masks")[1]
+    assert set(torch.unique(rotated).tolist()) == {-100, 0}
+
+
+def test_bad_masks_raise_clear_errors(small):
+    X, masks = small
+    seg = UNetSegmenter(**FAST)
+    with pytest.raises(ValueError, match="masks must have shape"):
+        seg.fit(X, masks[:, :10])
+    with pytest.raises(ValueError, match="integer class"):
+        seg.fit(X, masks + 0.5)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        seg.fit(X, np.zeros_like(masks))
+    with pytest.raises(ValueError, match="requires y"):
+        seg.fit(X, None)
+    with pytest.raises(ValueError, match="loss must be"):
+        UNetSegmenter(**FAST, loss="focal").fit(X, masks)
+    fitted = UNetSegmenter(**dict(FAST, epochs=1)).fit(X, masks)
+    with pytest.raises(ValueError, match="not seen in the first fit"):
+        fitted.partial_fit(X, np.where(masks == 1, 7, masks))
+    with pytest.raises(ValueError, match="images of shape"):
+        fitted.predict(X[:, :16])
+    with pytest.raises(NotFittedError):
+        UNetSegmenter().predict(X)
+
+
+def test_sklearn_api_on_real_masks(small):
+    """What sklearn's checks test, on masks (its checks only have 1-D y)."""
+    X, masks = small
+    X_before, masks_before = X.copy(), masks.copy()
+    seg = UNetSegmenter(**FAST)
+    assert seg.fit(X, masks) is seg
+    assert np.array_equal(X, X_before) and np.array_equal(masks, masks_before)
+    assert seg.n_features_in_ == 32 * 32 * 3 and seg.image_shape_ == (32, 32, 3)
+    twin = clone(seg).fit(X, masks)  # same seed, same model
+    np.testing.assert_array_equal(twin.predict_proba(X), seg.predict_proba(X))
+    restored = pickle.loads(pickle.dumps(seg))
+    np.testing.assert_array_equal(restored.predict(X), seg.predict(X))
+    assert clone(seg).get_params() == seg.get_params()
+    float64 = UNetSegmenter(**FAST).fit(X.astype(np.float64) / 255, masks)
+    assert float64.predict(X.astype(np.float64) / 255).shape == masks.shape
+    with pytest.raises(ValueError, match="NaN"):
+        UNetSegmenter(**FAST).fit(np.full(X.shape, np.nan), masks)
+
+
+def test_cross_val_score_with_named_scorer_and_grid_search(small):
+    X, masks = small
+    scores = cross_val_score(UNetSegmenter(**FAST), X, masks, cv=3, scoring=mean_iou_scorer)
+    assert scores.shape == (3,) and ((0 <= scores) & (scores <= 1)).all()
+    # score() is the mean IoU, so the default scoring gives the same numbers.
+    np.testing.assert_allclose(cross_val_score(UNetSegmenter(**FAST), X, masks, cv=3), scores)
+    dice = cross_val_score(UNetSegmenter(**FAST), X, masks, cv=3, scoring=dice_scorer)
+    assert ((0 <= dice) & (dice <= 1)).all()
+    search = GridSearchCV(UNetSegmenter(**FAST), {"depth": [1, 2]}, cv=2).fit(X, masks)
+    assert search.best_params_["depth"] in (1, 2)
+    assert search.predict(X[:2]).shape == (2, 32, 32)
+
+
+# -- metrics ---------------------------------------------------------------------
+
+
+def _naive_scores(y_true, y_pred, labels):
+    iou, dice, recall = [], [], []
+    for label in labels:
+        true, pred = y_true == label, y_pred == label
+        inter, union = np.logical_and(true, pred).sum(), np.logical_or(true, pred).sum()
+        iou.append(inter / union if union else np.nan)
+        dice.append(2 * inter / (true.sum() + pred.sum()) if true.sum() + pred.sum() else np.nan)
+        recall.append(inter / true.sum() if true.sum() else np.nan)
+    return np.array(iou), np.array(dice), np.array(recall)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_equal_naive_implementation(seed):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 4, (3, 9, 11))
+    y_pred = np.where(rng.random(y_true.shape) < 0.6, y_true, rng.integers(0, 5, y_true.shape))
+    labels = np.union1d(y_true, y_pred)
+    iou, dice, recall = _naive_scores(y_true, y_pred, labels)
+    np.testing.assert_allclose(mean_iou(y_true, y_pred, average=None), iou)
+    np.testing.assert_allclose(mean_iou(y_true, y_pred), np.nanmean(iou))
+    np.testing.assert_allclose(dice_score(y_true, y_pred, average=None), dice)
+    np.testing.assert_allclose(dice_score(y_true, y_pred), np.nanmean(dice))
+    np.testing.assert_allclose(pixel_accuracy(y_true, y_pred, average=None), recall)
+    assert pixel_accuracy(y_true, y_pred) == pytest.approx((y_true == y_pred).mean())
+    # ignore_index drops those pixels from both masks.
+    keep = y_true != 2
+    np.testing.assert_allclose(mean_iou(y_true, y_pred, ignore_index=2),
+                               np.nanmean(_naive_scores(y_true[keep], y_pred[keep],
+                                                        np.union1d(y_true[keep],
+                                                                   y_pred[keep]))[0]))
+
+
+def test_metrics_errors():
+    with pytest.raises(ValueError, match="same shape"):
+        mean_iou(np.zeros((2, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="average"):
+        dice_score(np.zeros(3), np.zeros(3), average="macro")
+    assert mean_iou(np.zeros(4), np.zeros(4)) == 1.0
+
+
+def test_plot_masks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skvision.plotting import plot_masks
+
+    X, masks = make_shapes(n_samples=3, image_size=16, task="segmentation", random_state=0)
+    fig = plot_masks(X, masks, masks, class_names={1: "circle", 2: "square", 3: "triangle"})
+    assert len(fig.axes) == 6
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert set(legend) <= {"circle", "square", "triangle"} and legend
+    with pytest.raises(ValueError, match="to match the images"):
+        plot_masks(X, masks[:, :8])

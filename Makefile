@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/extractor_throughput.py
 	$(BIN)/python bench/augment_throughput.py
 	$(BIN)/python bench/boosting_overhead.py
+	$(BIN)/python bench/unet_overhead.py
 
 clean:
 	rm -rf $(VENV) skvision-demo .pytest_cache

@@ -13,12 +13,13 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
 def plain_training_loop(model, images, labels, *, batch_size, epochs, lr,
-                        channels_last=True, use_dataloader=False):
+                        channels_last=True, use_dataloader=False, label_smoothing=0.1):
     """The hand-written loop skvision is measured against.
 
-    AdamW, a one-cycle schedule stepped per batch, cross-entropy with label
-    smoothing 0.1, a seeded random permutation per epoch and tensor slicing
-    (or a DataLoader). ``channels_last`` uses the memory layout skvision uses.
+    AdamW, a one-cycle schedule stepped per batch, cross-entropy (per image
+    or per pixel) with ``label_smoothing``, a seeded random permutation per
+    epoch and tensor slicing (or a DataLoader). ``channels_last`` uses the
+    memory layout skvision uses.
     """
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -41,7 +42,8 @@ def plain_training_loop(model, images, labels, *, batch_size, epochs, lr,
             order = torch.randperm(len(images), generator=generator)
             batches = ((images[index], labels[index]) for index in order.split(batch_size))
         for batch_images, batch_labels in batches:
-            loss = F.cross_entropy(model(batch_images), batch_labels, label_smoothing=0.1)
+            loss = F.cross_entropy(model(batch_images), batch_labels,
+                                   label_smoothing=label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

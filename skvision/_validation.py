@@ -165,11 +165,16 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
                 f"X has {shape[2]} channel(s), but {name} was fitted on images with "
                 f"{expected[2]} channel(s) (shape {expected})."
             )
-        if shape != expected:
+        # Fully convolutional estimators (``_any_image_size = True``) predict on
+        # images of any size with the fitted channel count.
+        other_size = shape != expected
+        if other_size and not getattr(estimator, "_any_image_size", False):
             raise ValueError(
                 f"X has images of shape {shape}, but {name} was fitted on images of "
                 f"shape {expected} (height, width, channels)."
             )
+        if other_size:
+            estimator = None  # n_features_in_ describes the training size only
     if estimator is not None:
         # Feature names (pandas input) and n_features_in_ the sklearn way.
         flat = original if hasattr(original, "columns") else X.reshape(len(X), -1)

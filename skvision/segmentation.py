@@ -48,7 +48,9 @@ class UNetSegmenter(BaseNeuralEstimator):
     resolution (skip connections), recovering the fine detail of the object
     boundaries. ``fit(X, masks)`` takes integer class maps with any label
     values; ``predict`` returns masks in the same values and ``score`` the
-    mean intersection over union.
+    mean intersection over union. The network is fully convolutional, so
+    ``predict`` takes images of any size (with the training channel count):
+    train on crops, segment whole images.
 
     Parameters
     ----------
@@ -100,6 +102,8 @@ class UNetSegmenter(BaseNeuralEstimator):
     """
 
     _target_kind = "masks"
+    # Fully convolutional: trained on crops, it segments whole images.
+    _any_image_size = True
 
     def __init__(
         self,

@@ -14,7 +14,6 @@ Writes bench/results/unet_overhead.json.
 
 import argparse
 
-import numpy as np
 import torch
 
 from _harness import best_throughput, machine, plain_training_loop, write_result

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, check_scalar
 from ._training import BaseNeuralEstimator, fill_doc
 from ._validation import check_masks
 from .metrics import mean_iou
-from .nn import UNet
+from .nn import UNet, build_backbone
 from .nn.unet import CrossEntropyDiceLoss, DiceLoss
 
 __all__ = ["UNetSegmenter"]
@@ -36,7 +36,18 @@ depth : int, default=3
 
     upsampling : {"transpose", "bilinear"}, default="transpose"
         Learned transposed convolutions or fixed bilinear upsampling in the
-        decoder."""
+        decoder.
+
+    encoder : str, default=None
+        A pretrained backbone (e.g. "efficientnet_lite0", see
+        :func:`skvision.nn.backbones.list_backbones`) whose stages become the
+        encoder (transfer learning for segmentation); None trains a plain
+        U-Net encoder from scratch. Images must have 1 or 3 channels.
+
+    encoder_weights : None, False, path or dict, default=None
+        Weights of ``encoder``: None uses the shipped ones, False a random
+        initialization, a path or dict a state dict (as
+        :func:`~skvision.nn.build_backbone`)."""
 
 
 @fill_doc(architecture=_ARCHITECTURE_DOC, epochs=20, batch_size=8, lr=0.01, alpha=0.0)
@@ -113,6 +124,8 @@ class UNetSegmenter(BaseNeuralEstimator):
         batch_norm=True,
         dropout=0.0,
         upsampling="transpose",
+        encoder=None,
+        encoder_weights=None,
         loss="ce+dice",
         class_weight=None,
         ignore_index=None,
@@ -139,6 +152,8 @@ class UNetSegmenter(BaseNeuralEstimator):
         self.batch_norm = batch_norm
         self.dropout = dropout
         self.upsampling = upsampling
+        self.encoder = encoder
+        self.encoder_weights = encoder_weights
         self.loss = loss
         self.class_weight = class_weight
         self.ignore_index = ignore_index
@@ -171,9 +186,12 @@ class UNetSegmenter(BaseNeuralEstimator):
             raise ValueError(
                 f"upsampling must be 'transpose' or 'bilinear'; got {self.upsampling!r}."
             )
+        encoder = None
+        if self.encoder is not None:
+            encoder = build_backbone(self.encoder, weights=self.encoder_weights)
         return UNet(n_channels, n_outputs, depth=self.depth, base_filters=self.base_filters,
                     batch_norm=self.batch_norm, dropout=self.dropout,
-                    upsampling=self.upsampling)
+                    upsampling=self.upsampling, encoder=encoder)
 
     def _criterion(self):
         weight = None if self.class_weight_ is None else torch.as_tensor(

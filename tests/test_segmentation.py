@@ -219,3 +219,32 @@ def test_plot_masks():
     assert set(legend) <= {"circle", "square", "triangle"} and legend
     with pytest.raises(ValueError, match="to match the images"):
         plot_masks(X, masks[:, :8])
+
+
+def test_pretrained_encoder(small):
+    X, masks = small
+    seg = UNetSegmenter(**dict(FAST, depth=3), encoder="test_efficientnet",
+                        encoder_weights=False).fit(X, masks)
+    assert seg.predict(X[:3]).shape == (3, 32, 32)
+    assert seg.module_.encoder is not None and len(seg.module_.encoder.channels) == 3
+    gray = UNetSegmenter(**FAST, encoder="test_efficientnet", encoder_weights=False)
+    assert gray.fit(X[..., 0], masks).predict(X[:2, ..., 0]).shape == (2, 32, 32)
+    with pytest.raises(ValueError, match="stride"):
+        UNetSegmenter(**dict(FAST, depth=8), encoder="test_efficientnet",
+                      encoder_weights=False).fit(X, masks)
+
+
+@pytest.mark.slow
+def test_pretrained_encoder_beats_scratch_on_few_images(shapes):
+    """Transfer learning for segmentation: 120 images, 10 epochs.
+
+    Measured: the shipped ImageNet EfficientNet-Lite0 encoder 0.744 held-out
+    mean IoU, the same budget from scratch 0.242 (20 epochs: 0.867 / 0.631).
+    """
+    X, masks = shapes
+    params = dict(depth=3, epochs=10, device="cpu", random_state=0)
+    pretrained = UNetSegmenter(encoder="efficientnet_lite0", **params).fit(X[:120], masks[:120])
+    scratch = UNetSegmenter(**params).fit(X[:120], masks[:120])
+    pretrained_iou = pretrained.score(X[240:], masks[240:])
+    assert pretrained_iou >= 0.7
+    assert pretrained_iou > scratch.score(X[240:], masks[240:]) + 0.2

@@ -44,8 +44,55 @@ class _Up(nn.Module):
         return self.conv(torch.cat([self.up(x), skip], dim=1))
 
 
+class _BackboneEncoder(nn.Module):
+    """A pretrained backbone's stages as a U-Net encoder.
+
+    Returns the feature maps at strides 2, 4, ..., ``2 ** depth`` (the last
+    stage at each resolution), after the weights' own input normalization.
+    """
+
+    def __init__(self, backbone, depth):
+        super().__init__()
+        size = 2 ** max(depth + 1, 6)
+        was_training = backbone.training
+        backbone.eval()
+        sizes, channels = [], []
+        with torch.no_grad():
+            x = torch.zeros(1, 3, size, size)
+            for stage in backbone.stages:
+                x = stage(x)
+                sizes.append(size // x.shape[-1])
+                channels.append(x.shape[1])
+        backbone.train(was_training)
+        last_at = {stride: index for index, stride in enumerate(sizes)}
+        strides = [2**level for level in range(1, depth + 1)]
+        missing = [stride for stride in strides if stride not in last_at]
+        if missing:
+            raise ValueError(
+                f"Encoder {backbone.name!r} has no feature stage at stride {missing[0]}; its "
+                f"stages reach strides {sorted(set(sizes))}. Use a smaller depth."
+            )
+        self.taps = [last_at[stride] for stride in strides]
+        self.stages = nn.ModuleList(list(backbone.stages)[: self.taps[-1] + 1])
+        self.channels = [channels[index] for index in self.taps]
+        preprocessing = backbone.preprocessing
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = (x - self.mean) / self.std
+        features = []
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            if index in self.taps:
+                features.append(x)
+        return features
+
+
 class UNet(nn.Module):
-    """U-Net with a configurable depth, width and upsampling.
+    """U-Net with a configurable depth, width, upsampling and encoder.
 
     Parameters
     ----------
@@ -63,6 +110,13 @@ class UNet(nn.Module):
         Channel dropout inside the blocks of the two deepest levels.
     upsampling : {"transpose", "bilinear"}, default="transpose"
         Learned transposed convolutions, or fixed bilinear upsampling.
+    encoder : Backbone, default=None
+        A pretrained backbone (:func:`~skvision.nn.build_backbone`) whose
+        stages replace the encoder below full resolution; its maps at
+        strides 2 to ``2 ** depth`` are the skip connections, and a small
+        convolution block keeps a full-resolution skip. Inputs are images
+        in [0, 1] with 1 or 3 channels; the weights' normalization is
+        applied inside.
 
     Notes
     -----
@@ -71,20 +125,32 @@ class UNet(nn.Module):
     """
 
     def __init__(self, in_channels, n_classes, depth=3, base_filters=16, batch_norm=True,
-                 dropout=0.0, upsampling="transpose"):
+                 dropout=0.0, upsampling="transpose", encoder=None):
         super().__init__()
         if upsampling not in ("transpose", "bilinear"):
             raise ValueError(f"upsampling must be 'transpose' or 'bilinear'; got {upsampling!r}.")
         self.depth = depth
         widths = [base_filters * 2**level for level in range(depth + 1)]
         deep = {depth - 1, depth}  # dropout only where the maps are small and many
-        self.down = nn.ModuleList(
-            _DoubleConv(in_channels if level == 0 else widths[level - 1], widths[level],
-                        batch_norm, dropout if level in deep else 0.0)
-            for level in range(depth + 1)
-        )
+        if encoder is None:
+            self.encoder = None
+            self.down = nn.ModuleList(
+                _DoubleConv(in_channels if level == 0 else widths[level - 1], widths[level],
+                            batch_norm, dropout if level in deep else 0.0)
+                for level in range(depth + 1)
+            )
+            skip_channels = widths
+        else:
+            if in_channels not in (1, 3):
+                raise ValueError(
+                    f"A pretrained encoder takes 1 or 3 channels; got {in_channels}."
+                )
+            self.encoder = _BackboneEncoder(encoder, depth)
+            self.down = nn.ModuleList([_DoubleConv(in_channels, widths[0], batch_norm, 0.0)])
+            skip_channels = [widths[0], *self.encoder.channels]
         self.up = nn.ModuleList(
-            _Up(widths[level + 1], widths[level], widths[level], upsampling, batch_norm,
+            _Up(skip_channels[depth] if level == depth - 1 else widths[level + 1],
+                skip_channels[level], widths[level], upsampling, batch_norm,
                 dropout if level + 1 in deep else 0.0)
             for level in reversed(range(depth))
         )
@@ -98,10 +164,12 @@ class UNet(nn.Module):
             # Reflect needs the pad smaller than the side; replicate always works.
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        skips = []
-        for level, block in enumerate(self.down):
-            x = block(x if level == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
+        if self.encoder is None:
+            skips = []
+            for level, block in enumerate(self.down):
+                skips.append(block(x if level == 0 else F.max_pool2d(skips[-1], 2)))
+        else:
+            skips = [self.down[0](x), *self.encoder(x)]
         x = skips.pop()
         for block in self.up:
             x = block(x, skips.pop())

@@ -42,6 +42,33 @@ def _check_image_size(image_size, name="image_size"):
     return tuple(int(side) for side in image_size)
 
 
+_IMAGE_PARAMETERS_DOC = """\
+image_shape : tuple of int, default=None
+        ``(height, width)`` or ``(height, width, channels)`` of flat 2-D input
+        rows; None infers a square grayscale or RGB image.
+
+    channels : {"last", "first"}, default="last"
+        Channel axis of 4-D numpy input."""
+
+_IMAGE_ATTRIBUTES_DOC = """\
+n_features_in_ : int
+        Flat size of the input images.
+
+    image_shape_ : tuple of int
+        ``(height, width, channels)`` of the input images.
+
+    feature_names_in_ : ndarray of str
+        Column names of DataFrame input. Defined only then."""
+
+
+def _fill_image_doc(cls):
+    """Insert the parameters and attributes every image transformer shares."""
+    cls.__doc__ = cls.__doc__ % {
+        "image_parameters": _IMAGE_PARAMETERS_DOC, "image_attributes": _IMAGE_ATTRIBUTES_DOC
+    }
+    return cls
+
+
 class _ImageTransformer(TransformerMixin, BaseEstimator):
     """Shared plumbing: ``image_shape``/``channels`` parameters and output names."""
 
@@ -276,6 +303,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
         return tags
 
 
+@_fill_image_doc
 class Resize(_ImageTransformer):
     """Resize images to one ``(height, width)``.
 
@@ -291,23 +319,11 @@ class Resize(_ImageTransformer):
         Low-pass filter when shrinking with "bilinear" or "bicubic", as
         Pillow and torchvision do; avoids aliasing.
 
-    image_shape : tuple of int, default=None
-        ``(height, width)`` or ``(height, width, channels)`` of flat 2-D input
-        rows; None infers a square grayscale or RGB image.
-
-    channels : {"last", "first"}, default="last"
-        Channel axis of 4-D numpy input.
+    %(image_parameters)s
 
     Attributes
     ----------
-    n_features_in_ : int
-        Flat size of the input images.
-
-    image_shape_ : tuple of int
-        ``(height, width, channels)`` of the input images.
-
-    feature_names_in_ : ndarray of str
-        Column names of DataFrame input. Defined only then.
+    %(image_attributes)s
 
     See Also
     --------
@@ -384,6 +400,7 @@ class Resize(_ImageTransformer):
         return (*_check_image_size(self.image_size), self.image_shape_[2])
 
 
+@_fill_image_doc
 class Grayscale(_ImageTransformer):
     """Turn RGB images into one-channel gray images (ITU-R 601 luma).
 
@@ -391,23 +408,11 @@ class Grayscale(_ImageTransformer):
 
     Parameters
     ----------
-    image_shape : tuple of int, default=None
-        ``(height, width)`` or ``(height, width, channels)`` of flat 2-D input
-        rows; None infers a square grayscale or RGB image.
-
-    channels : {"last", "first"}, default="last"
-        Channel axis of 4-D numpy input.
+    %(image_parameters)s
 
     Attributes
     ----------
-    n_features_in_ : int
-        Flat size of the input images.
-
-    image_shape_ : tuple of int
-        ``(height, width, channels)`` of the input images.
-
-    feature_names_in_ : ndarray of str
-        Column names of DataFrame input. Defined only then.
+    %(image_attributes)s
 
     See Also
     --------
@@ -473,6 +478,7 @@ class Grayscale(_ImageTransformer):
         return (*self.image_shape_[:2], 1)
 
 
+@_fill_image_doc
 class ChannelStandardizer(_ImageTransformer):
     """Standardize each color channel to zero mean and unit variance.
 
@@ -490,12 +496,7 @@ class ChannelStandardizer(_ImageTransformer):
     with_std : bool, default=True
         Divide by the channel standard deviations.
 
-    image_shape : tuple of int, default=None
-        ``(height, width)`` or ``(height, width, channels)`` of flat 2-D input
-        rows; None infers a square grayscale or RGB image.
-
-    channels : {"last", "first"}, default="last"
-        Channel axis of 4-D numpy input.
+    %(image_parameters)s
 
     Attributes
     ----------
@@ -506,14 +507,7 @@ class ChannelStandardizer(_ImageTransformer):
         Per-channel standard deviation (1 for constant channels, or when
         ``with_std=False``).
 
-    n_features_in_ : int
-        Flat size of the input images.
-
-    image_shape_ : tuple of int
-        ``(height, width, channels)`` of the input images.
-
-    feature_names_in_ : ndarray of str
-        Column names of DataFrame input. Defined only then.
+    %(image_attributes)s
 
     See Also
     --------
@@ -605,6 +599,7 @@ class ChannelStandardizer(_ImageTransformer):
         return images_like(images * scale + mean, X, channels=self.channels, keep_uint8=False)
 
 
+@_fill_image_doc
 class ImageFlattener(_ImageTransformer):
     """Flatten images into rows of pixel features, and back.
 
@@ -616,23 +611,11 @@ class ImageFlattener(_ImageTransformer):
 
     Parameters
     ----------
-    image_shape : tuple of int, default=None
-        ``(height, width)`` or ``(height, width, channels)`` of flat 2-D input
-        rows; None infers a square grayscale or RGB image.
-
-    channels : {"last", "first"}, default="last"
-        Channel axis of 4-D numpy input.
+    %(image_parameters)s
 
     Attributes
     ----------
-    n_features_in_ : int
-        Flat size of the input images.
-
-    image_shape_ : tuple of int
-        ``(height, width, channels)`` of the input images.
-
-    feature_names_in_ : ndarray of str
-        Column names of DataFrame input. Defined only then.
+    %(image_attributes)s
 
     See Also
     --------

@@ -5,6 +5,7 @@ from .augmentation import AugmentationSampler, ImageAugmenter
 from .boosting import BoostedTreesClassifier, BoostedTreesRegressor
 from .classification import CNNClassifier, CNNRegressor
 from .segmentation import UNetSegmenter
+from .style import StyleTransfer
 from .transfer import FineTunedClassifier, PretrainedFeatureExtractor
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "FineTunedClassifier",
     "ImageAugmenter",
     "PretrainedFeatureExtractor",
+    "StyleTransfer",
     "UNetSegmenter",
     "VisionTransformerClassifier",
     "__version__",

@@ -15,6 +15,7 @@ from skvision import CNNClassifier, CNNRegressor
 from skvision.attention import VisionTransformerClassifier
 from skvision.boosting import BoostedTreesClassifier, BoostedTreesRegressor
 from skvision.segmentation import UNetSegmenter
+from skvision.style import StyleTransfer
 from skvision.preprocessing import ChannelStandardizer, Grayscale, ImageFlattener, Resize
 from skvision.augmentation import AugmentationSampler, ImageAugmenter
 from skvision.transfer import FineTunedClassifier, PretrainedFeatureExtractor
@@ -41,6 +42,8 @@ INIT_PARAMS = {
     BoostedTreesClassifier: dict(n_estimators=20, n_jobs=1, random_state=0),
     BoostedTreesRegressor: dict(n_estimators=20, n_jobs=1, random_state=0),
     UNetSegmenter: dict(depth=1, base_filters=4, epochs=2, image_shape=(1, -1), device="cpu",
+                        random_state=0),
+    StyleTransfer: dict(image_size=16, n_iter=3, image_shape=(1, -1), device="cpu",
                         random_state=0),
     Resize: dict(image_size=(2, 3), image_shape=(1, -1)),
     Grayscale: dict(image_shape=(1, -1)),
@@ -77,6 +80,12 @@ _UNET_CHECKS = [
 ]
 
 EXPECTED_FAILED_CHECKS = {
+    StyleTransfer: {
+        "check_dict_unchanged": (
+            "transform is an optimization per image and records its loss curve in "
+            "loss_history_ (for plot_history); the fitted style is not changed."
+        ),
+    },
     UNetSegmenter: {name: _NEEDS_MASKS for name in _UNET_CHECKS},
     BoostedTreesClassifier: {
         "check_sample_weight_equivalence_on_dense_data": (

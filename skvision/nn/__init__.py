@@ -15,16 +15,22 @@ from .blocks import (
 )
 from .backbones import Backbone, BackboneClassifier, build_backbone
 from .cnn import CNN
+from .style import FeatureTaps, content_loss, gram_matrix, style_loss, total_variation_loss
 from .unet import CrossEntropyDiceLoss, DiceLoss, UNet
 
 __all__ = [
     "Backbone",
     "BackboneClassifier",
     "build_backbone",
+    "content_loss",
     "global_pool",
+    "gram_matrix",
+    "style_loss",
+    "total_variation_loss",
     "CNN",
     "CrossEntropyDiceLoss",
     "DiceLoss",
+    "FeatureTaps",
     "ConvBlock",
     "Downsample",
     "GlobalAvgPool",

@@ -90,15 +90,17 @@ def _image_grid(n_images, titles, n_cols, ax_size, fig):
 
 
 def plot_history(history, *, metrics=("loss", "acc"), fig=None):
-    """Plot training curves: losses and accuracies per epoch.
+    """Plot training curves: losses and accuracies per epoch (or iteration).
 
     Parameters
     ----------
     history : pandas.DataFrame or fitted estimator
-        An estimator's ``history_`` (or the estimator itself).
+        An estimator's ``history_`` or ``loss_history_`` (StyleTransfer), or
+        the estimator itself.
     metrics : tuple of str, default=("loss", "acc")
         Suffixes of the columns to plot, one panel each (``train_`` and
-        ``valid_`` columns share a panel).
+        ``valid_`` columns share a panel). A panel whose curves span more
+        than two orders of magnitude gets a log scale.
     fig : matplotlib Figure, default=None
         Figure to draw into; a new one by default.
 
@@ -118,10 +120,16 @@ def plot_history(history, *, metrics=("loss", "acc"), fig=None):
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    if hasattr(history, "history_"):
-        history = history.history_
-    if not isinstance(history, pd.DataFrame) or "epoch" not in history:
-        raise ValueError("history must be a fitted estimator or its history_ DataFrame.")
+    for attribute in ("history_", "loss_history_"):
+        if hasattr(history, attribute):
+            history = getattr(history, attribute)
+            break
+    x_column = next((c for c in ("epoch", "iteration") if c in getattr(history, "columns", [])),
+                    None)
+    if not isinstance(history, pd.DataFrame) or x_column is None:
+        raise ValueError(
+            "history must be a fitted estimator or its history_ / loss_history_ DataFrame."
+        )
     panels = [
         (metric, [c for c in history.columns if c.endswith(f"_{metric}")])
         for metric in metrics
@@ -133,9 +141,15 @@ def plot_history(history, *, metrics=("loss", "acc"), fig=None):
         fig = plt.figure(figsize=(4.5 * len(panels), 3.2))
     for index, (metric, columns) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), index + 1)
+        marker = "o" if len(history) <= 50 else None
         for column in columns:
-            ax.plot(history["epoch"], history[column], marker="o", label=column)
-        ax.set_xlabel("epoch")
+            ax.plot(history[x_column], history[column], marker=marker, label=column)
+        values = history[columns].to_numpy(dtype=float)
+        positive = values[np.isfinite(values) & (values > 0)]
+        finite = values[np.isfinite(values)]
+        if positive.size and (finite >= 0).all() and positive.max() > 100 * positive.min():
+            ax.set_yscale("log")
+        ax.set_xlabel(x_column)
         ax.set_ylabel(metric)
         ax.legend()
         ax.grid(alpha=0.3)

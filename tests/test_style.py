@@ -132,3 +132,19 @@ def test_adam_pickle_and_clone(images):
     restored = pickle.loads(pickle.dumps(painter))
     np.testing.assert_array_equal(restored.transform(content), out)
     assert clone(painter).get_params() == painter.get_params()
+
+
+def test_plot_history_of_a_transfer(images):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skvision.plotting import plot_history
+
+    style, content = images
+    painter = StyleTransfer(**dict(FAST, n_iter=10)).fit(style)
+    painter.transform(content[:1])
+    fig = plot_history(painter)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "iteration" and ax.get_yscale() == "log"
+    assert {line.get_label() for line in ax.get_lines()} == {
+        "content_loss", "style_loss", "tv_loss", "total_loss"}

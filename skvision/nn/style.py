@@ -7,7 +7,6 @@ image so its activations match one image's content and its Gram matrices
 another image's style transfers the style.
 """
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

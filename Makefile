@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/augment_throughput.py
 	$(BIN)/python bench/boosting_overhead.py
 	$(BIN)/python bench/unet_overhead.py
+	$(BIN)/python bench/style_throughput.py
 
 clean:
 	rm -rf $(VENV) skvision-demo .pytest_cache

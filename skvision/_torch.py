@@ -1,6 +1,7 @@
 """Torch helpers shared by every neural estimator: device, seeding, inference."""
 
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -64,17 +65,37 @@ def predict_batches(module, X, *, batch_size, device, forward=None):
     """Run ``module`` (or ``forward``) over ``X`` in eval mode, batch by batch.
 
     Returns the concatenated outputs as a CPU tensor. Only one batch of
-    inputs and activations is on ``device`` at a time.
+    inputs and activations is on ``device`` at a time. When a batch does not
+    fit in the device's memory, it is retried at half the size (with a
+    warning) down to one image, then a ``MemoryError`` says so.
+
+    Safe to call from several threads at once on one module: the module is
+    put in eval mode once and left there (training sets its own mode), so no
+    call flips the mode under another.
     """
     forward = module if forward is None else forward
-    was_training = module.training
-    module.eval()
-    outputs = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(X), batch_size):
-                batch = channels_last(X[start : start + batch_size].to(device, non_blocking=True))
-                outputs.append(forward(batch).float().cpu())
-    finally:
-        module.train(was_training)
+    if module.training:
+        module.eval()
+    outputs, start = [], 0
+    with torch.inference_mode():
+        while start < len(X):
+            batch = X[start : start + batch_size]
+            try:
+                output = forward(channels_last(batch.to(device, non_blocking=True)))
+            except torch.OutOfMemoryError as error:
+                if batch_size == 1:
+                    raise MemoryError(
+                        f"Out of memory on {device} even with one image per batch; use a "
+                        "device with more memory or smaller images."
+                    ) from error
+                batch_size = max(1, batch_size // 2)
+                warnings.warn(
+                    f"Out of memory on {device}; retrying with batch_size={batch_size}.",
+                    RuntimeWarning, stacklevel=2,
+                )
+                if str(device).startswith("cuda"):
+                    torch.cuda.empty_cache()
+                continue
+            outputs.append(output.float().cpu())
+            start += len(batch)
     return torch.cat(outputs)

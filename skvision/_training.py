@@ -10,6 +10,7 @@ and ``history_`` as a DataFrame.
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -340,7 +341,8 @@ class _Net(NeuralNet):
         # never reaches the weights. (skorch reads loss.item() right after.)
         if training and not math.isfinite(value := loss.item()):
             epoch = len(self.history)
-            batch = len(self.history[-1]["batches"]) + 1 if self.history else 1
+            # skorch opens the batch record at on_batch_begin: it counts this one.
+            batch = max(1, len(self.history[-1]["batches"])) if self.history else 1
             raise FloatingPointError(
                 f"The training loss became {value} at epoch {epoch}, batch {batch}. "
                 "Training diverged: try a lower lr, a stronger alpha, or scaled inputs."
@@ -515,9 +517,34 @@ class BaseNeuralEstimator(BaseEstimator):
         # Continued training draws fresh dropout masks, not a replay of epoch 1.
         epochs_done = len(self.net_.history) if self.net_.initialized_ else 0
         with seeded(self._seed + epochs_done, self.device_):
-            self.net_.partial_fit(train, None, epochs=epochs)
+            try:
+                # skorch ends the loop quietly on KeyboardInterrupt (Ctrl-C, or
+                # its own early stopping) and restores the best weights.
+                self.net_.partial_fit(train, None, epochs=epochs)
+            except FloatingPointError:
+                self._restore_best_weights()
+                self.history_ = self._history_frame()
+                raise
         self.history_ = self._history_frame()
+        epochs_run = len(self.net_.history) - epochs_done
+        stopping = dict(self.net_.callbacks_).get("early_stopping")
+        stopped_early = stopping is not None and stopping.misses_ >= stopping.patience
+        if epochs_run < epochs and not stopped_early:
+            warnings.warn(
+                f"Training was interrupted during epoch {len(self.net_.history)} of this "
+                f"fit's {epochs}; the estimator keeps the weights reached so far"
+                + (" (the best epoch's)" if stopping is not None else "")
+                + " and can predict. Call fit again to train fully.",
+                RuntimeWarning, stacklevel=3,
+            )
         return self
+
+    def _restore_best_weights(self):
+        """After a diverged loss, go back to the best epoch's weights when known."""
+        stopping = dict(self.net_.callbacks_).get("early_stopping")
+        best = getattr(stopping, "best_model_weights_", None)
+        if best is not None:
+            self.net_.module_.load_state_dict(best)
 
     def fit(self, X, y):
         """Train the network on images ``X`` and targets ``y``.

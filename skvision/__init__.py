@@ -1,5 +1,6 @@
 """skvision: computer vision that drops into scikit-learn."""
 
+from ._persistence import load, save
 from .attention import VisionTransformerClassifier
 from .augmentation import AugmentationSampler, ImageAugmenter
 from .boosting import BoostedTreesClassifier, BoostedTreesRegressor
@@ -23,4 +24,6 @@ __all__ = [
     "UNetSegmenter",
     "VisionTransformerClassifier",
     "__version__",
+    "load",
+    "save",
 ]

@@ -494,6 +494,7 @@ class BaseNeuralEstimator(BaseEstimator):
                 )
             self.net_ = self._make_net(module, self.device_)
             self._augment_rng = np.random.default_rng(self._seed)
+            self._n_outputs = n_outputs  # rebuilds the network when a saved model loads
         X = channels_last(X)  # batches sliced from it keep the fast layout
         if self.early_stopping and not partial:
             train, valid = self._split_validation(X, y, self._seed)
@@ -503,13 +504,17 @@ class BaseNeuralEstimator(BaseEstimator):
             self.net_.set_params(train_split=None)
         epochs = 1 if partial else self.epochs
         n_batches = len(_BatchIterator(train, self.batch_size, shuffle=True))
-        self.net_.set_params(
-            callbacks=self._callbacks(n_batches, epochs, None if partial else self.lr_schedule),
-            augment=None if self.augment is None else _TrainingAugment(
-                self.augment, self._augment_rng, self._target_kind,
-                n_outputs if self._target_kind == "labels" else None,
-            ),
-        )
+        self.net_.set_params(augment=None if self.augment is None else _TrainingAugment(
+            self.augment, self._augment_rng, self._target_kind,
+            n_outputs if self._target_kind == "labels" else None,
+        ))
+        # Set directly: skorch's set_params(callbacks=...) on an initialized net
+        # rebuilds callbacks_ from the previous list, so a partial_fit after fit
+        # would rerun fit's one-cycle schedule.
+        self.net_.callbacks = self._callbacks(
+            n_batches, epochs, None if partial else self.lr_schedule)
+        if self.net_.initialized_:
+            self.net_.initialize_callbacks()
         if not reset:
             # A finished schedule leaves the rate near zero; restart from lr.
             for group, lr in zip(self.net_.optimizer_.param_groups, self._group_lrs()):

@@ -274,3 +274,13 @@ def test_errors(small_digits):
         clf.predict(np.zeros((2, 10, 10)))
     with pytest.raises(ValueError, match="not seen in the first fit"):
         clf.partial_fit(X[:10], np.full(10, 42))
+
+
+def test_partial_fit_after_fit_runs_at_constant_lr(small_digits):
+    """partial_fit after fit trains at lr, not with fit's one-cycle schedule again."""
+    X, y, _, _ = small_digits
+    clf = CNNClassifier(**dict(FAST, epochs=2, lr=0.004)).fit(X, y)
+    assert clf.history_["lr"].iloc[-1] < 0.001  # one-cycle ends near zero
+    clf.partial_fit(X, y)
+    assert clf.history_["lr"].iloc[-1] == pytest.approx(0.004)
+    assert len(clf.history_) == 3 and np.isfinite(clf.history_["train_acc"].iloc[-1])

@@ -1,0 +1,396 @@
+"""Safe saving and loading of fitted estimators: ``skvision.save`` / ``skvision.load``.
+
+A saved model is one zip file:
+
+* ``metadata.json``: the format version, the skvision / torch / sklearn
+  versions that wrote it, and the estimator as JSON — its class (from an
+  allow-list), parameters and fitted attributes;
+* ``arrays/<n>.npy``: numpy arrays, read with ``allow_pickle=False``;
+* ``tensors.safetensors``: every torch tensor (network weights, optimizer
+  state, Gram matrices), read with safetensors;
+* XGBoost models in XGBoost's own binary JSON format.
+
+Loading never unpickles: every object is rebuilt from an allowed class and
+plain data, and the networks from the estimator's own parameters before
+their weights are loaded. Writing goes to a temporary file in the target's
+folder, is flushed to disk and then renamed over the target, so a failure
+mid-write leaves the previous file as it was and no partial file behind.
+"""
+
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+__all__ = ["load", "save"]
+
+FORMAT = "skvision-model"
+FORMAT_VERSION = 1
+
+
+def _trusted_classes():
+    """The classes a file may name: skvision's public estimators and XGBoost's models."""
+    import xgboost
+
+    import skvision
+    from skvision.preprocessing import (
+        ChannelStandardizer,
+        Grayscale,
+        ImageFlattener,
+        ImageReader,
+        Resize,
+    )
+
+    classes = [getattr(skvision, name) for name in skvision.__all__ if name[0].isupper()]
+    classes += [ChannelStandardizer, Grayscale, ImageFlattener, ImageReader, Resize,
+                xgboost.XGBClassifier, xgboost.XGBRegressor]
+    return {f"{cls.__module__}.{cls.__qualname__}": cls for cls in classes}
+
+
+def _class_path(obj):
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+# --------------------------------------------------------------------------
+# Encoding: Python objects → JSON with references to arrays and tensors.
+
+
+class _Writer:
+    def __init__(self):
+        self.arrays = {}
+        self.tensors = {}
+
+    def array(self, value):
+        name = f"arrays/{len(self.arrays)}.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        self.arrays[name] = buffer.getvalue()
+        return {"__array__": name}
+
+    def tensor(self, value):
+        name = str(len(self.tensors))
+        # A copy: safetensors refuses tensors that share memory.
+        self.tensors[name] = value.detach().cpu().clone().contiguous()
+        return {"__tensor__": name}
+
+    def encode(self, value, where):
+        import xgboost
+        from sklearn.base import BaseEstimator
+        from skorch import NeuralNet
+
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (float, np.floating)):
+            value = float(value)
+            return value if math.isfinite(value) else {"__float__": repr(value)}
+        if isinstance(value, tuple):
+            return {"__tuple__": [self.encode(item, where) for item in value]}
+        if isinstance(value, list):
+            return [self.encode(item, where) for item in value]
+        if isinstance(value, dict):
+            if all(isinstance(key, str) for key in value):
+                return {"__dict__": {key: self.encode(item, f"{where}.{key}")
+                                     for key, item in value.items()}}
+            return {"__items__": [[self.encode(key, where), self.encode(item, where)]
+                                  for key, item in value.items()]}
+        if isinstance(value, np.ndarray):
+            if value.dtype == object:
+                if all(isinstance(item, str) for item in value.ravel()):
+                    return {"__strings__": value.tolist(), "shape": list(value.shape)}
+                raise TypeError(f"{where}: cannot save an object array of non-strings safely.")
+            return self.array(value)
+        if isinstance(value, torch.Tensor):
+            return self.tensor(value)
+        if isinstance(value, pd.DataFrame):
+            return {"__dataframe__": {
+                "columns": [str(column) for column in value.columns],
+                "values": [self.encode(value[column].to_numpy(), where)
+                           for column in value.columns]}}
+        if isinstance(value, np.random.Generator):
+            return {"__generator__": self.encode(value.bit_generator.state, where)}
+        if isinstance(value, np.random.RandomState):
+            return {"__random_state__": self.encode(value.get_state(), where)}
+        if isinstance(value, (xgboost.XGBClassifier, xgboost.XGBRegressor)):
+            params = {key: item for key, item in value.get_params().items()
+                      if key != "callbacks"}
+            raw = np.frombuffer(bytes(value.get_booster().save_raw(raw_format="ubj")),
+                                dtype=np.uint8)
+            return {"__xgboost__": _class_path(value), "params": self.encode(params, where),
+                    "raw": self.array(raw)}
+        if isinstance(value, NeuralNet):
+            return {"__net__": self.encode({
+                "module": value.module_.state_dict(),
+                "optimizer": value.optimizer_.state_dict(),
+                "history": _plain_history(value.history),
+                # The shuffling generator's position, so training continues as it would have.
+                "generator": getattr(value, "generator", None) and value.generator.get_state(),
+            }, where)}
+        if isinstance(value, torch.nn.Module):
+            return {"__module__": self.encode(value.state_dict(), where)}
+        if isinstance(value, BaseEstimator):
+            if _class_path(value) not in _trusted_classes():
+                raise TypeError(f"{where}: {_class_path(value)} is not a skvision estimator and "
+                                "cannot be saved safely.")
+            state = value.__getstate__()
+            return {"__estimator__": _class_path(value),
+                    "state": self.encode(state, f"{where}.{type(value).__name__}")}
+        if callable(value):
+            warnings.warn(
+                f"{where} is a callable ({value!r}), which cannot be saved without pickle; it "
+                "is saved as None (it is only used in training).", UserWarning, stacklevel=4,
+            )
+            return None
+        raise TypeError(f"{where}: cannot save a {type(value).__name__} safely.")
+
+
+def _plain_history(history):
+    """skorch's History as plain rows (batch records dropped: they are per-step noise)."""
+    return [{key: value for key, value in row.items() if key != "batches"} for row in history]
+
+
+# --------------------------------------------------------------------------
+# Decoding: JSON → objects, rebuilding networks from the estimators' params.
+
+
+class _Reader:
+    def __init__(self, archive, tensors, trusted):
+        self.archive = archive
+        self.tensors = tensors
+        self.trusted = trusted
+        self.nets = []
+
+    def array(self, name):
+        with self.archive.open(name) as handle:
+            return np.load(io.BytesIO(handle.read()), allow_pickle=False)
+
+    def decode(self, value):
+        if isinstance(value, list):
+            return [self.decode(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        (tag,) = [key for key in value if key.startswith("__")][:1] or [None]
+        if tag == "__float__":
+            return float(value[tag])
+        if tag == "__tuple__":
+            return tuple(self.decode(item) for item in value[tag])
+        if tag == "__dict__":
+            return {key: self.decode(item) for key, item in value[tag].items()}
+        if tag == "__items__":
+            return {self.decode(key): self.decode(item) for key, item in value[tag]}
+        if tag == "__strings__":
+            return np.array(value[tag], dtype=object).reshape(value["shape"])
+        if tag == "__array__":
+            return self.array(value[tag])
+        if tag == "__tensor__":
+            return self.tensors[value[tag]]
+        if tag == "__dataframe__":
+            frame = value[tag]
+            return pd.DataFrame({column: self.decode(values) for column, values in
+                                 zip(frame["columns"], frame["values"])})
+        if tag == "__generator__":
+            state = self.decode(value[tag])
+            generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
+            generator.bit_generator.state = state
+            return generator
+        if tag == "__random_state__":
+            random_state = np.random.RandomState()
+            random_state.set_state(self.decode(value[tag]))
+            return random_state
+        if tag == "__xgboost__":
+            model = self._trusted(value[tag])(**self.decode(value["params"]))
+            model.load_model(bytearray(self.array(value["raw"]["__array__"]).tobytes()))
+            return model
+        if tag in ("__net__", "__module__"):
+            # Rebuilt once the owning estimator's parameters are known.
+            return _Pending(tag, self.decode(value[tag]))
+        if tag == "__estimator__":
+            cls = self._trusted(value[tag])
+            estimator = cls.__new__(cls)
+            state = self.decode(value["state"])
+            pending = {key: item for key, item in state.items() if isinstance(item, _Pending)}
+            for key in pending:
+                state.pop(key)
+            estimator.__setstate__(state) if hasattr(estimator, "__setstate__") else (
+                estimator.__dict__.update(state))
+            for key, item in pending.items():
+                setattr(estimator, key, _rebuild(estimator, key, item))
+            return estimator
+        raise ValueError(f"Unknown entry {sorted(value)[:3]} in the model file.")
+
+    def _trusted(self, path):
+        if path not in self.trusted:
+            raise ValueError(
+                f"The model file names the type {path!r}, which is not one skvision loads: "
+                "refusing to load it (only skvision estimators and XGBoost models are allowed)."
+            )
+        return self.trusted[path]
+
+
+class _Pending:
+    def __init__(self, kind, payload):
+        self.kind, self.payload = kind, payload
+
+
+def _load_device(estimator):
+    from ._torch import resolve_device
+
+    device = getattr(estimator, "device_", "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        return "cpu"  # a model fitted on a GPU loads on a CPU-only machine
+    if str(device) == "mps" and not torch.backends.mps.is_available():
+        return "cpu"
+    return resolve_device(device)
+
+
+def _rebuild(estimator, key, pending):
+    """Rebuild a network attribute from the estimator's parameters, then load its weights."""
+    from skorch.history import History
+
+    from ._torch import channels_last, seeded
+    from .nn import build_backbone
+
+    device = _load_device(estimator)
+    if hasattr(estimator, "device_"):
+        estimator.device_ = device
+    if pending.kind == "__module__":
+        if key != "backbone_":
+            raise ValueError(f"Unknown network attribute {key!r} in the model file.")
+        module = build_backbone(estimator.backbone, weights=False, layer=estimator.layer)
+        module.load_state_dict(pending.payload)
+        return module.requires_grad_(False).eval().to(device)
+    height, width, n_channels = estimator.image_shape_
+    with seeded(estimator._seed, device):
+        module = channels_last(estimator._build_module(n_channels, estimator._n_outputs,
+                                                       (height, width)))
+    net = estimator._make_net(module, device)
+    net.initialize()
+    net.module_.load_state_dict(pending.payload["module"])
+    net.optimizer_.load_state_dict(pending.payload["optimizer"])
+    net.history = History(pending.payload["history"])
+    if pending.payload.get("generator") is not None:
+        net.generator.set_state(pending.payload["generator"])
+    net.module_.eval()
+    return net
+
+
+# --------------------------------------------------------------------------
+# Public functions.
+
+
+def _versions():
+    import skvision
+
+    return {"skvision": skvision.__version__, "torch": torch.__version__,
+            "sklearn": sklearn.__version__}
+
+
+def save(estimator, path):
+    """Save a fitted skvision estimator to one file, without pickle.
+
+    Parameters
+    ----------
+    estimator : skvision estimator
+        Fitted or not; parameters and fitted attributes are saved, network
+        weights as safetensors. An ``augment=`` callable that is not an
+        ImageAugmenter is saved as None (with a warning): it only matters in
+        training.
+    path : str or path-like
+        The file to write (conventionally ``*.skv``). It is replaced
+        atomically: on any failure the previous file stays as it was.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skvision import CNNClassifier, load, save
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> clf = CNNClassifier(filters=(8,), epochs=1, random_state=0).fit(X[:100], y[:100])
+    >>> path = os.path.join(tempfile.mkdtemp(), "digits.skv")
+    >>> save(clf, path)
+    >>> (load(path).predict(X[:5]) == clf.predict(X[:5])).all()
+    np.True_
+    """
+    writer = _Writer()
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, **_versions(),
+                "estimator": writer.encode(estimator, type(estimator).__name__)}
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".skvision-", suffix=".tmp",
+                                         delete=False)
+    try:
+        with handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("metadata.json", json.dumps(document, allow_nan=False))
+            for name, data in writer.arrays.items():
+                archive.writestr(name, data)
+            archive.writestr("tensors.safetensors", save_tensors(writer.tensors))
+        with open(handle.name, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        if os.path.exists(handle.name):
+            os.unlink(handle.name)
+        raise
+
+
+def load(path):
+    """Load an estimator written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save`.
+
+    Returns
+    -------
+    estimator : skvision estimator
+        Ready to predict; networks are on the device they were fitted on when
+        it exists here, else on the CPU.
+
+    Raises
+    ------
+    ValueError
+        The file is not a skvision model, is truncated or altered, names a
+        type skvision does not load, or comes from a newer format version.
+    """
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.testzip() is not None:
+                raise zipfile.BadZipFile("a member's checksum does not match")
+            document = json.loads(archive.read("metadata.json"))
+            if not isinstance(document, dict) or document.get("format") != FORMAT:
+                raise ValueError(f"{path!r} is not a skvision model file.")
+            version = document.get("format_version")
+            if not isinstance(version, int) or version > FORMAT_VERSION:
+                raise ValueError(
+                    f"{path!r} was written by skvision {document.get('skvision')} in model format "
+                    f"{version}; this skvision ({_versions()['skvision']}) reads format "
+                    f"{FORMAT_VERSION} and older. Upgrade skvision to load it."
+                )
+            saved_major = str(document.get("skvision", "0")).split(".")[0]
+            current_major = _versions()["skvision"].split(".")[0]
+            if saved_major != current_major:
+                warnings.warn(
+                    f"{path!r} was written by skvision {document.get('skvision')}; this is "
+                    f"{_versions()['skvision']}. Check its predictions.", UserWarning,
+                    stacklevel=2,
+                )
+            tensors = load_tensors(archive.read("tensors.safetensors"))
+            reader = _Reader(archive, tensors, _trusted_classes())
+            return reader.decode(document["estimator"])
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError) as error:
+        raise ValueError(
+            f"{path!r} is not a readable skvision model file (truncated or altered?): {error}"
+        ) from None

@@ -1,0 +1,249 @@
+"""skvision.save / skvision.load: round trips, atomic writes, refusing unsafe files."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import skvision
+from skvision import (
+    AugmentationSampler,
+    BoostedTreesClassifier,
+    BoostedTreesRegressor,
+    CNNClassifier,
+    CNNRegressor,
+    FineTunedClassifier,
+    ImageAugmenter,
+    PretrainedFeatureExtractor,
+    StyleTransfer,
+    UNetSegmenter,
+    VisionTransformerClassifier,
+    load,
+    save,
+)
+from skvision.datasets import load_digit_images, make_shapes
+from skvision.preprocessing import ChannelStandardizer, Grayscale, ImageFlattener, Resize
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digit_images(return_X_y=True)
+    return X[:120], y[:120]
+
+
+def _digits_case(Estimator, **params):
+    def run(digits):
+        X, y = digits
+        model = Estimator(**params).fit(X, y)
+        method = "predict_proba" if hasattr(model, "predict_proba") else "predict"
+        return model, lambda fitted: getattr(fitted, method)(X[:20])
+    return run
+
+
+def _transformer_case(Estimator, **params):
+    def run(digits):
+        X, _ = digits
+        model = Estimator(**params).fit(X)
+        return model, lambda fitted: fitted.transform(X[:20])
+    return run
+
+
+def _segmenter(digits):
+    X, masks = make_shapes(n_samples=16, image_size=16, task="segmentation", random_state=0)
+    model = UNetSegmenter(depth=1, base_filters=4, epochs=1, device="cpu",
+                          random_state=0).fit(X, masks)
+    return model, lambda fitted: fitted.predict_proba(X[:4])
+
+
+def _style(digits):
+    rng = np.random.default_rng(0)
+    style = rng.integers(0, 256, (1, 24, 24, 3), dtype=np.uint8)
+    model = StyleTransfer(image_size=16, n_iter=3, device="cpu").fit(style)
+    content = rng.integers(0, 256, (1, 20, 20, 3), dtype=np.uint8)
+    return model, lambda fitted: fitted.transform(content)
+
+
+def _sampler(digits):
+    X, y = digits
+    model = AugmentationSampler(ImageAugmenter(degrees=10, random_state=0)).fit(X, y)
+    return model, lambda fitted: fitted.fit_resample(X[:10], y[:10])[0]
+
+
+def _boosting(Estimator):
+    def run(digits):
+        X, y = digits
+        flat = X.reshape(len(X), -1)
+        model = Estimator(n_estimators=10, early_stopping=True, random_state=0).fit(flat, y)
+        method = "predict_proba" if hasattr(model, "predict_proba") else "predict"
+        return model, lambda fitted: getattr(fitted, method)(flat[:20])
+    return run
+
+
+NEURAL = dict(epochs=1, device="cpu", random_state=0)
+CASES = {
+    "CNNClassifier": _digits_case(CNNClassifier, filters=(8,), augment=ImageAugmenter(
+        horizontal_flip=0, degrees=5), **NEURAL),
+    "CNNRegressor": _digits_case(CNNRegressor, filters=(8,), **NEURAL),
+    "VisionTransformerClassifier": _digits_case(VisionTransformerClassifier, embed_dim=16,
+                                                depth=1, n_heads=2, **NEURAL),
+    "FineTunedClassifier": _digits_case(FineTunedClassifier, backbone="test_efficientnet",
+                                        weights=False, image_size=16, **NEURAL),
+    "UNetSegmenter": _segmenter,
+    "PretrainedFeatureExtractor": _transformer_case(PretrainedFeatureExtractor, image_size=32,
+                                                    device="cpu"),
+    "StyleTransfer": _style,
+    "ImageAugmenter": _transformer_case(ImageAugmenter, degrees=10, random_state=0),
+    "AugmentationSampler": _sampler,
+    "BoostedTreesClassifier": _boosting(BoostedTreesClassifier),
+    "BoostedTreesRegressor": _boosting(BoostedTreesRegressor),
+    "Resize": _transformer_case(Resize, image_size=4),
+    "Grayscale": _transformer_case(Grayscale),
+    "ChannelStandardizer": _transformer_case(ChannelStandardizer),
+    "ImageFlattener": _transformer_case(ImageFlattener),
+}
+
+
+def test_every_public_estimator_has_a_case():
+    public = {name for name in skvision.__all__ if name[0].isupper()}
+    assert public <= set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_round_trip_gives_identical_outputs(name, digits, tmp_path):
+    model, output = CASES[name](digits)
+    expected = output(model)
+    path = tmp_path / "model.skv"
+    save(model, path)
+    restored = load(path)
+    assert type(restored) is type(model)
+    assert restored.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    actual = output(restored)
+    if isinstance(expected, torch.Tensor):
+        expected, actual = expected.numpy(), actual.numpy()
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_loaded_neural_model_keeps_training(digits, tmp_path):
+    X, y = digits
+    clf = CNNClassifier(filters=(8,), epochs=2, device="cpu", random_state=0).fit(X, y)
+    save(clf, tmp_path / "clf.skv")
+    restored = load(tmp_path / "clf.skv")
+    pd_history = restored.history_
+    assert len(pd_history) == 2 and len(restored.net_.history) == 2
+    restored.partial_fit(X, y)  # optimizer state came back too
+    clf.partial_fit(X, y)
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+def test_gpu_fitted_model_loads_on_cpu(digits, tmp_path):
+    X, y = digits
+    clf = CNNClassifier(filters=(8,), epochs=1, device="cpu", random_state=0).fit(X, y)
+    clf.device_ = "cuda"  # as if fitted on a GPU: weights are saved from the CPU anyway
+    save(clf, tmp_path / "gpu.skv")
+    clf.device_ = "cpu"
+    restored = load(tmp_path / "gpu.skv")
+    if not torch.cuda.is_available():
+        assert restored.device_ == "cpu"
+    np.testing.assert_array_equal(restored.predict(X), clf.predict(X))
+
+
+def test_failed_write_leaves_the_old_file_intact(digits, tmp_path, monkeypatch):
+    X, y = digits
+    path = tmp_path / "model.skv"
+    first = CNNClassifier(filters=(8,), epochs=1, device="cpu", random_state=0).fit(X, y)
+    save(first, path)
+    before = path.read_bytes()
+    second = CNNClassifier(filters=(16,), epochs=1, device="cpu", random_state=1).fit(X, y)
+    original = zipfile.ZipFile.writestr
+    calls = []
+
+    def failing(self, name, data, *args, **kwargs):
+        calls.append(name)
+        if len(calls) == 2:  # after part of the data
+            raise OSError("disk full (simulated)")
+        return original(self, name, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", failing)
+    with pytest.raises(OSError, match="disk full"):
+        save(second, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.skv"]  # no temporary file left behind
+
+
+def _rewrite(path, edit):
+    """Copy a model file with its metadata changed by ``edit``."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    document = json.loads(members["metadata.json"])
+    edit(document)
+    members["metadata.json"] = json.dumps(document).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_untrusted_types_truncation_and_versions(digits, tmp_path):
+    X, y = digits
+    clf = CNNClassifier(filters=(8,), epochs=1, device="cpu", random_state=0).fit(X, y)
+    path = tmp_path / "model.skv"
+    save(clf, path)
+    data = path.read_bytes()
+
+    untrusted = tmp_path / "untrusted.skv"
+    untrusted.write_bytes(data)
+    _rewrite(untrusted, lambda doc: doc["estimator"].update(__estimator__="os.system"))
+    with pytest.raises(ValueError, match="'os.system'.*refusing"):
+        load(untrusted)
+
+    truncated = tmp_path / "truncated.skv"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable skvision model"):
+        load(truncated)
+
+    newer = tmp_path / "newer.skv"
+    newer.write_bytes(data)
+    _rewrite(newer, lambda doc: doc.update(format_version=99, skvision="9.0.0"))
+    with pytest.raises(ValueError, match="Upgrade skvision"):
+        load(newer)
+
+    older = tmp_path / "older.skv"
+    older.write_bytes(data)
+    _rewrite(older, lambda doc: doc.update(skvision="-1.0.0"))
+    with pytest.warns(UserWarning, match="written by skvision -1.0.0"):
+        load(older)
+
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"format": "something-else"}))
+    with pytest.raises(ValueError, match="not a skvision model"):
+        load(other)
+
+
+def test_loading_runs_no_pickle(digits, tmp_path, monkeypatch):
+    import pickle
+
+    X, y = digits
+    clf = CNNClassifier(filters=(8,), epochs=1, device="cpu", random_state=0).fit(X, y)
+    save(clf, tmp_path / "model.skv")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("load() must not unpickle")
+
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    restored = load(tmp_path / "model.skv")
+    assert restored.predict(X[:3]).shape == (3,)
+
+
+def test_callable_augment_is_saved_as_none(digits, tmp_path):
+    X, y = digits
+    clf = CNNClassifier(filters=(8,), epochs=1, device="cpu", random_state=0,
+                        augment=lambda batch: batch).fit(X, y)
+    with pytest.warns(UserWarning, match="saved as None"):
+        save(clf, tmp_path / "model.skv")
+    assert load(tmp_path / "model.skv").augment is None

@@ -2,6 +2,7 @@
 
 import numbers
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -267,7 +268,7 @@ def load_textures(*, patch_size=48, n_per_region=20, random_state=0):
 
 
 
-def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False):
+def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False, on_error="raise"):
     """List the images of a ``root/class_name/image.png`` folder with their labels.
 
     The layout of torchvision's ``ImageFolder``: every sub-folder of ``path``
@@ -286,6 +287,12 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False):
     as_frame : bool, default=False
         Return a DataFrame with columns ``path`` and ``label`` instead of the
         ``(paths, labels)`` tuple.
+    on_error : {"raise", "skip"}, default="raise"
+        "raise" lists the files without opening them (a broken file raises
+        an error naming it when ImageReader decodes it); "skip" checks every
+        file now and leaves out those that cannot be decoded (truncated,
+        corrupt, or over Pillow's decompression-bomb limit), with one warning
+        listing them.
 
     Returns
     -------
@@ -322,6 +329,18 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False):
                 if name.lower().endswith(suffixes) and not name.startswith("."):
                     paths.append(os.path.join(folder, name))
                     labels.append(label)
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
+    if on_error == "skip":
+        readable = [_decodes(file) for file in paths]
+        skipped = [file for file, ok in zip(paths, readable) if not ok]
+        if skipped:
+            warnings.warn(
+                f"Skipped {len(skipped)} image file(s) that cannot be decoded: {skipped}",
+                UserWarning, stacklevel=2,
+            )
+        labels = [label for label, ok in zip(labels, readable) if ok]
+        paths = [file for file, ok in zip(paths, readable) if ok]
     if not paths:
         raise ValueError(
             f"Found no image files ({', '.join(suffixes)}) in class sub-folders of {path!r}; "
@@ -331,3 +350,15 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False):
     if as_frame:
         return pd.DataFrame({"path": paths, "label": labels})
     return paths, labels
+
+
+def _decodes(path):
+    """Whether Pillow decodes the whole file (its decompression-bomb guard on)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        return False
+    return True

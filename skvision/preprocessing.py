@@ -261,6 +261,11 @@ class ImageReader(TransformerMixin, BaseEstimator):
                     images.append(np.asarray(image))
             except FileNotFoundError:
                 raise FileNotFoundError(f"Image file not found: {os.fspath(path)!r}.") from None
+            except Image.DecompressionBombError as error:
+                # Pillow's guard against decompression bombs stays on.
+                raise ValueError(
+                    f"Image file {os.fspath(path)!r} is too large to decode safely: {error}"
+                ) from error
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
                 raise ValueError(
                     f"Cannot decode image file {os.fspath(path)!r}: {error}"

@@ -211,3 +211,27 @@ def test_plot_feature_mask_matches_flattener_layout(rgb):
     assert "40 of 360" in ax.get_title()
     with pytest.raises(ValueError, match="holds 64 pixel values"):
         plot_feature_mask(np.ones(360, bool), (8, 8))
+
+
+def test_broken_files_skipped_by_the_loader_and_bombs_refused(image_folder, tmp_path):
+    import shutil
+
+    root, _ = image_folder
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    good = sorted((copy / "red").glob("*.png"))[0]
+    (copy / "red" / "truncated.png").write_bytes(good.read_bytes()[:60])
+    (copy / "blue" / "garbage.jpg").write_bytes(b"not an image at all")
+    with pytest.warns(UserWarning, match=r"Skipped 2 image file\(s\).*garbage.jpg"):
+        paths, labels = load_image_folder(copy, on_error="skip")
+    assert len(paths) == 10 and len(labels) == 10
+    all_paths, _ = load_image_folder(copy)  # "raise": listed, and the reader names the file
+    with pytest.raises(ValueError, match="garbage.jpg|truncated.png"):
+        ImageReader().fit_transform(all_paths)
+    with pytest.raises(ValueError, match="on_error"):
+        load_image_folder(copy, on_error="ignore")
+    # Pillow's decompression-bomb guard stays on: a 1-bit 20000 x 20000 PNG is refused.
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)
+    with pytest.raises(ValueError, match="too large to decode safely"):
+        ImageReader().fit_transform([str(bomb)])

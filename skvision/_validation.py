@@ -158,6 +158,11 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
     elif channels == "first":
         X = X.transpose(0, 2, 3, 1)
     shape = tuple(int(side) for side in X.shape[1:])
+    if 0 in shape:
+        raise ValueError(
+            f"Found empty images of shape {shape} (height, width, channels); every side must "
+            "be at least 1."
+        )
     if not reset and estimator is not None and hasattr(estimator, "image_shape_"):
         expected = tuple(estimator.image_shape_)
         if shape[2] != expected[2]:

@@ -189,6 +189,10 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
     if dtype is None:
         dtype = np.float64 if X.dtype == np.float64 else np.float32
     images = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=dtype)
+    if not images.flags.owndata or not images.flags.writeable:
+        # A view of the caller's array: copy, so no in-place tensor operation can
+        # ever write into it (and read-only input works).
+        images = images.copy()
     return torch.from_numpy(images)
 
 

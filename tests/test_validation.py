@@ -1,5 +1,7 @@
 """Every accepted image form, and a clear error for every bad input."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,3 +139,14 @@ def test_regression_targets():
         check_regression_targets([1.0, np.nan], 2)
     with pytest.raises(ValueError, match="requires y to be passed"):
         check_regression_targets(None, 2)
+
+
+def test_tensor_never_shares_memory_with_the_input():
+    X = np.random.default_rng(0).random((4, 6, 6), dtype=np.float32)
+    X.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on read-only numpy memory
+        images = check_images(X)
+    assert not np.shares_memory(images.numpy(), X)
+    images.add_(1)  # in-place work on the tensor cannot reach the caller's array
+    assert X.max() < 1

@@ -25,7 +25,7 @@ from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
 from ._torch import channels_last, draw_seed, predict_batches, resolve_device, seeded
-from ._validation import check_class_labels, check_images, encode_labels
+from ._validation import check_class_labels, check_images, encode_labels, image_chunks
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 _SCHEDULES = (None, "onecycle", "cosine")
@@ -588,11 +588,14 @@ class BaseNeuralEstimator(BaseEstimator):
     def _forward(self, X, forward=None):
         """Validate ``X`` and return the network's raw outputs as a CPU tensor."""
         check_is_fitted(self, "net_")
-        X = check_images(X, estimator=self, reset=False, channels=self.channels)
-        return predict_batches(
-            self.net_.module_, X, batch_size=self.batch_size, device=self.net_.device,
-            forward=forward,
-        )
+        outputs = []
+        for chunk in image_chunks(X):  # bounded memory for large or memory-mapped X
+            images = check_images(chunk, estimator=self, reset=False, channels=self.channels)
+            outputs.append(predict_batches(
+                self.net_.module_, images, batch_size=self.batch_size,
+                device=self.net_.device, forward=forward,
+            ))
+        return torch.cat(outputs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

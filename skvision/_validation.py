@@ -19,6 +19,7 @@ __all__ = [
     "check_images",
     "check_masks",
     "check_boxes",
+    "image_chunks",
     "images_like",
     "check_class_labels",
     "encode_labels",
@@ -194,6 +195,43 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
         # ever write into it (and read-only input works).
         images = images.copy()
     return torch.from_numpy(images)
+
+
+# Images are validated and converted to float32 this many bytes at a time when
+# predicting, so memory stays bounded however large (or memory-mapped) X is.
+CHUNK_BYTES = 32 * 2**20
+
+
+def image_chunks(X, max_bytes=CHUNK_BYTES):
+    """Yield row blocks of a large image array for streaming prediction.
+
+    Anything but a numpy array (lists, tensors, DataFrames) comes back whole.
+    For a read-only or shared ``np.memmap``, the pages of each finished block
+    are handed back to the operating system, so the process's resident
+    memory does not grow with the file.
+    """
+    if not isinstance(X, np.ndarray) or X.ndim < 2 or len(X) == 0:
+        yield X
+        return
+    step = max(1, max_bytes // max(1, X[0].size * 4))  # float32 bytes per image
+    if len(X) <= step:
+        yield X
+        return
+    for start in range(0, len(X), step):
+        yield X[start : start + step]
+        _release_pages(X)
+
+
+def _release_pages(X):
+    mapping = getattr(X, "_mmap", None)
+    if mapping is None or getattr(X, "mode", "c") not in ("r", "r+"):
+        return  # copy-on-write mappings would lose their private changes
+    try:
+        import mmap
+
+        mapping.madvise(mmap.MADV_DONTNEED)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def images_like(images, X, *, channels="last", keep_uint8=True, flat=False):

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ._torch import resolve_device
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
-from ._validation import check_images
+from ._validation import check_images, image_chunks
 from .nn.backbones import BackboneClassifier, build_backbone
 from .nn.blocks import global_pool
 
@@ -160,17 +160,23 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         features : ndarray of shape (n_samples, n_features_out_), float32
         """
         check_is_fitted(self, "backbone_")
-        images = check_images(X, estimator=self, reset=False, channels=self.channels)
         device = next(self.backbone_.parameters()).device
         preprocess = self.backbone_.preprocessing
-        starts = range(0, len(images), self.batch_size)
-        features = np.empty((len(images), self.n_features_out_), dtype=np.float32)
+        blocks = []
+        bar = tqdm(disable=not self.verbose, desc="features", unit="image")
         with torch.inference_mode():
-            for start in tqdm(starts, disable=not self.verbose, desc="features", unit="batch"):
-                batch = images[start : start + self.batch_size].to(device, non_blocking=True)
-                maps = self.backbone_(preprocess(batch, self._image_size))
-                features[start : start + len(batch)] = global_pool(maps, self.pooling).float().cpu()
-        return features
+            for chunk in image_chunks(X):  # bounded memory for large or memory-mapped X
+                images = check_images(chunk, estimator=self, reset=False, channels=self.channels)
+                features = np.empty((len(images), self.n_features_out_), dtype=np.float32)
+                for start in range(0, len(images), self.batch_size):
+                    batch = images[start : start + self.batch_size].to(device, non_blocking=True)
+                    maps = self.backbone_(preprocess(batch, self._image_size))
+                    features[start : start + len(batch)] = (
+                        global_pool(maps, self.pooling).float().cpu())
+                    bar.update(len(batch))
+                blocks.append(features)
+        bar.close()
+        return np.concatenate(blocks)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``<backbone>_0``, ``<backbone>_1``, ... of the output features."""

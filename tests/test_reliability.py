@@ -143,3 +143,63 @@ def test_concurrent_predict_matches_serial(digits):
     for thread in threads:
         thread.join()
     assert not errors and not mismatches
+
+
+def test_streamed_prediction_equals_whole_batch(digits, monkeypatch):
+    """Large inputs are validated block by block; the result does not change."""
+    import skvision._validation as validation
+
+    X, y = digits
+    clf = CNNClassifier(**FAST, epochs=1).fit(X, y)
+    whole = clf.predict_proba(X)
+    monkeypatch.setattr(validation, "CHUNK_BYTES", 8 * 8 * 4 * 30)  # 30 images per block
+    blocks = list(validation.image_chunks(X, validation.CHUNK_BYTES))
+    assert [len(block) for block in blocks] == [30] * 6 + [20]
+    monkeypatch.setattr(validation.image_chunks, "__defaults__", (validation.CHUNK_BYTES,))
+    np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-6, atol=1e-7)
+
+
+_MEMORY_SCRIPT = r"""
+import os, sys
+import numpy as np
+from skvision import CNNClassifier
+
+def rss_mib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+
+path = sys.argv[1]
+n = 200_000
+images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, 32, 32, 3))
+rng = np.random.default_rng(0)
+for start in range(0, n, 20_000):
+    images[start:start + 20_000] = rng.integers(0, 256, (20_000, 32, 32, 3), dtype=np.uint8)
+images.flush()
+del images
+X = np.load(path, mmap_mode="r")
+clf = CNNClassifier(filters=(4,), epochs=1, batch_size=512, device="cpu", random_state=0)
+clf.fit(np.asarray(X[:256]), np.arange(256) % 3)
+before = rss_mib("VmRSS")
+with open("/proc/self/clear_refs", "w") as handle:  # reset the peak (VmHWM) to now
+    handle.write("5")
+labels = clf.predict(X)
+peak = rss_mib("VmHWM")
+print(len(labels), round(before), round(peak), round(peak - before))
+"""
+
+
+@pytest.mark.slow
+def test_prediction_memory_is_bounded_on_a_memmap(tmp_path):
+    """200,000 images of 32x32x3 (600 MB on disk): peak memory grows < 300 MB."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(tmp_path / "images.npy")],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    n_labels, before, peak, growth = map(int, result.stdout.split())
+    assert n_labels == 200_000
+    assert growth < 300, f"peak resident memory grew by {growth} MiB (from {before} MiB)"

@@ -646,7 +646,12 @@ class NeuralClassifierMixin(ClassifierMixin):
         return self._fit(X, y, partial=True, classes=classes)
 
     def predict_proba(self, X):
-        """Class probabilities, shape ``(n_samples, n_classes)``."""
+        """Class probabilities, shape ``(n_samples, n_classes)``.
+
+        Like ``predict``, safe to call from several threads at once on a
+        fitted estimator (e.g. behind a web server); ``fit`` and
+        ``partial_fit`` are not. Large inputs are streamed in blocks.
+        """
         return F.softmax(self._forward(X), dim=1).numpy()
 
     def predict(self, X):

@@ -203,3 +203,28 @@ def test_prediction_memory_is_bounded_on_a_memmap(tmp_path):
     n_labels, before, peak, growth = map(int, result.stdout.split())
     assert n_labels == 200_000
     assert growth < 300, f"peak resident memory grew by {growth} MiB (from {before} MiB)"
+
+
+_DETERMINISM_SCRIPT = r"""
+import hashlib
+import numpy as np
+from skvision import CNNClassifier, ImageAugmenter
+from skvision.datasets import load_digit_images
+X, y = load_digit_images(return_X_y=True)
+clf = CNNClassifier(filters=(8, 16), epochs=2, device="cpu", random_state=7,
+                    augment=ImageAugmenter(horizontal_flip=0, degrees=10))
+proba = clf.fit(X[:300], y[:300]).predict_proba(X[300:400])
+print(hashlib.sha256(proba.tobytes()).hexdigest())
+"""
+
+
+def test_same_seed_same_predictions_in_separate_processes():
+    import subprocess
+    import sys
+
+    digests = {
+        subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT], capture_output=True,
+                       text=True, timeout=300, check=True).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(digests) == 1

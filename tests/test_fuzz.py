@@ -16,11 +16,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import skvision
 from skvision import (
+    AugmentationSampler,
     BoostedTreesClassifier,
+    BoostedTreesRegressor,
     CNNClassifier,
     CNNRegressor,
+    FineTunedClassifier,
     ImageAugmenter,
+    PretrainedFeatureExtractor,
+    StyleTransfer,
     UNetSegmenter,
     VisionTransformerClassifier,
 )
@@ -100,8 +106,16 @@ def fitted():
         "VisionTransformerClassifier": VisionTransformerClassifier(
             embed_dim=8, depth=1, n_heads=2, **neural).fit(X, y),
         "UNetSegmenter": UNetSegmenter(depth=1, base_filters=4, **neural).fit(X, masks),
+        "FineTunedClassifier": FineTunedClassifier(
+            backbone="test_efficientnet", weights=False, image_size=16, **neural).fit(X, y),
+        "PretrainedFeatureExtractor": PretrainedFeatureExtractor(image_size=32,
+                                                                 device="cpu").fit(X),
+        "StyleTransfer": StyleTransfer(image_size=8, n_iter=1, device="cpu").fit(X[:1]),
+        "AugmentationSampler": AugmentationSampler(ImageAugmenter(random_state=0)).fit(X, y),
         "BoostedTreesClassifier": BoostedTreesClassifier(n_estimators=5).fit(
             X.reshape(60, -1), y),
+        "BoostedTreesRegressor": BoostedTreesRegressor(n_estimators=5).fit(
+            X.reshape(60, -1), y.astype(float)),
         "ImageAugmenter": ImageAugmenter(degrees=10, random_state=0).fit(X),
         "Resize": Resize(4).fit(X),
         "Grayscale": Grayscale().fit(X),
@@ -111,27 +125,40 @@ def fitted():
 
 
 def _method(estimator):
+    if isinstance(estimator, AugmentationSampler):
+        return lambda X: estimator.fit_resample(X, np.arange(len(X)) % 2)[0]
     for name in ("predict", "transform"):
         if hasattr(estimator, name):
             return getattr(estimator, name)
     raise AssertionError(type(estimator))
 
 
-@pytest.mark.parametrize("name", ["CNNClassifier", "CNNRegressor", "VisionTransformerClassifier",
-                                  "UNetSegmenter", "BoostedTreesClassifier", "ImageAugmenter",
-                                  "Resize", "Grayscale", "ChannelStandardizer", "ImageFlattener"])
+PUBLIC = sorted(
+    [name for name in skvision.__all__ if name[0].isupper()]
+    + ["Resize", "Grayscale", "ChannelStandardizer", "ImageFlattener"]
+)
+
+
+def test_every_public_estimator_is_fuzzed(fitted):
+    assert set(PUBLIC) == set(fitted)
+
+
+@pytest.mark.parametrize("name", PUBLIC)
 def test_predict_or_transform_on_fuzzed_input(fitted, name):
     estimator = fitted[name]
     method = _method(estimator)
+    cases = []
 
     @FUZZ
     @given(X=st.one_of(arrays, images))
     def check(X):
+        cases.append(X)
         output = _call(method, X)
-        if output is not None:
+        if output is not None and name != "AugmentationSampler":
             assert len(output) == len(X)
 
     check()
+    assert len(cases) >= 40
 
 
 def test_lists_of_differently_sized_images(fitted):

@@ -12,9 +12,12 @@ import numpy as np
 from sklearn.metrics import make_scorer
 
 __all__ = [
+    "box_iou",
     "dice_score",
     "dice_scorer",
     "mean_iou",
+    "mean_average_precision",
+    "mean_average_precision_scorer",
     "mean_iou_scorer",
     "pixel_accuracy",
     "pixel_accuracy_scorer",
@@ -172,6 +175,141 @@ def pixel_accuracy(y_true, y_pred, *, labels=None, ignore_index=None, average="m
     return float(intersection.sum() / n_valid) if n_valid else 1.0
 
 
+# --------------------------------------------------------------------------
+# Object detection.
+
+
+def box_iou(boxes_a, boxes_b):
+    """Intersection over union of every pair of xyxy boxes.
+
+    Parameters
+    ----------
+    boxes_a : array-like of shape (n, 4)
+    boxes_b : array-like of shape (m, 4)
+
+    Returns
+    -------
+    iou : ndarray of shape (n, m)
+
+    Examples
+    --------
+    >>> from skvision.metrics import box_iou
+    >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2], [4, 4, 5, 5]])
+    array([[0.33333333, 0.        ]])
+    """
+    import torch
+    from torchvision.ops import box_iou as torch_box_iou
+
+    boxes_a = torch.as_tensor(np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4))
+    boxes_b = torch.as_tensor(np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4))
+    return torch_box_iou(boxes_a, boxes_b).numpy()
+
+
+def _detections(targets, name, with_scores):
+    rows = []
+    for index, target in enumerate(targets):
+        required = ("boxes", "labels", "scores") if with_scores else ("boxes", "labels")
+        if not hasattr(target, "keys") or any(key not in target for key in required):
+            raise ValueError(
+                f"{name}[{index}] must be a dict with 'boxes' (k, 4) and 'labels' (k,)"
+                + (" and 'scores' (k,)" if with_scores else "") + "."
+            )
+        boxes = np.asarray(target["boxes"], dtype=np.float64).reshape(-1, 4)
+        labels = np.asarray(target["labels"]).reshape(-1)
+        scores = (np.asarray(target["scores"], dtype=np.float64).reshape(-1) if with_scores
+                  else np.ones(len(boxes)))
+        if not len(boxes) == len(labels) == len(scores):
+            raise ValueError(f"{name}[{index}] has {len(boxes)} boxes, {len(labels)} labels"
+                             + (f" and {len(scores)} scores." if with_scores else "."))
+        rows.append((boxes, labels, scores))
+    return rows
+
+
+def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections=100):
+    """Mean average precision of detected boxes, COCO's way (VOC's at IoU 0.5).
+
+    For each class and IoU threshold, detections of all images are ranked by
+    score and matched greedily to unmatched true boxes of the same image
+    (the best overlap at or above the threshold); precision is made
+    monotone and averaged at 101 recall points. The result is the mean over
+    classes that have true boxes, and over the thresholds.
+
+    Parameters
+    ----------
+    y_true : list of dict
+        One dict per image with ``"boxes"`` (k, 4) xyxy and ``"labels"`` (k,).
+    y_pred : list of dict
+        Detections per image: ``"boxes"``, ``"labels"`` and ``"scores"``.
+    iou_thresholds : float, array-like or "coco", default=0.5
+        0.5 is PASCAL VOC's mAP@0.5; "coco" averages over 0.5, 0.55, ..., 0.95.
+    max_detections : int, default=100
+        Highest-scoring detections kept per image and class.
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> from skvision.metrics import mean_average_precision
+    >>> truth = [{"boxes": [[0, 0, 10, 10]], "labels": ["cat"]}]
+    >>> found = [{"boxes": [[1, 0, 10, 10], [20, 20, 30, 30]], "labels": ["cat", "cat"],
+    ...           "scores": [0.9, 0.4]}]
+    >>> round(mean_average_precision(truth, found), 3)
+    1.0
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} images but y_pred has {len(y_pred)}.")
+    truths = _detections(y_true, "y_true", with_scores=False)
+    predictions = _detections(y_pred, "y_pred", with_scores=True)
+    thresholds = (np.linspace(0.5, 0.95, 10) if isinstance(iou_thresholds, str)
+                  and iou_thresholds == "coco" else np.atleast_1d(iou_thresholds).astype(float))
+    recall_points = np.linspace(0, 1, 101)
+    classes = np.unique(np.concatenate([labels for _, labels, _ in truths] or [[]]))
+    average_precisions = np.full((len(thresholds), len(classes)), np.nan)
+    for class_index, label in enumerate(classes):
+        n_true = sum(int((labels == label).sum()) for _, labels, _ in truths)
+        scores, hits = [], []
+        for (true_boxes, true_labels, _), (boxes, labels, confidences) in zip(truths,
+                                                                             predictions):
+            gt = true_boxes[true_labels == label]
+            keep = labels == label
+            order = np.argsort(-confidences[keep], kind="mergesort")[:max_detections]
+            dt, dt_scores = boxes[keep][order], confidences[keep][order]
+            ious = box_iou(dt, gt) if len(dt) and len(gt) else np.zeros((len(dt), len(gt)))
+            image_hits = np.zeros((len(thresholds), len(dt)))
+            for t_index, threshold in enumerate(thresholds):
+                matched = np.zeros(len(gt), dtype=bool)
+                for d in range(len(dt)):
+                    best, match = min(threshold, 1 - 1e-10), -1
+                    for g in range(len(gt)):
+                        if matched[g] or ious[d, g] < best:
+                            continue
+                        best, match = ious[d, g], g
+                    if match >= 0:
+                        matched[match] = True
+                        image_hits[t_index, d] = 1
+            scores.append(dt_scores)
+            hits.append(image_hits)
+        scores = np.concatenate(scores)
+        hits = np.concatenate(hits, axis=1)[:, np.argsort(-scores, kind="mergesort")]
+        for t_index in range(len(thresholds)):
+            true_positives = np.cumsum(hits[t_index])
+            false_positives = np.cumsum(1 - hits[t_index])
+            recall = true_positives / n_true
+            precision = true_positives / (true_positives + false_positives + np.spacing(1))
+            precision = np.maximum.accumulate(precision[::-1])[::-1]  # monotone envelope
+            positions = np.searchsorted(recall, recall_points, side="left")
+            valid = positions < len(precision)
+            sampled = np.zeros(len(recall_points))
+            sampled[valid] = precision[positions[valid]]
+            average_precisions[t_index, class_index] = sampled.mean()
+    if not len(classes):
+        raise ValueError("y_true holds no boxes: mean average precision is undefined.")
+    return float(np.mean(average_precisions))
+
+
 mean_iou_scorer = make_scorer(mean_iou)
 dice_scorer = make_scorer(dice_score)
 pixel_accuracy_scorer = make_scorer(pixel_accuracy)
+mean_average_precision_scorer = make_scorer(mean_average_precision)

@@ -5,6 +5,7 @@ import pandas as pd
 
 __all__ = [
     "plot_activation_maps",
+    "plot_boxes",
     "plot_feature_mask",
     "plot_history",
     "plot_images",
@@ -355,4 +356,92 @@ def plot_masks(images, masks, predicted=None, *, class_names=None, background=0,
                         for label, color in colors.items()],
                loc="lower center", ncol=min(len(colors), 6), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def plot_boxes(images, y_true=None, y_pred=None, *, proposals=None, score_threshold=0.0,
+               titles=None, n_cols=4, ax_size=2.5, fig=None):
+    """Draw detection boxes on their images: true boxes, predictions, proposals.
+
+    Parameters
+    ----------
+    images : array-like of shape (n, h, w) or (n, h, w, c)
+        The images.
+    y_true : list of dict, default=None
+        True boxes per image: ``"boxes"`` (k, 4) xyxy and ``"labels"``; drawn
+        as dashed white rectangles.
+    y_pred : list of dict, default=None
+        Detections per image: ``"boxes"``, ``"labels"`` and optionally
+        ``"scores"``; drawn in one colour per class with "label score".
+    proposals : list of array-like of shape (k, 4), default=None
+        Extra boxes per image drawn thin and gray — anchors or a region
+        proposal network's proposals, to make the RPN visible.
+    score_threshold : float, default=0.0
+        Detections scoring below it are not drawn.
+    titles : list of str, default=None
+        One title per image.
+    n_cols : int, default=4
+        Images per row.
+    ax_size : float, default=2.5
+        Size in inches of each image.
+    fig : matplotlib Figure, default=None
+        Figure to draw into; a new one by default.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skvision.datasets import make_shapes
+    >>> from skvision.plotting import plot_boxes
+    >>> X, targets = make_shapes(n_samples=2, image_size=64, task="detection",
+    ...                          random_state=0)
+    >>> fig = plot_boxes(X, y_true=targets)
+    >>> len(fig.axes)
+    2
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
+    from matplotlib.patches import Rectangle  # noqa: PLC0415
+
+    images = _as_display_images(images)
+    for name, value in (("y_true", y_true), ("y_pred", y_pred), ("proposals", proposals)):
+        if value is not None and len(value) != len(images):
+            raise ValueError(f"{name} has {len(value)} entries for {len(images)} images.")
+    labels = sorted({str(label) for targets in (y_true, y_pred) if targets is not None
+                     for target in targets for label in np.asarray(target["labels"]).ravel()})
+    palette = plt.get_cmap("tab10")
+    colors = {label: palette(index % 10) for index, label in enumerate(labels)}
+    fig, axes = _image_grid(len(images), titles, n_cols, ax_size, fig)
+
+    def draw(ax, box, **style):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, **style))
+
+    for index, (ax, image) in enumerate(zip(axes, images)):
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        if proposals is not None:
+            for box in np.asarray(proposals[index], dtype=float).reshape(-1, 4):
+                draw(ax, box, edgecolor="0.7", linewidth=0.5, alpha=0.6)
+        if y_true is not None:
+            for box in np.asarray(y_true[index]["boxes"], dtype=float).reshape(-1, 4):
+                draw(ax, box, edgecolor="white", linewidth=1.2, linestyle="--")
+        if y_pred is not None:
+            target = y_pred[index]
+            boxes = np.asarray(target["boxes"], dtype=float).reshape(-1, 4)
+            names = np.asarray(target["labels"]).ravel()
+            scores = np.asarray(target.get("scores", np.ones(len(boxes))), dtype=float)
+            for box, label, score in zip(boxes, names, scores):
+                if score < score_threshold:
+                    continue
+                color = colors[str(label)]
+                draw(ax, box, edgecolor=color, linewidth=1.5)
+                text = f"{label} {score:.2f}" if "scores" in target else str(label)
+                ax.text(box[0], box[1], text, color="white", fontsize=6, va="bottom",
+                        bbox={"facecolor": color, "edgecolor": "none", "pad": 1})
+        ax.set_xlim(0, image.shape[1])
+        ax.set_ylim(image.shape[0], 0)
+    fig.tight_layout()
     return fig

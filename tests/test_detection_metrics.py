@@ -69,3 +69,24 @@ def test_box_iou_and_simple_cases():
         mean_average_precision(truth, perfect[:1])
     with pytest.raises(ValueError, match="'scores'"):
         mean_average_precision(truth, truth)
+
+
+def test_plot_boxes_draws_every_kind():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skvision.datasets import make_shapes
+    from skvision.plotting import plot_boxes
+
+    X, targets = make_shapes(n_samples=3, image_size=64, task="detection", random_state=0)
+    predicted = [{**target, "scores": np.linspace(0.9, 0.1, len(target["labels"]))}
+                 for target in targets]
+    proposals = [np.array([[0, 0, 10, 10], [5, 5, 30, 30]])] * 3
+    fig = plot_boxes(X, y_true=targets, y_pred=predicted, proposals=proposals,
+                     score_threshold=0.5)
+    n_true = sum(len(target["labels"]) for target in targets)
+    n_shown = sum(int((p["scores"] >= 0.5).sum()) for p in predicted)
+    assert sum(len(ax.patches) for ax in fig.axes) == 6 + n_true + n_shown
+    assert sum(len(ax.texts) for ax in fig.axes) == n_shown
+    with pytest.raises(ValueError, match="2 entries for 3 images"):
+        plot_boxes(X, y_true=targets[:2])

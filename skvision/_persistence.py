@@ -180,7 +180,7 @@ class _Reader:
             return [self.decode(item) for item in value]
         if not isinstance(value, dict):
             return value
-        (tag,) = [key for key in value if key.startswith("__")][:1] or [None]
+        tag = next((key for key in value if key.startswith("__")), None)
         if tag == "__float__":
             return float(value[tag])
         if tag == "__tuple__":
@@ -222,8 +222,8 @@ class _Reader:
             pending = {key: item for key, item in state.items() if isinstance(item, _Pending)}
             for key in pending:
                 state.pop(key)
-            estimator.__setstate__(state) if hasattr(estimator, "__setstate__") else (
-                estimator.__dict__.update(state))
+            # Every sklearn estimator has __setstate__ (it checks the sklearn version).
+            estimator.__setstate__(state)
             for key, item in pending.items():
                 setattr(estimator, key, _rebuild(estimator, key, item))
             return estimator

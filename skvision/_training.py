@@ -371,6 +371,14 @@ class BaseNeuralEstimator(BaseEstimator):
 
     _is_classifier = False
     _target_kind = "values"
+    # The skorch net class; detection swaps in its own training step.
+    _net_class = _Net
+    # history_ columns beyond the standard ones (e.g. each detection loss).
+    _history_extra_columns = ()
+
+    def _extra_callbacks(self):
+        """Callbacks a subclass adds to every fit (e.g. extra loss columns)."""
+        return []
 
     # -- parameter checks ---------------------------------------------------
 
@@ -412,7 +420,7 @@ class BaseNeuralEstimator(BaseEstimator):
         optimizer_kwargs = {"momentum": 0.9, "nesterov": True} if self.optimizer == "sgd" else {}
         if self._param_groups():
             optimizer_kwargs["param_groups"] = self._param_groups()
-        return _Net(
+        return self._net_class(
             module,
             criterion=self._criterion(),
             optimizer=_OPTIMIZERS[self.optimizer],
@@ -431,7 +439,7 @@ class BaseNeuralEstimator(BaseEstimator):
 
     def _callbacks(self, n_batches, epochs, schedule):
         """The callbacks of one fit call: they depend on its length."""
-        callbacks = [("record_lr", _RecordLR())]
+        callbacks = [("record_lr", _RecordLR()), *self._extra_callbacks()]
         if self._target_kind in ("labels", "masks"):
             callbacks.append(("accuracy", _Accuracy()))
         total_steps = n_batches * epochs
@@ -570,11 +578,9 @@ class BaseNeuralEstimator(BaseEstimator):
         return self._fit(X, y, partial=False)
 
     def _history_frame(self):
-        rows = [
-            {key: row.get(key, np.nan) for key in _HISTORY_COLUMNS}
-            for row in self.net_.history
-        ]
-        frame = pd.DataFrame(rows, columns=_HISTORY_COLUMNS)
+        columns = _HISTORY_COLUMNS + list(self._history_extra_columns)
+        rows = [{key: row.get(key, np.nan) for key in columns} for row in self.net_.history]
+        frame = pd.DataFrame(rows, columns=columns)
         return frame.dropna(axis=1, how="all").reset_index(drop=True)
 
     # -- inference ----------------------------------------------------------

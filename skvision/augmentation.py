@@ -483,6 +483,9 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if target_kind == "masks":
             X, masks, _ = self._augment(X, rng, masks=y.to(X.device), mask_fill=-100)
             return X, masks
+        if target_kind == "boxes":  # detection targets: a list of dicts per image
+            X, _, boxes = self._augment(X, rng, boxes=y)
+            return X, boxes
         X, _, _ = self._augment(X, rng)
         if self.mixup_alpha > 0 or self.cutmix_alpha > 0:
             y = y.to(X.device)

@@ -1,0 +1,397 @@
+"""FasterRCNNDetector: object detection with torchvision's Faster R-CNN, as an estimator."""
+
+import numbers
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+from sklearn.utils.validation import check_is_fitted, check_scalar
+
+from ._training import BaseNeuralEstimator, _Net, fill_doc
+from ._validation import check_boxes, check_images
+from .metrics import mean_average_precision
+from .nn.blocks import ConvBlock
+
+__all__ = ["FasterRCNNDetector"]
+
+_LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
+
+_ARCHITECTURE_DOC = """\
+backbone : {"small_cnn"}, default="small_cnn"
+        Feature extractor: "small_cnn" is three convolution stages (32, 64,
+        128 filters, stride 8) trained from scratch, fast on a CPU.
+
+    anchor_sizes : tuple of int, default=(16, 32, 64)
+        Sides in pixels of the anchor boxes the region proposal network
+        starts from at every feature-map position.
+
+    aspect_ratios : tuple of float, default=(0.5, 1.0, 2.0)
+        Height/width ratios of the anchors; each size comes in every ratio.
+
+    rpn_pre_nms_top_n : int, default=1000
+        Proposals kept per image before the RPN's non-maximum suppression.
+
+    rpn_post_nms_top_n : int, default=300
+        Proposals kept per image after it.
+
+    rpn_nms_thresh : float, default=0.7
+        IoU above which the RPN suppresses overlapping proposals.
+
+    box_score_thresh : float, default=0.05
+        Detections scoring below this are dropped.
+
+    box_nms_thresh : float, default=0.5
+        IoU above which overlapping detections of a class are suppressed.
+
+    box_detections_per_img : int, default=100
+        Most detections returned per image.
+
+    min_size : int, default=None
+        Images are resized so their shorter side is ``min_size`` (at most
+        ``max_size`` for the longer); None keeps the training size."""
+
+
+class _TargetList(list):
+    """Per-image target dicts that the batch iterator can index with a tensor."""
+
+    def __getitem__(self, index):
+        if isinstance(index, torch.Tensor):
+            return [list.__getitem__(self, int(i)) for i in index]
+        if isinstance(index, slice):
+            return _TargetList(list.__getitem__(self, index))
+        return list.__getitem__(self, index)
+
+
+class _SumOfLosses(torch.nn.Module):
+    """The "criterion": Faster R-CNN computes its own losses; their sum is trained."""
+
+    def forward(self, losses, targets=None):
+        return sum(losses.values())
+
+
+class _RecordLosses(Callback):
+    """Each RPN and ROI-head loss as its own history column, averaged per epoch."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.sums_, self.count_ = {}, 0
+
+    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        if training and isinstance(y_pred, dict):
+            for name, value in y_pred.items():
+                self.sums_[name] = self.sums_.get(name, 0.0) + float(value.detach())
+            self.count_ += 1
+
+    def on_epoch_end(self, net, **kwargs):
+        for name, total in self.sums_.items():
+            net.history.record(name, total / max(self.count_, 1))
+
+
+class _DetectionNet(_Net):
+    """The shared net, with Faster R-CNN's training step: images and targets in, losses out."""
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        images, targets = batch
+        images = images.to(self.device)
+        targets = [{key: value.to(self.device) for key, value in target.items()}
+                   for target in targets]
+        losses = self.module_(list(images), targets)
+        loss = self.get_loss(losses, targets, X=images, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": losses}
+
+
+def _small_cnn(n_channels):
+    layers, width = [], n_channels
+    for filters in (32, 64, 128):
+        layers += [ConvBlock(width, filters), ConvBlock(filters, filters),
+                   torch.nn.MaxPool2d(2)]
+        width = filters
+    backbone = torch.nn.Sequential(*layers)
+    backbone.out_channels = width
+    return backbone
+
+
+@fill_doc(architecture=_ARCHITECTURE_DOC, epochs=30, batch_size=8, lr=0.003, alpha=0.0)
+class FasterRCNNDetector(BaseNeuralEstimator):
+    """Object detection with Faster R-CNN: a region proposal network and anchor boxes.
+
+    A backbone turns the image into feature maps. At every position the
+    region proposal network (RPN) scores anchor boxes of several sizes and
+    aspect ratios as object or background and regresses them towards the
+    objects; the best proposals are cropped from the feature maps (RoI
+    Align) and a second head classifies each and refines its box. Built on
+    ``torchvision.models.detection.FasterRCNN``; trained by the shared core.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The object labels.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    skvision.metrics.mean_average_precision : The score.
+    skvision.plotting.plot_boxes : Draws detections and proposals.
+
+    Examples
+    --------
+    >>> from skvision.datasets import make_shapes
+    >>> from skvision.detection import FasterRCNNDetector
+    >>> X, targets = make_shapes(n_samples=16, image_size=64, task="detection",
+    ...                          random_state=0)
+    >>> detector = FasterRCNNDetector(epochs=1, random_state=0).fit(X, targets)
+    >>> sorted(detector.predict(X[:1])[0])
+    ['boxes', 'labels', 'scores']
+    """
+
+    _target_kind = "boxes"
+    _history_extra_columns = _LOSS_NAMES
+
+    def __init__(
+        self,
+        *,
+        backbone="small_cnn",
+        anchor_sizes=(16, 32, 64),
+        aspect_ratios=(0.5, 1.0, 2.0),
+        rpn_pre_nms_top_n=1000,
+        rpn_post_nms_top_n=300,
+        rpn_nms_thresh=0.7,
+        box_score_thresh=0.05,
+        box_nms_thresh=0.5,
+        box_detections_per_img=100,
+        min_size=None,
+        image_shape=None,
+        channels="last",
+        epochs=30,
+        batch_size=8,
+        lr=0.003,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.anchor_sizes = anchor_sizes
+        self.aspect_ratios = aspect_ratios
+        self.rpn_pre_nms_top_n = rpn_pre_nms_top_n
+        self.rpn_post_nms_top_n = rpn_post_nms_top_n
+        self.rpn_nms_thresh = rpn_nms_thresh
+        self.box_score_thresh = box_score_thresh
+        self.box_nms_thresh = box_nms_thresh
+        self.box_detections_per_img = box_detections_per_img
+        self.min_size = min_size
+        self.image_shape = image_shape
+        self.channels = channels
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- hooks of the training core -------------------------------------------
+
+    _net_class = _DetectionNet
+
+    def _criterion(self):
+        return _SumOfLosses()
+
+    def _extra_callbacks(self):
+        return [("losses", _RecordLosses())]
+
+    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+        if self.early_stopping:
+            raise ValueError(
+                "FasterRCNNDetector does not support early_stopping: its validation loss "
+                "needs training mode. Score held-out images with score() instead."
+            )
+        targets = check_boxes(y, n_samples, self.image_shape_[:2])
+        for index, target in enumerate(targets):
+            if "labels" not in target:
+                raise ValueError(f"Detection target {index} has no 'labels'.")
+        if reset:
+            labels = [target["labels"] for target in targets if len(target["labels"])]
+            if not labels:
+                raise ValueError("The targets hold no boxes: nothing to learn to detect.")
+            self.classes_ = np.unique(np.concatenate(labels))
+        encoded = _TargetList()
+        for index, target in enumerate(targets):
+            labels = np.asarray(target["labels"])
+            positions = np.clip(np.searchsorted(self.classes_, labels), 0,
+                                len(self.classes_) - 1)
+            unknown = self.classes_[positions] != labels if len(labels) else np.zeros(0, bool)
+            if np.any(unknown):
+                raise ValueError(
+                    f"Target {index} has labels not seen in the first fit: "
+                    f"{np.unique(labels[unknown]).tolist()}."
+                )
+            # torchvision reserves class 0 for the background.
+            encoded.append({"boxes": target["boxes"],
+                            "labels": torch.as_tensor(positions + 1, dtype=torch.int64)})
+        return encoded, len(self.classes_) + 1
+
+    def _build_module(self, n_channels, n_outputs, input_size):
+        from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+        from torchvision.ops import MultiScaleRoIAlign
+
+        if self.backbone != "small_cnn":
+            raise ValueError(f"backbone must be 'small_cnn'; got {self.backbone!r}.")
+        sizes = tuple(int(size) for size in self.anchor_sizes)
+        ratios = tuple(float(ratio) for ratio in self.aspect_ratios)
+        if not sizes or not ratios or min(sizes) <= 0 or min(ratios) <= 0:
+            raise ValueError(
+                "anchor_sizes and aspect_ratios must be non-empty tuples of positive numbers; "
+                f"got {self.anchor_sizes!r} and {self.aspect_ratios!r}."
+            )
+        for name in ("rpn_pre_nms_top_n", "rpn_post_nms_top_n", "box_detections_per_img"):
+            check_scalar(getattr(self, name), name, numbers.Integral, min_val=1)
+        side = min(input_size) if self.min_size is None else int(self.min_size)
+        backbone = _small_cnn(n_channels)
+        representation = 256
+        return FasterRCNN(
+            backbone, num_classes=None,
+            min_size=side, max_size=max(side, max(input_size)),
+            image_mean=[0.0] * n_channels, image_std=[1.0] * n_channels,
+            rpn_anchor_generator=AnchorGenerator((sizes,), (ratios,)),
+            rpn_pre_nms_top_n_train=self.rpn_pre_nms_top_n,
+            rpn_pre_nms_top_n_test=self.rpn_pre_nms_top_n,
+            rpn_post_nms_top_n_train=self.rpn_post_nms_top_n,
+            rpn_post_nms_top_n_test=self.rpn_post_nms_top_n,
+            rpn_nms_thresh=self.rpn_nms_thresh,
+            box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
+            box_head=TwoMLPHead(backbone.out_channels * 7 * 7, representation),
+            box_predictor=FastRCNNPredictor(representation, n_outputs),
+            box_score_thresh=self.box_score_thresh, box_nms_thresh=self.box_nms_thresh,
+            box_detections_per_img=self.box_detections_per_img,
+            box_batch_size_per_image=128,
+        )
+
+    # -- fitting and inference ----------------------------------------------
+
+    def fit(self, X, y):
+        """Train the detector.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images of one size, in any accepted form.
+        y : list of dict
+            One dict per image: ``"boxes"`` (k, 4) xyxy pixels and
+            ``"labels"`` (k,), any label values; images without objects
+            have ``k = 0``.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        return self._fit(X, y, partial=False)
+
+    def _run(self, X, step):
+        check_is_fitted(self, "net_")
+        images = check_images(X, estimator=self, reset=False, channels=self.channels)
+        module = self.net_.module_
+        if module.training:
+            module.eval()
+        results = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                batch = list(images[start : start + self.batch_size].to(self.net_.device))
+                results.extend(step(module, batch))
+        return results
+
+    def predict(self, X):
+        """Detected objects of each image.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images of the shape seen in ``fit``.
+
+        Returns
+        -------
+        detections : list of dict
+            Per image ``"boxes"`` (k, 4) xyxy float32, ``"labels"`` (k,) in
+            the training label values and ``"scores"`` (k,), best first.
+        """
+        outputs = self._run(X, lambda module, batch: module(batch))
+        return [{"boxes": output["boxes"].cpu().numpy(),
+                 "labels": self.classes_[output["labels"].cpu().numpy() - 1],
+                 "scores": output["scores"].cpu().numpy()} for output in outputs]
+
+    def predict_proposals(self, X):
+        """The region proposal network's proposals, in image pixels.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images of the shape seen in ``fit``.
+
+        Returns
+        -------
+        proposals : list of ndarray of shape (k, 4)
+            Up to ``rpn_post_nms_top_n`` xyxy boxes per image, best first.
+        """
+        def propose(module, batch):
+            original = [tuple(image.shape[-2:]) for image in batch]
+            transformed, _ = module.transform(batch)
+            features = module.backbone(transformed.tensors)
+            proposals, _ = module.rpn(transformed, {"0": features})
+            boxes = module.transform.postprocess(
+                [{"boxes": boxes} for boxes in proposals], transformed.image_sizes, original)
+            return [entry["boxes"] for entry in boxes]
+
+        return [boxes.cpu().numpy() for boxes in self._run(X, propose)]
+
+    def score(self, X, y, sample_weight=None):
+        """Mean average precision at IoU 0.5 (PASCAL VOC) of the detections.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Images.
+        y : list of dict
+            Their true boxes and labels.
+        sample_weight : None
+            Not supported.
+
+        Returns
+        -------
+        score : float
+        """
+        if sample_weight is not None:
+            raise ValueError("FasterRCNNDetector.score does not support sample_weight.")
+        return mean_average_precision(y, self.predict(X), iou_thresholds=0.5)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.one_d_labels = False
+        return tags

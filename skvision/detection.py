@@ -28,10 +28,10 @@ backbone : {"small_cnn"}, default="small_cnn"
     aspect_ratios : tuple of float, default=(0.5, 1.0, 2.0)
         Height/width ratios of the anchors; each size comes in every ratio.
 
-    rpn_pre_nms_top_n : int, default=1000
+    rpn_pre_nms_top_n : int, default=500
         Proposals kept per image before the RPN's non-maximum suppression.
 
-    rpn_post_nms_top_n : int, default=300
+    rpn_post_nms_top_n : int, default=100
         Proposals kept per image after it.
 
     rpn_nms_thresh : float, default=0.7
@@ -102,8 +102,11 @@ class _DetectionNet(_Net):
 
 
 def _small_cnn(n_channels):
-    layers, width = [], n_channels
-    for filters in (32, 64, 128):
+    """Stride-8 features: a strided stem, then two conv + pool stages (cheap on a CPU)."""
+    layers = [torch.nn.Conv2d(n_channels, 32, 3, stride=2, padding=1, bias=False),
+              torch.nn.BatchNorm2d(32), torch.nn.ReLU(inplace=True)]
+    width = 32
+    for filters in (64, 128):
         layers += [ConvBlock(width, filters), ConvBlock(filters, filters),
                    torch.nn.MaxPool2d(2)]
         width = filters
@@ -161,8 +164,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         backbone="small_cnn",
         anchor_sizes=(16, 32, 64),
         aspect_ratios=(0.5, 1.0, 2.0),
-        rpn_pre_nms_top_n=1000,
-        rpn_post_nms_top_n=300,
+        rpn_pre_nms_top_n=500,
+        rpn_post_nms_top_n=100,
         rpn_nms_thresh=0.7,
         box_score_thresh=0.05,
         box_nms_thresh=0.5,
@@ -290,7 +293,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             box_predictor=FastRCNNPredictor(representation, n_outputs),
             box_score_thresh=self.box_score_thresh, box_nms_thresh=self.box_nms_thresh,
             box_detections_per_img=self.box_detections_per_img,
-            box_batch_size_per_image=128,
+            box_batch_size_per_image=64,
         )
 
     # -- fitting and inference ----------------------------------------------

@@ -5,6 +5,7 @@ from .attention import VisionTransformerClassifier
 from .augmentation import AugmentationSampler, ImageAugmenter
 from .boosting import BoostedTreesClassifier, BoostedTreesRegressor
 from .classification import CNNClassifier, CNNRegressor
+from .detection import FasterRCNNDetector
 from .segmentation import UNetSegmenter
 from .style import StyleTransfer
 from .transfer import FineTunedClassifier, PretrainedFeatureExtractor
@@ -17,6 +18,7 @@ __all__ = [
     "BoostedTreesRegressor",
     "CNNClassifier",
     "CNNRegressor",
+    "FasterRCNNDetector",
     "FineTunedClassifier",
     "ImageAugmenter",
     "PretrainedFeatureExtractor",

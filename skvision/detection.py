@@ -233,6 +233,11 @@ class FasterRCNNDetector(BaseNeuralEstimator):
                 "FasterRCNNDetector does not support early_stopping: its validation loss "
                 "needs training mode. Score held-out images with score() instead."
             )
+        if y is None:
+            raise ValueError(
+                "FasterRCNNDetector requires y to be passed, but the target y is None: pass "
+                "one dict of 'boxes' and 'labels' per image."
+            )
         targets = check_boxes(y, n_samples, self.image_shape_[:2])
         for index, target in enumerate(targets):
             if "labels" not in target:

@@ -103,3 +103,21 @@ def test_pickle_round_trip_and_grid_search(small):
     search.fit(X, targets)
     assert search.best_params_["anchor_sizes"] in [(8, 16, 32), (16, 32, 64)]
     assert torch.is_tensor(detector.module_.rpn.anchor_generator.cell_anchors[0])
+
+
+def test_sklearn_api_on_real_targets(small):
+    """What sklearn's checks test, on detection targets (its checks only have 1-D y)."""
+    from sklearn.base import clone
+
+    X, targets = small
+    X_before = X.copy()
+    boxes_before = [target["boxes"].copy() for target in targets]
+    detector = FasterRCNNDetector(**FAST)
+    assert detector.fit(X, targets) is detector
+    assert np.array_equal(X, X_before)
+    assert all(np.array_equal(t["boxes"], b) for t, b in zip(targets, boxes_before))
+    assert detector.n_features_in_ == 64 * 64 * 3
+    twin = clone(detector).fit(X, targets)
+    for first, second in zip(detector.predict(X[:4]), twin.predict(X[:4])):
+        np.testing.assert_array_equal(first["scores"], second["scores"])
+    assert 0.0 <= detector.score(X, targets) <= 1.0

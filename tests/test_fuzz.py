@@ -23,6 +23,7 @@ from skvision import (
     BoostedTreesRegressor,
     CNNClassifier,
     CNNRegressor,
+    FasterRCNNDetector,
     FineTunedClassifier,
     ImageAugmenter,
     PretrainedFeatureExtractor,
@@ -106,6 +107,9 @@ def fitted():
         "VisionTransformerClassifier": VisionTransformerClassifier(
             embed_dim=8, depth=1, n_heads=2, **neural).fit(X, y),
         "UNetSegmenter": UNetSegmenter(depth=1, base_filters=4, **neural).fit(X, masks),
+        "FasterRCNNDetector": FasterRCNNDetector(**neural).fit(
+            np.repeat(np.repeat(X[:8], 4, axis=1), 4, axis=2),
+            [{"boxes": [[4, 4, 20, 20]], "labels": [label]} for label in y[:8] % 2]),
         "FineTunedClassifier": FineTunedClassifier(
             backbone="test_efficientnet", weights=False, image_size=16, **neural).fit(X, y),
         "PretrainedFeatureExtractor": PretrainedFeatureExtractor(image_size=32,

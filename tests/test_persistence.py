@@ -15,6 +15,7 @@ from skvision import (
     BoostedTreesRegressor,
     CNNClassifier,
     CNNRegressor,
+    FasterRCNNDetector,
     FineTunedClassifier,
     ImageAugmenter,
     PretrainedFeatureExtractor,
@@ -58,6 +59,13 @@ def _segmenter(digits):
     return model, lambda fitted: fitted.predict_proba(X[:4])
 
 
+def _detector(digits):
+    X, targets = make_shapes(n_samples=12, image_size=48, task="detection", random_state=0)
+    model = FasterRCNNDetector(epochs=1, device="cpu", random_state=0).fit(X, targets)
+    return model, lambda fitted: np.concatenate(
+        [found["scores"] for found in fitted.predict(X[:3])] + [np.zeros(1, np.float32)])
+
+
 def _style(digits):
     rng = np.random.default_rng(0)
     style = rng.integers(0, 256, (1, 24, 24, 3), dtype=np.uint8)
@@ -92,6 +100,7 @@ CASES = {
     "FineTunedClassifier": _digits_case(FineTunedClassifier, backbone="test_efficientnet",
                                         weights=False, image_size=16, **NEURAL),
     "UNetSegmenter": _segmenter,
+    "FasterRCNNDetector": _detector,
     "PretrainedFeatureExtractor": _transformer_case(PretrainedFeatureExtractor, image_size=32,
                                                     device="cpu"),
     "StyleTransfer": _style,

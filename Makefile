@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/boosting_overhead.py
 	$(BIN)/python bench/unet_overhead.py
 	$(BIN)/python bench/style_throughput.py
+	$(BIN)/python bench/detector_overhead.py
 
 clean:
 	rm -rf $(VENV) skvision-demo .pytest_cache

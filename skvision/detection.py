@@ -8,7 +8,7 @@ from skorch.callbacks import Callback
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._training import BaseNeuralEstimator, _Net, fill_doc
-from ._validation import check_boxes, check_images
+from ._validation import check_boxes, check_images, encode_labels
 from .metrics import mean_average_precision
 from .nn.blocks import ConvBlock
 
@@ -247,20 +247,15 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             if not labels:
                 raise ValueError("The targets hold no boxes: nothing to learn to detect.")
             self.classes_ = np.unique(np.concatenate(labels))
-        encoded = _TargetList()
-        for index, target in enumerate(targets):
-            labels = np.asarray(target["labels"])
-            positions = np.clip(np.searchsorted(self.classes_, labels), 0,
-                                len(self.classes_) - 1)
-            unknown = self.classes_[positions] != labels if len(labels) else np.zeros(0, bool)
-            if np.any(unknown):
-                raise ValueError(
-                    f"Target {index} has labels not seen in the first fit: "
-                    f"{np.unique(labels[unknown]).tolist()}."
-                )
-            # torchvision reserves class 0 for the background.
-            encoded.append({"boxes": target["boxes"],
-                            "labels": torch.as_tensor(positions + 1, dtype=torch.int64)})
+        counts = [len(target["labels"]) for target in targets]
+        labels = np.concatenate([np.asarray(target["labels"]).reshape(-1) for target in targets])
+        # torchvision reserves class 0 for the background.
+        indices = np.split(encode_labels(labels, self.classes_, len(labels)).numpy() + 1,
+                           np.cumsum(counts)[:-1])
+        encoded = _TargetList(
+            {"boxes": target["boxes"], "labels": torch.from_numpy(index)}
+            for target, index in zip(targets, indices)
+        )
         return encoded, len(self.classes_) + 1
 
     def _build_module(self, n_channels, n_outputs, input_size):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._training import BaseNeuralEstimator, fill_doc
-from ._validation import check_masks
+from ._validation import check_masks, encode_labels
 from .metrics import mean_iou
 from .nn import UNet, build_backbone
 from .nn.unet import CrossEntropyDiceLoss, DiceLoss
@@ -220,18 +220,12 @@ class UNetSegmenter(BaseNeuralEstimator):
                     f"{self.classes_.tolist()}."
                 )
             self.class_weight_ = self._class_weights(labelled)
-        index = np.clip(np.searchsorted(self.classes_, masks), 0, len(self.classes_) - 1)
-        known = self.classes_[index] == masks
-        ignored = np.zeros_like(known) if self.ignore_index is None else (
+        ignored = np.zeros(masks.shape, bool) if self.ignore_index is None else (
             masks == self.ignore_index)
-        if np.any(~known & ~ignored):
-            raise ValueError(
-                f"masks contain labels not seen in the first fit: "
-                f"{np.unique(masks[~known & ~ignored])[:5].tolist()}; known classes are "
-                f"{self.classes_.tolist()}."
-            )
-        index[ignored] = _IGNORED
-        return torch.from_numpy(index.astype(np.int64)), len(self.classes_)
+        index = np.full(masks.shape, _IGNORED, dtype=np.int64)
+        # The one label encoder of the package; it names labels unseen in the first fit.
+        index[~ignored] = encode_labels(masks[~ignored], self.classes_, int((~ignored).sum()))
+        return torch.from_numpy(index), len(self.classes_)
 
     def _class_weights(self, labelled):
         if self.class_weight is None:

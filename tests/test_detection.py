@@ -90,6 +90,12 @@ def test_images_without_objects_and_errors(small):
         FasterRCNNDetector(**FAST).fit(X, targets[:-1])
     with pytest.raises(ValueError, match="early_stopping"):
         FasterRCNNDetector(**FAST, early_stopping=True).fit(X, targets)
+    warm = FasterRCNNDetector(**FAST, warm_start=True).fit(X, targets)
+    renamed = [{**target, "labels": np.where(target["labels"] == "circle", "oval",
+                                             target["labels"])} for target in targets]
+    if any("oval" in target["labels"] for target in renamed):
+        with pytest.raises(ValueError, match="not seen in the first fit"):
+            warm.fit(X, renamed)
 
 
 def test_pickle_round_trip_and_grid_search(small):

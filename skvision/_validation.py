@@ -312,19 +312,24 @@ def check_boxes(targets, n_samples, image_size):
 
     Each target is a mapping with ``"boxes"`` of shape ``(k, 4)`` in pixels,
     ``x1 < x2 <= width`` and ``y1 < y2 <= height``, and optionally
-    ``"labels"`` (and other per-box arrays) of length ``k``. Returns a list of
-    dicts whose ``"boxes"`` are float32 tensors; the other entries are kept
-    as numpy arrays. The caller's dicts are not modified.
+    ``"labels"`` (and other per-box arrays) of length ``k``; a DataFrame in
+    the :func:`frame_to_targets` layout is accepted too. ``image_size`` is
+    ``(height, width)``, or one such pair per image. Returns a list of dicts
+    whose ``"boxes"`` are float32 tensors; the other entries are kept as
+    numpy arrays. The caller's dicts are not modified.
     """
+    if hasattr(targets, "columns"):
+        targets = frame_to_targets(targets, n_samples)
     if not isinstance(targets, (list, tuple)) or len(targets) != n_samples:
         length = len(targets) if hasattr(targets, "__len__") else None
         raise ValueError(
             f"Expected a list of {n_samples} detection targets (one dict with a "
             f"'boxes' array per image); got {type(targets).__name__} of length {length}."
         )
-    height, width = image_size
+    sizes = image_size if np.ndim(image_size) == 2 else [image_size] * n_samples
     checked = []
     for index, target in enumerate(targets):
+        height, width = sizes[index]
         if not hasattr(target, "keys") or "boxes" not in target:
             raise ValueError(
                 f"Detection target {index} must be a dict with a 'boxes' array of "
@@ -366,6 +371,91 @@ def check_boxes(targets, n_samples, image_size):
         entry["boxes"] = torch.from_numpy(boxes.copy())
         checked.append(entry)
     return checked
+
+
+BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
+
+
+def frame_to_targets(frame, n_images):
+    """Detection targets as a DataFrame → one dict per image.
+
+    ``frame`` has one row per box and the columns ``image_id`` (the image's
+    position in X, 0 to ``n_images - 1``), ``x_min, y_min, x_max, y_max``
+    (pixels) and ``label``; a ``score`` column, if present, becomes
+    ``"scores"``. Images with no row have no objects.
+    """
+    missing = [column for column in ("image_id", *BOX_COLUMNS, "label")
+               if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"Detection targets as a DataFrame need the columns image_id, x_min, y_min, "
+            f"x_max, y_max and label (one row per box); {missing} missing."
+        )
+    ids = frame["image_id"].to_numpy()
+    if len(ids) and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= n_images):
+        raise ValueError(
+            f"image_id must be the integer position of each box's image in X (0 to "
+            f"{n_images - 1}); got values of dtype {ids.dtype} from {ids.min()!r} to "
+            f"{ids.max()!r}."
+        )
+    order = np.argsort(ids, kind="stable")
+    bounds = np.searchsorted(ids[order], np.arange(n_images + 1))
+    boxes = frame[list(BOX_COLUMNS)].to_numpy(dtype=np.float32)[order]
+    columns = {"labels": frame["label"].to_numpy()[order]}
+    if "score" in frame.columns:
+        columns["scores"] = frame["score"].to_numpy(dtype=np.float32)[order]
+    return [
+        {"boxes": boxes[start:stop],
+         **{key: values[start:stop] for key, values in columns.items()}}
+        for start, stop in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+def targets_to_frame(targets):
+    """One dict per image → a DataFrame with a row per box (see :func:`frame_to_targets`)."""
+    import pandas as pd  # noqa: PLC0415  (pandas only when frames are used)
+
+    counts = [len(target["boxes"]) for target in targets]
+    boxes = np.concatenate([np.asarray(t["boxes"], np.float32).reshape(-1, 4) for t in targets])
+    frame = pd.DataFrame(boxes, columns=list(BOX_COLUMNS))
+    frame.insert(0, "image_id", np.repeat(np.arange(len(targets)), counts))
+    frame["label"] = np.concatenate([np.asarray(t["labels"]).reshape(-1) for t in targets])
+    if all("scores" in target for target in targets):
+        frame["score"] = np.concatenate(
+            [np.asarray(t["scores"], np.float32).reshape(-1) for t in targets])
+    return frame
+
+
+def check_image_list(images, channels="last"):
+    """Validate a list of images of different sizes; return a list of (c, h, w) tensors.
+
+    Each image is checked as :func:`check_images` checks a batch; all must
+    have the same number of channels. Returns None when ``images`` is not a
+    list of differently sized images (then :func:`check_images` applies).
+    """
+    if not isinstance(images, (list, tuple)) or len({np.shape(i) for i in images}) < 2:
+        return None
+    tensors = [check_images([image], channels=channels)[0] for image in images]
+    n_channels = {len(tensor) for tensor in tensors}
+    if len(n_channels) > 1:
+        raise ValueError(
+            f"The images have different numbers of channels {sorted(n_channels)}; convert "
+            "them to one (e.g. all RGB) first."
+        )
+    return tensors
+
+
+def pad_images(tensors):
+    """Stack (c, h, w) tensors of different sizes, zero-padded at the bottom and right.
+
+    Padding there keeps every pixel (and box) where it was.
+    """
+    height = max(tensor.shape[1] for tensor in tensors)
+    width = max(tensor.shape[2] for tensor in tensors)
+    batch = tensors[0].new_zeros((len(tensors), tensors[0].shape[0], height, width))
+    for index, tensor in enumerate(tensors):
+        batch[index, :, : tensor.shape[1], : tensor.shape[2]] = tensor
+    return batch
 
 
 def check_class_labels(y, n_samples):

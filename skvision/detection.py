@@ -8,22 +8,49 @@ from skorch.callbacks import Callback
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._training import BaseNeuralEstimator, _Net, fill_doc
-from ._validation import check_boxes, check_images, encode_labels
+from ._validation import (
+    check_boxes,
+    check_image_list,
+    check_images,
+    encode_labels,
+    pad_images,
+    targets_to_frame,
+)
 from .metrics import mean_average_precision
-from .nn.blocks import ConvBlock
+from .nn.backbones import build_backbone
+from .nn.detection import KeepSizeTransform, PretrainedDetectionBody, small_cnn_body
 
 __all__ = ["FasterRCNNDetector"]
 
 _LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
 
 _ARCHITECTURE_DOC = """\
-backbone : {"small_cnn"}, default="small_cnn"
-        Feature extractor: "small_cnn" is three convolution stages (32, 64,
-        128 filters, stride 8) trained from scratch, fast on a CPU.
+backbone : str, default="small_cnn"
+        Feature extractor. "small_cnn": three convolution stages (32, 64,
+        128 filters, stride 8) trained from scratch, fast on a CPU. A
+        pretrained backbone by name, e.g. "efficientnet_lite0" (weights
+        shipped; see :func:`skvision.nn.build_backbone` for others): its map
+        at stride 16, or strides 8/16/32 with ``fpn=True``; images need 1 or
+        3 channels in [0, 1].
+
+    backbone_weights : None, False, path or dict, default=None
+        Weights of a pretrained ``backbone``: None uses the shipped ones,
+        False a random initialization, a path a local weights file.
+
+    fpn : bool, default=False
+        With a pretrained backbone, combine its maps at strides 8, 16 and 32
+        in a feature pyramid (torchvision's ``FeaturePyramidNetwork``):
+        better over a wide range of object sizes, slower.
+
+    trainable_layers : int, default=3
+        With a pretrained backbone, how many of its last stages are trained;
+        the others keep their pretrained weights and batch-norm statistics.
 
     anchor_sizes : tuple of int, default=(16, 32, 64)
         Sides in pixels of the anchor boxes the region proposal network
-        starts from at every feature-map position.
+        starts from at every feature-map position. With ``fpn=True`` they
+        are spread over the three pyramid levels, smallest on the finest
+        (one each by default).
 
     aspect_ratios : tuple of float, default=(0.5, 1.0, 2.0)
         Height/width ratios of the anchors; each size comes in every ratio.
@@ -47,9 +74,13 @@ backbone : {"small_cnn"}, default="small_cnn"
         Most detections returned per image.
 
     min_size : int, default=None
-        Images are resized so their shorter side is ``min_size`` (at most
-        ``max_size`` for the longer); None keeps the training size."""
+        Images are resized so their shorter side is ``min_size`` (and their
+        longer at most ``max_size``), as torchvision's detectors do. None
+        keeps every image at its own size: objects are found at the pixel
+        sizes they were trained at, in images of any size.
 
+    max_size : int, default=None
+        Cap on the longer side when ``min_size`` is set; None: no cap."""
 
 class _TargetList(list):
     """Per-image target dicts that the batch iterator can index with a tensor."""
@@ -101,20 +132,6 @@ class _DetectionNet(_Net):
         return {"loss": loss, "y_pred": losses}
 
 
-def _small_cnn(n_channels):
-    """Stride-8 features: a strided stem, then two conv + pool stages (cheap on a CPU)."""
-    layers = [torch.nn.Conv2d(n_channels, 32, 3, stride=2, padding=1, bias=False),
-              torch.nn.BatchNorm2d(32), torch.nn.ReLU(inplace=True)]
-    width = 32
-    for filters in (64, 128):
-        layers += [ConvBlock(width, filters), ConvBlock(filters, filters),
-                   torch.nn.MaxPool2d(2)]
-        width = filters
-    backbone = torch.nn.Sequential(*layers)
-    backbone.out_channels = width
-    return backbone
-
-
 @fill_doc(architecture=_ARCHITECTURE_DOC, epochs=30, batch_size=8, lr=0.003, alpha=0.0)
 class FasterRCNNDetector(BaseNeuralEstimator):
     """Object detection with Faster R-CNN: a region proposal network and anchor boxes.
@@ -157,11 +174,16 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
     _target_kind = "boxes"
     _history_extra_columns = _LOSS_NAMES
+    # Detection is fully convolutional: predict takes images of any size.
+    _any_image_size = True
 
     def __init__(
         self,
         *,
         backbone="small_cnn",
+        backbone_weights=None,
+        fpn=False,
+        trainable_layers=3,
         anchor_sizes=(16, 32, 64),
         aspect_ratios=(0.5, 1.0, 2.0),
         rpn_pre_nms_top_n=500,
@@ -171,6 +193,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         box_nms_thresh=0.5,
         box_detections_per_img=100,
         min_size=None,
+        max_size=None,
         image_shape=None,
         channels="last",
         epochs=30,
@@ -190,6 +213,9 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         verbose=0,
     ):
         self.backbone = backbone
+        self.backbone_weights = backbone_weights
+        self.fpn = fpn
+        self.trainable_layers = trainable_layers
         self.anchor_sizes = anchor_sizes
         self.aspect_ratios = aspect_ratios
         self.rpn_pre_nms_top_n = rpn_pre_nms_top_n
@@ -199,6 +225,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         self.box_nms_thresh = box_nms_thresh
         self.box_detections_per_img = box_detections_per_img
         self.min_size = min_size
+        self.max_size = max_size
         self.image_shape = image_shape
         self.channels = channels
         self.epochs = epochs
@@ -258,14 +285,31 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         )
         return encoded, len(self.classes_) + 1
 
-    def _build_module(self, n_channels, n_outputs, input_size):
-        from torchvision.models.detection import FasterRCNN
-        from torchvision.models.detection.anchor_utils import AnchorGenerator
-        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-        from torchvision.ops import MultiScaleRoIAlign
+    def _body(self, n_channels):
+        """The feature extractor and the names of its maps."""
+        if self.backbone == "small_cnn":
+            return small_cnn_body(n_channels), ["0"]
+        if not isinstance(self.backbone, str):
+            raise ValueError(
+                f"backbone must be 'small_cnn' or a pretrained backbone's name such as "
+                f"'efficientnet_lite0'; got {self.backbone!r}."
+            )
+        if n_channels not in (1, 3):
+            raise ValueError(
+                f"A pretrained backbone takes 1 (grayscale) or 3 (RGB) channels; got "
+                f"{n_channels}. Use backbone='small_cnn' for other images."
+            )
+        # The last stage (the classifier's 1x1 "head" convolution) adds nothing
+        # a detector needs but many channels.
+        backbone = build_backbone(self.backbone, weights=self.backbone_weights, layer=-2)
+        check_scalar(self.trainable_layers, "trainable_layers", numbers.Integral, min_val=0)
+        body = PretrainedDetectionBody(backbone, fpn=bool(self.fpn),
+                                       n_trainable_stages=self.trainable_layers)
+        return body, [str(level) for level in range(len(body.features.taps) if self.fpn else 1)]
 
-        if self.backbone != "small_cnn":
-            raise ValueError(f"backbone must be 'small_cnn'; got {self.backbone!r}.")
+    def _anchor_generator(self, n_levels):
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+
         sizes = tuple(int(size) for size in self.anchor_sizes)
         ratios = tuple(float(ratio) for ratio in self.aspect_ratios)
         if not sizes or not ratios or min(sizes) <= 0 or min(ratios) <= 0:
@@ -273,28 +317,52 @@ class FasterRCNNDetector(BaseNeuralEstimator):
                 "anchor_sizes and aspect_ratios must be non-empty tuples of positive numbers; "
                 f"got {self.anchor_sizes!r} and {self.aspect_ratios!r}."
             )
+        if len(sizes) < n_levels:
+            raise ValueError(
+                f"With fpn=True, anchor_sizes needs at least one size per pyramid level "
+                f"({n_levels}); got {self.anchor_sizes!r}."
+            )
+        per_level = tuple(tuple(int(size) for size in chunk)
+                          for chunk in np.array_split(sorted(sizes), n_levels))
+        return AnchorGenerator(per_level, (ratios,) * n_levels)
+
+    def _build_module(self, n_channels, n_outputs, input_size):
+        from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+        from torchvision.models.detection.transform import GeneralizedRCNNTransform
+        from torchvision.ops import MultiScaleRoIAlign
+
         for name in ("rpn_pre_nms_top_n", "rpn_post_nms_top_n", "box_detections_per_img"):
             check_scalar(getattr(self, name), name, numbers.Integral, min_val=1)
-        side = min(input_size) if self.min_size is None else int(self.min_size)
-        backbone = _small_cnn(n_channels)
+        for name in ("min_size", "max_size"):
+            if getattr(self, name) is not None:
+                check_scalar(getattr(self, name), name, numbers.Integral, min_val=1)
+        body, map_names = self._body(n_channels)
+        anchors = self._anchor_generator(len(map_names))
         representation = 256
-        return FasterRCNN(
-            backbone, num_classes=None,
-            min_size=side, max_size=max(side, max(input_size)),
-            image_mean=[0.0] * n_channels, image_std=[1.0] * n_channels,
-            rpn_anchor_generator=AnchorGenerator((sizes,), (ratios,)),
+        # Images arrive in [0, 1]; a pretrained body applies its own normalization.
+        mean, std = [0.0] * n_channels, [1.0] * n_channels
+        model = FasterRCNN(
+            body, num_classes=None, image_mean=mean, image_std=std,
+            rpn_anchor_generator=anchors,
             rpn_pre_nms_top_n_train=self.rpn_pre_nms_top_n,
             rpn_pre_nms_top_n_test=self.rpn_pre_nms_top_n,
             rpn_post_nms_top_n_train=self.rpn_post_nms_top_n,
             rpn_post_nms_top_n_test=self.rpn_post_nms_top_n,
             rpn_nms_thresh=self.rpn_nms_thresh,
-            box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
-            box_head=TwoMLPHead(backbone.out_channels * 7 * 7, representation),
+            box_roi_pool=MultiScaleRoIAlign(map_names, output_size=7, sampling_ratio=2),
+            box_head=TwoMLPHead(body.out_channels * 7 * 7, representation),
             box_predictor=FastRCNNPredictor(representation, n_outputs),
             box_score_thresh=self.box_score_thresh, box_nms_thresh=self.box_nms_thresh,
             box_detections_per_img=self.box_detections_per_img,
             box_batch_size_per_image=64,
         )
+        if self.min_size is None:
+            model.transform = KeepSizeTransform(mean, std)
+        else:
+            model.transform = GeneralizedRCNNTransform(
+                self.min_size, self.max_size or 2**31, mean, std)
+        return model
 
     # -- fitting and inference ----------------------------------------------
 
@@ -303,30 +371,49 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
         Parameters
         ----------
-        X : array-like of images
-            Images of one size, in any accepted form.
-        y : list of dict
+        X : array-like of images, or list of images of different sizes
+            Images in any accepted form. Images of different sizes are
+            zero-padded at the bottom and right to the largest (the padding
+            stays empty: its pixels hold no boxes).
+        y : list of dict or pandas DataFrame
             One dict per image: ``"boxes"`` (k, 4) xyxy pixels and
             ``"labels"`` (k,), any label values; images without objects
-            have ``k = 0``.
+            have ``k = 0``. Or a DataFrame with one row per box and the
+            columns ``image_id`` (the image's position in X), ``x_min,
+            y_min, x_max, y_max`` and ``label``; ``predict`` then answers
+            with a DataFrame too.
 
         Returns
         -------
         self : object
             The fitted detector.
         """
+        images = check_image_list(X, channels=self.channels)
+        if images is not None:
+            # Boxes are checked against each image's own size before padding.
+            check_boxes(y, len(images), [tuple(image.shape[1:]) for image in images])
+            X = pad_images(images)
+        self.target_format_ = "dataframe" if hasattr(y, "columns") else "dicts"
         return self._fit(X, y, partial=False)
 
     def _run(self, X, step):
         check_is_fitted(self, "net_")
-        images = check_images(X, estimator=self, reset=False, channels=self.channels)
+        images = check_image_list(X, channels=self.channels)
+        if images is None:
+            images = check_images(X, estimator=self, reset=False, channels=self.channels)
+        elif len(images[0]) != self.image_shape_[2]:
+            raise ValueError(
+                f"X has {len(images[0])} channel(s), but {type(self).__name__} was fitted on "
+                f"images with {self.image_shape_[2]} channel(s)."
+            )
         module = self.net_.module_
         if module.training:
             module.eval()
         results = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                batch = list(images[start : start + self.batch_size].to(self.net_.device))
+                batch = [image.to(self.net_.device)
+                         for image in images[start : start + self.batch_size]]
                 results.extend(step(module, batch))
         return results
 
@@ -335,27 +422,32 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
         Parameters
         ----------
-        X : array-like of images
-            Images of the shape seen in ``fit``.
+        X : array-like of images, or list of images of different sizes
+            Images with the channels seen in ``fit``, of any size.
 
         Returns
         -------
-        detections : list of dict
+        detections : list of dict or pandas DataFrame
             Per image ``"boxes"`` (k, 4) xyxy float32, ``"labels"`` (k,) in
-            the training label values and ``"scores"`` (k,), best first.
+            the training label values and ``"scores"`` (k,), best first. A
+            DataFrame (columns ``image_id, x_min, y_min, x_max, y_max,
+            label, score``) when the detector was fitted on one.
         """
         outputs = self._run(X, lambda module, batch: module(batch))
-        return [{"boxes": output["boxes"].cpu().numpy(),
-                 "labels": self.classes_[output["labels"].cpu().numpy() - 1],
-                 "scores": output["scores"].cpu().numpy()} for output in outputs]
+        detections = [{"boxes": output["boxes"].cpu().numpy(),
+                       "labels": self.classes_[output["labels"].cpu().numpy() - 1],
+                       "scores": output["scores"].cpu().numpy()} for output in outputs]
+        if getattr(self, "target_format_", "dicts") == "dataframe":
+            return targets_to_frame(detections)
+        return detections
 
     def predict_proposals(self, X):
         """The region proposal network's proposals, in image pixels.
 
         Parameters
         ----------
-        X : array-like of images
-            Images of the shape seen in ``fit``.
+        X : array-like of images, or list of images of different sizes
+            Images with the channels seen in ``fit``, of any size.
 
         Returns
         -------
@@ -366,7 +458,9 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             original = [tuple(image.shape[-2:]) for image in batch]
             transformed, _ = module.transform(batch)
             features = module.backbone(transformed.tensors)
-            proposals, _ = module.rpn(transformed, {"0": features})
+            if isinstance(features, torch.Tensor):
+                features = {"0": features}
+            proposals, _ = module.rpn(transformed, features)
             boxes = module.transform.postprocess(
                 [{"boxes": boxes} for boxes in proposals], transformed.image_sizes, original)
             return [entry["boxes"] for entry in boxes]
@@ -380,7 +474,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         ----------
         X : array-like of images
             Images.
-        y : list of dict
+        y : list of dict or pandas DataFrame
             Their true boxes and labels.
         sample_weight : None
             Not supported.

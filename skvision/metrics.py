@@ -11,6 +11,8 @@ possible: sklearn validates scoring strings against its own fixed list.)
 import numpy as np
 from sklearn.metrics import make_scorer
 
+from ._validation import frame_to_targets
+
 __all__ = [
     "box_iou",
     "dice_score",
@@ -225,6 +227,20 @@ def _detections(targets, name, with_scores):
     return rows
 
 
+def _target_lists(y_true, y_pred):
+    """Both detection target sets as lists of dicts (DataFrames are converted)."""
+    frames = [y for y in (y_true, y_pred) if hasattr(y, "columns")]
+    if not frames:
+        return y_true, y_pred
+    lists = [len(y) for y in (y_true, y_pred) if not hasattr(y, "columns")]
+    # A frame has no row for an image without boxes: the list (if any) says
+    # how many images there are, else the largest image_id does.
+    n_images = lists[0] if lists else max(
+        (int(frame["image_id"].max()) + 1 for frame in frames if len(frame)), default=0)
+    return tuple(frame_to_targets(y, n_images) if hasattr(y, "columns") else y
+                 for y in (y_true, y_pred))
+
+
 def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections=100):
     """Mean average precision of detected boxes, COCO's way (VOC's at IoU 0.5).
 
@@ -236,10 +252,13 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
 
     Parameters
     ----------
-    y_true : list of dict
-        One dict per image with ``"boxes"`` (k, 4) xyxy and ``"labels"`` (k,).
-    y_pred : list of dict
-        Detections per image: ``"boxes"``, ``"labels"`` and ``"scores"``.
+    y_true : list of dict or DataFrame
+        One dict per image with ``"boxes"`` (k, 4) xyxy and ``"labels"`` (k,),
+        or a DataFrame with a row per box and the columns ``image_id``
+        (position of the image), ``x_min, y_min, x_max, y_max`` and ``label``.
+    y_pred : list of dict or DataFrame
+        Detections per image: ``"boxes"``, ``"labels"`` and ``"scores"``, or
+        a DataFrame as ``y_true`` with a ``score`` column.
     iou_thresholds : float, array-like or "coco", default=0.5
         0.5 is PASCAL VOC's mAP@0.5; "coco" averages over 0.5, 0.55, ..., 0.95.
     max_detections : int, default=100
@@ -258,6 +277,7 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
     >>> round(mean_average_precision(truth, found), 3)
     1.0
     """
+    y_true, y_pred = _target_lists(y_true, y_pred)
     if len(y_true) != len(y_pred):
         raise ValueError(f"y_true has {len(y_true)} images but y_pred has {len(y_pred)}.")
     truths = _detections(y_true, "y_true", with_scores=False)

@@ -127,3 +127,124 @@ def test_sklearn_api_on_real_targets(small):
     for first, second in zip(detector.predict(X[:4]), twin.predict(X[:4])):
         np.testing.assert_array_equal(first["scores"], second["scores"])
     assert 0.0 <= detector.score(X, targets) <= 1.0
+
+
+def test_dataframe_targets_round_trip(small):
+    """A DataFrame in (one row per box), a DataFrame out, and the same model as from dicts."""
+    import pandas as pd
+
+    from skvision._validation import frame_to_targets, targets_to_frame
+
+    X, targets = small
+    frame = targets_to_frame(targets)
+    assert list(frame.columns) == ["image_id", "x_min", "y_min", "x_max", "y_max", "label"]
+    assert len(frame) == sum(len(target["boxes"]) for target in targets)
+    # Drop the boxes of image 3: it becomes an image without objects.
+    frame = frame[frame["image_id"] != 3].sample(frac=1.0, random_state=0)  # any row order
+    back = frame_to_targets(frame, len(X))
+    assert len(back[3]["boxes"]) == 0
+    np.testing.assert_array_equal(back[5]["boxes"], targets[5]["boxes"])
+
+    from_frame = FasterRCNNDetector(**FAST).fit(X, frame)
+    from_dicts = FasterRCNNDetector(**FAST).fit(X, back)
+    predicted = from_frame.predict(X[:4])
+    assert isinstance(predicted, pd.DataFrame)
+    assert list(predicted.columns) == ["image_id", "x_min", "y_min", "x_max", "y_max", "label",
+                                       "score"]
+    assert set(predicted["image_id"]) <= {0, 1, 2, 3}
+    expected = targets_to_frame(from_dicts.predict(X[:4]))
+    np.testing.assert_allclose(predicted[["x_min", "y_min", "x_max", "y_max", "score"]],
+                               expected[["x_min", "y_min", "x_max", "y_max", "score"]])
+    assert from_frame.score(X, frame) == pytest.approx(from_dicts.score(X, back))
+
+
+def test_dataframe_target_errors(small):
+    import pandas as pd
+
+    X, _ = small
+    good = pd.DataFrame({"image_id": [0], "x_min": [1.0], "y_min": [1.0], "x_max": [9.0],
+                         "y_max": [9.0], "label": ["a"]})
+    with pytest.raises(ValueError, match=r"columns .*\['label'\] missing"):
+        FasterRCNNDetector(**FAST).fit(X, good.drop(columns="label"))
+    with pytest.raises(ValueError, match="integer position of each box's image"):
+        FasterRCNNDetector(**FAST).fit(X, good.assign(image_id=len(X)))
+    with pytest.raises(ValueError, match="integer position"):
+        FasterRCNNDetector(**FAST).fit(X, good.assign(image_id="photo.png"))
+    with pytest.raises(ValueError, match="not inside"):
+        FasterRCNNDetector(**FAST).fit(X, good.assign(x_max=65.0))
+
+
+def test_images_of_different_sizes(small):
+    """Lists of differently sized images train (padded) and predict at their own size."""
+    X, targets = small
+    images = [image if index % 2 else image[:48, :56] for index, image in enumerate(X)]
+    cropped = []
+    for index, target in enumerate(targets):
+        boxes = np.asarray(target["boxes"])
+        if index % 2 == 0:  # keep the boxes inside the crop
+            inside = (boxes[:, 2] <= 56) & (boxes[:, 3] <= 48)
+            target = {"boxes": boxes[inside], "labels": np.asarray(target["labels"])[inside]}
+        cropped.append(target)
+    detector = FasterRCNNDetector(**FAST).fit(images, cropped)
+    assert detector.image_shape_ == (64, 64, 3)  # the padded size
+    detections = detector.predict(images[:4])
+    for image, found in zip(images[:4], detections):
+        height, width = image.shape[:2]
+        assert (found["boxes"][:, 2] <= width + 1e-3).all()
+        assert (found["boxes"][:, 3] <= height + 1e-3).all()
+    # A single small image predicts alone exactly as inside the list.
+    alone = detector.predict(images[0][np.newaxis])[0]
+    np.testing.assert_allclose(alone["boxes"], detections[0]["boxes"], atol=1e-4)
+    # Boxes are checked against each image's own size, not the padded one.
+    wrong = list(cropped)
+    wrong[0] = {"boxes": [[40.0, 40.0, 60.0, 47.0]], "labels": ["circle"]}
+    with pytest.raises(ValueError, match="not inside the 56x48 image"):
+        FasterRCNNDetector(**FAST).fit(images, wrong)
+    with pytest.raises(ValueError, match="channel"):
+        detector.predict([image.mean(axis=-1) for image in images[:2]])
+
+
+def test_min_size_resizes_and_maps_boxes_back(small):
+    X, targets = small
+    detector = FasterRCNNDetector(**FAST, min_size=96).fit(X, targets)
+    transform = detector.module_.transform
+    resized, _ = transform([torch.zeros(3, 64, 64)])
+    assert resized.image_sizes == [(96, 96)]
+    boxes = detector.predict_proposals(X[:2])[0]
+    assert (boxes <= 64 + 1e-3).all()  # proposals in the original image's pixels
+
+
+def test_pretrained_backbone_with_frozen_stages_and_fpn(small):
+    """efficientnet_lite0 as the body: frozen stages keep their weights; FPN spreads anchors."""
+    from skvision.nn.backbones import build_backbone
+
+    X, targets = small
+    detector = FasterRCNNDetector(**FAST, backbone="efficientnet_lite0", trainable_layers=2)
+    detector.fit(X, targets)
+    features = detector.module_.backbone.features
+    assert features.frozen_stages == list(range(len(features.stages) - 2))
+    pretrained = build_backbone("efficientnet_lite0", layer=-2)
+    first, last = 0, len(features.stages) - 1
+    for index, changed in ((first, False), (last, True)):
+        before = torch.cat([p.flatten() for p in pretrained.stages[index].parameters()])
+        after = torch.cat([p.flatten() for p in features.stages[index].parameters()])
+        assert (not torch.equal(before, after)) is changed
+    assert detector.module_.backbone(torch.zeros(1, 3, 64, 64)).shape[-1] == 4  # stride 16
+    assert len(detector.predict(X[:2])) == 2
+
+    fpn = FasterRCNNDetector(**FAST, backbone="efficientnet_lite0", fpn=True,
+                             anchor_sizes=(8, 16, 32, 64, 96, 128)).fit(X, targets)
+    generator = fpn.module_.rpn.anchor_generator
+    assert generator.sizes == ((8, 16), (32, 64), (96, 128))
+    assert generator.num_anchors_per_location() == [6, 6, 6]
+    maps = fpn.module_.backbone(torch.zeros(1, 3, 64, 64))
+    assert [m.shape[-1] for m in maps.values()] == [8, 4, 2]  # strides 8, 16, 32
+    assert len(fpn.predict_proposals(X[:1])[0]) > 0
+    with pytest.raises(ValueError, match="one size per pyramid level"):
+        FasterRCNNDetector(**FAST, backbone="efficientnet_lite0", fpn=True,
+                           anchor_sizes=(16, 32)).fit(X, targets)
+    with pytest.raises(ValueError, match="1 \\(grayscale\\) or 3 \\(RGB\\) channels"):
+        FasterRCNNDetector(**FAST, backbone="efficientnet_lite0").fit(
+            np.concatenate([X, X[..., :1]], axis=-1), targets)
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        FasterRCNNDetector(**FAST, backbone="no_such_net").fit(X, targets)

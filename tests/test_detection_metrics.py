@@ -90,3 +90,16 @@ def test_plot_boxes_draws_every_kind():
     assert sum(len(ax.texts) for ax in fig.axes) == n_shown
     with pytest.raises(ValueError, match="2 entries for 3 images"):
         plot_boxes(X, y_true=targets[:2])
+
+
+def test_mean_average_precision_takes_dataframes():
+    """One row per box (image_id, x_min, ..., label[, score]) scores as the dicts do."""
+    from skvision._validation import targets_to_frame
+
+    truth, found = _random_case(0)
+    truth[-1] = {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, int)}  # no row in the frame
+    expected = mean_average_precision(truth, found)
+    both_frames = mean_average_precision(targets_to_frame(truth), targets_to_frame(found))
+    assert both_frames == pytest.approx(expected, abs=1e-6)
+    assert mean_average_precision(truth, targets_to_frame(found)) == pytest.approx(expected,
+                                                                                   abs=1e-6)

@@ -13,7 +13,7 @@ from .blocks import (
     SelfAttention2d,
     global_pool,
 )
-from .backbones import Backbone, BackboneClassifier, build_backbone
+from .backbones import Backbone, BackboneClassifier, MultiScaleFeatures, build_backbone
 from .cnn import CNN
 from .style import FeatureTaps, content_loss, gram_matrix, style_loss, total_variation_loss
 from .unet import CrossEntropyDiceLoss, DiceLoss, UNet
@@ -21,6 +21,7 @@ from .unet import CrossEntropyDiceLoss, DiceLoss, UNet
 __all__ = [
     "Backbone",
     "BackboneClassifier",
+    "MultiScaleFeatures",
     "build_backbone",
     "content_loss",
     "global_pool",

@@ -26,6 +26,7 @@ from .blocks import global_pool
 __all__ = [
     "Backbone",
     "BackboneClassifier",
+    "MultiScaleFeatures",
     "BackboneWeightsError",
     "Preprocessing",
     "build_backbone",
@@ -410,6 +411,90 @@ def imagenet_predict(images, *, top=5, name="efficientnet_lite0", weights=None):
     return indices.numpy(), values.numpy()
 
 
+def _freeze_stages(stages, n_trainable):
+    """Freeze all but the last ``n_trainable`` stages (None: none); return the frozen indices.
+
+    The caller keeps the frozen stages in eval mode, so their batch-norm
+    statistics stay the pretrained ones.
+    """
+    n_stages = len(stages)
+    trainable = n_stages if n_trainable is None else min(n_trainable, n_stages)
+    frozen = list(range(n_stages - trainable))
+    for index in frozen:
+        for parameter in stages[index].parameters():
+            parameter.requires_grad_(False)
+    return frozen
+
+
+class MultiScaleFeatures(nn.Module):
+    """A pretrained backbone's feature maps at several strides.
+
+    The encoder of a U-Net or the body of a detector: images in [0, 1] with
+    1 or 3 channels go through the weights' own normalization and the
+    backbone's stages; the output is the last map at each of ``strides``.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The pretrained stages.
+    strides : sequence of int
+        Strides (input side / map side) of the maps returned, increasing.
+    n_trainable_stages : int or None, default=None
+        Train only the last ``n`` stages kept (0: none); None trains all.
+
+    Attributes
+    ----------
+    channels : list of int
+        Channels of each returned map.
+    """
+
+    def __init__(self, backbone, strides, n_trainable_stages=None):
+        super().__init__()
+        probe_side = 2 ** max(max(strides).bit_length(), 6)
+        was_training = backbone.training
+        backbone.eval()
+        stage_strides, stage_channels = [], []
+        with torch.no_grad():
+            x = torch.zeros(1, 3, probe_side, probe_side)
+            for stage in backbone.stages:
+                x = stage(x)
+                stage_strides.append(probe_side // x.shape[-1])
+                stage_channels.append(x.shape[1])
+        backbone.train(was_training)
+        last_at = {stride: index for index, stride in enumerate(stage_strides)}
+        missing = [stride for stride in strides if stride not in last_at]
+        if missing:
+            raise ValueError(
+                f"Backbone {backbone.name!r} has no feature stage at stride {missing[0]}; its "
+                f"stages reach strides {sorted(set(stage_strides))}."
+            )
+        self.taps = [last_at[stride] for stride in strides]
+        self.stages = nn.ModuleList(list(backbone.stages)[: self.taps[-1] + 1])
+        self.channels = [stage_channels[index] for index in self.taps]
+        preprocessing = backbone.preprocessing
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
+        self.frozen_stages = _freeze_stages(self.stages, n_trainable_stages)
+        self.train()
+
+    def train(self, mode=True):
+        super().train(mode)
+        for index in self.frozen_stages:
+            self.stages[index].eval()
+        return self
+
+    def forward(self, x):
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = (x - self.mean) / self.std
+        features = []
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            if index in self.taps:
+                features.append(x)
+        return features
+
+
 class BackboneClassifier(nn.Module):
     """A pretrained backbone with a new linear head, for fine-tuning.
 
@@ -443,12 +528,7 @@ class BackboneClassifier(nn.Module):
         self.image_size = image_size
         features = backbone.out_channels * (2 if pooling == "avgmax" else 1)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, n_outputs))
-        n_stages = len(backbone.stages)
-        trainable = n_stages if n_trainable_stages is None else min(n_trainable_stages, n_stages)
-        self.frozen_stages = list(range(n_stages - trainable))
-        for index in self.frozen_stages:
-            for parameter in backbone.stages[index].parameters():
-                parameter.requires_grad_(False)
+        self.frozen_stages = _freeze_stages(backbone.stages, n_trainable_stages)
         self.train()  # frozen stages go to eval mode from the start
 
     def train(self, mode=True):

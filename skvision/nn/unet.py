@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvBlock
+from .backbones import MultiScaleFeatures
 
 __all__ = ["CrossEntropyDiceLoss", "DiceLoss", "UNet"]
 
@@ -42,53 +43,6 @@ class _Up(nn.Module):
 
     def forward(self, x, skip):
         return self.conv(torch.cat([self.up(x), skip], dim=1))
-
-
-class _BackboneEncoder(nn.Module):
-    """A pretrained backbone's stages as a U-Net encoder.
-
-    Returns the feature maps at strides 2, 4, ..., ``2 ** depth`` (the last
-    stage at each resolution), after the weights' own input normalization.
-    """
-
-    def __init__(self, backbone, depth):
-        super().__init__()
-        size = 2 ** max(depth + 1, 6)
-        was_training = backbone.training
-        backbone.eval()
-        sizes, channels = [], []
-        with torch.no_grad():
-            x = torch.zeros(1, 3, size, size)
-            for stage in backbone.stages:
-                x = stage(x)
-                sizes.append(size // x.shape[-1])
-                channels.append(x.shape[1])
-        backbone.train(was_training)
-        last_at = {stride: index for index, stride in enumerate(sizes)}
-        strides = [2**level for level in range(1, depth + 1)]
-        missing = [stride for stride in strides if stride not in last_at]
-        if missing:
-            raise ValueError(
-                f"Encoder {backbone.name!r} has no feature stage at stride {missing[0]}; its "
-                f"stages reach strides {sorted(set(sizes))}. Use a smaller depth."
-            )
-        self.taps = [last_at[stride] for stride in strides]
-        self.stages = nn.ModuleList(list(backbone.stages)[: self.taps[-1] + 1])
-        self.channels = [channels[index] for index in self.taps]
-        preprocessing = backbone.preprocessing
-        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
-
-    def forward(self, x):
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = (x - self.mean) / self.std
-        features = []
-        for index, stage in enumerate(self.stages):
-            x = stage(x)
-            if index in self.taps:
-                features.append(x)
-        return features
 
 
 class UNet(nn.Module):
@@ -145,7 +99,7 @@ class UNet(nn.Module):
                 raise ValueError(
                     f"A pretrained encoder takes 1 or 3 channels; got {in_channels}."
                 )
-            self.encoder = _BackboneEncoder(encoder, depth)
+            self.encoder = MultiScaleFeatures(encoder, [2**level for level in range(1, depth + 1)])
             self.down = nn.ModuleList([_DoubleConv(in_channels, widths[0], batch_norm, 0.0)])
             skip_channels = [widths[0], *self.encoder.channels]
         self.up = nn.ModuleList(

@@ -37,6 +37,15 @@ def test_held_out_map_on_shapes(shapes):
         assert history[column].iloc[-1] < history[column].iloc[0]
 
 
+@pytest.mark.slow
+def test_pretrained_backbone_learns_fast(shapes):
+    """ImageNet features: the efficientnet_lite0 body reaches the bar in a few epochs."""
+    X, targets = shapes
+    detector = FasterRCNNDetector(backbone="efficientnet_lite0", epochs=5, device="cpu",
+                                  random_state=0).fit(X[:240], targets[:240])
+    assert detector.score(X[240:], targets[240:]) >= 0.7
+
+
 def test_predict_format_labels_and_proposals(small):
     X, targets = small
     detector = FasterRCNNDetector(**FAST).fit(X, targets)
@@ -248,3 +257,32 @@ def test_pretrained_backbone_with_frozen_stages_and_fpn(small):
             np.concatenate([X, X[..., :1]], axis=-1), targets)
     with pytest.raises(ValueError, match="Unknown backbone"):
         FasterRCNNDetector(**FAST, backbone="no_such_net").fit(X, targets)
+
+
+def test_anchor_sizes_per_level_as_torchvision_takes_them():
+    """Nested sizes (torchvision's format) give each pyramid level its own; one map merges them."""
+    nested = FasterRCNNDetector(fpn=True, anchor_sizes=((8, 12), (32,), (64, 96)))
+    assert nested._anchor_generator(3).sizes == ((8, 12), (32,), (64, 96))
+    assert FasterRCNNDetector(anchor_sizes=((8,), (32,)))._anchor_generator(1).sizes == (
+        (8, 32),)
+    with pytest.raises(ValueError, match="needs 3 tuples"):
+        FasterRCNNDetector(anchor_sizes=((8,), (32,)))._anchor_generator(3)
+    with pytest.raises(ValueError, match="positive numbers"):
+        FasterRCNNDetector(anchor_sizes=(0, 8))._anchor_generator(1)
+
+
+def test_save_load_pretrained_fpn_detector_fitted_on_a_frame(small, tmp_path):
+    """The file rebuilds the FPN body and keeps the DataFrame answer format."""
+    from skvision import load, save
+    from skvision._validation import targets_to_frame
+
+    X, targets = small
+    detector = FasterRCNNDetector(**FAST, backbone="efficientnet_lite0", fpn=True,
+                                  trainable_layers=1).fit(X, targets_to_frame(targets))
+    save(detector, tmp_path / "detector.skv")
+    restored = load(tmp_path / "detector.skv")
+    before, after = detector.predict(X[:3]), restored.predict(X[:3])
+    assert list(after.columns) == list(before.columns)
+    np.testing.assert_allclose(after[["x_min", "y_min", "x_max", "y_max", "score"]],
+                               before[["x_min", "y_min", "x_max", "y_max", "score"]],
+                               rtol=1e-5, atol=1e-5)

@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 import xgboost
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -28,6 +28,7 @@ from sklearn.utils.validation import (
 from tqdm.auto import tqdm
 
 from ._torch import draw_seed
+from .parallel import apply_blocks, is_dask_collection
 
 __all__ = ["BoostedTreesClassifier", "BoostedTreesRegressor"]
 
@@ -152,6 +153,15 @@ class _ProgressBar(xgboost.callback.TrainingCallback):
         return model
 
 
+def _local_model(dask_model, model_params):
+    """The in-memory XGBoost model of a model trained with xgboost.dask (same booster)."""
+    local_class = xgboost.XGBClassifier if is_classifier(dask_model) else xgboost.XGBRegressor
+    local = local_class(**model_params)
+    local.load_model(bytearray(dask_model.get_booster().save_raw("ubj")))
+    local.evals_result_ = getattr(dask_model, "evals_result_", {})
+    return local
+
+
 class _BoostedTrees(BaseEstimator):
     """Validation, the validation split and the XGBoost call shared by both."""
 
@@ -246,7 +256,8 @@ class _BoostedTrees(BaseEstimator):
             train, valid = np.concatenate([train, valid[unseen]]), valid[~unseen]
         return np.sort(train), np.sort(valid)
 
-    def _fit(self, X, y, sample_weight, model_class, objective_params, stratify):
+    def _fit(self, X, y, sample_weight, model_class, objective_params, stratify,
+             client=None):
         seed = draw_seed(self.random_state)
         early_stopping = self.early_stopping
         if early_stopping == "auto":
@@ -260,7 +271,7 @@ class _BoostedTrees(BaseEstimator):
             max_bin=self.max_bin, tree_method="hist", device=_resolve_device(self.device),
             n_jobs=self.n_jobs, random_state=seed, **objective_params,
         )
-        if self.verbose:
+        if self.verbose and client is None:  # a dask worker's bar would print there
             model_params["callbacks"] = [_ProgressBar(self.n_estimators)]
         valid = []
         if early_stopping:
@@ -274,7 +285,11 @@ class _BoostedTrees(BaseEstimator):
             X, y, sample_weight = X[train], y[train], weights[0]
             model_params["early_stopping_rounds"] = self.n_iter_no_change
         self.model_ = model_class(**model_params)
+        if client is not None:
+            self.model_.client = client
         self.model_.fit(X, y, sample_weight=sample_weight, **fit_params)
+        if client is not None:
+            self.model_ = _local_model(self.model_, model_params)
         if len(valid):
             (losses,) = self.model_.evals_result()["validation_0"].values()
             self.validation_loss_ = np.asarray(losses)
@@ -283,6 +298,59 @@ class _BoostedTrees(BaseEstimator):
             self.__dict__.pop("validation_loss_", None)
             self.n_iter_ = self.n_estimators
         return self
+
+    def _fit_dask(self, X, y, sample_weight, classifier):
+        """Train with ``xgboost.dask`` on the active dask client: the data stay on the workers.
+
+        The labels (one per row) are gathered to encode them and to split off
+        the early-stopping validation rows, as in memory; the features are not.
+        """
+        import dask.array as da  # noqa: PLC0415
+        from distributed import get_client  # noqa: PLC0415
+        from xgboost import dask as xgb_dask  # noqa: PLC0415
+
+        try:
+            client = get_client()
+        except ValueError:
+            raise ValueError(
+                "Fitting on dask collections trains with xgboost.dask on a dask.distributed "
+                "cluster: start one first, e.g. `from dask.distributed import Client; "
+                "client = Client()`."
+            ) from None
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+            X = X.to_dask_array(lengths=True)
+        else:
+            self.__dict__.pop("feature_names_in_", None)
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-D dask array of features; got shape {X.shape}.")
+        self.n_features_in_ = X.shape[1]
+        y = np.asarray(y.compute() if is_dask_collection(y) else y).reshape(-1)
+        if len(y) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} values.")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight.compute() if is_dask_collection(
+                sample_weight) else sample_weight, dtype=np.float64)
+        if classifier:
+            check_classification_targets(y)
+            self.classes_, y = np.unique(y, return_inverse=True)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"Classifier can't train when only one class is present (got only "
+                    f"{self.classes_[0]!r}); y needs at least 2 classes."
+                )
+            objective = {"objective": "binary:logistic" if len(self.classes_) == 2
+                         else "multi:softprob"}
+            model_class, stratify = xgb_dask.DaskXGBClassifier, y
+        else:
+            y = y.astype(np.float64)
+            objective = {"objective": "reg:squarederror"}
+            model_class, stratify = xgb_dask.DaskXGBRegressor, None
+        X = X.rechunk({1: -1})
+        y = da.from_array(y, chunks=(X.chunks[0],))
+        if sample_weight is not None:
+            sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
+        return self._fit(X, y, sample_weight, model_class, objective, stratify, client=client)
 
     @property
     def feature_importances_(self):
@@ -355,6 +423,8 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
             The fitted classifier.
         """
         self._check_params()
+        if is_dask_collection(X):
+            return self._fit_dask(X, y, sample_weight, classifier=True)
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64],
                              ensure_all_finite="allow-nan", ensure_min_samples=2)
         y = column_or_1d(y, warn=True)
@@ -385,6 +455,8 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         proba : ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self, "model_")
+        if is_dask_collection(X):
+            return apply_blocks(self, X, "predict_proba")
         X = self._validate_X(X, reset=False)
         return self.model_.predict_proba(X)
 
@@ -400,6 +472,8 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         -------
         labels : ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            return apply_blocks(self, X, "predict")
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
@@ -455,6 +529,8 @@ class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
             The fitted regressor.
         """
         self._check_params()
+        if is_dask_collection(X):
+            return self._fit_dask(X, y, sample_weight, classifier=False)
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], y_numeric=True,
                              ensure_all_finite="allow-nan", ensure_min_samples=2)
         y = column_or_1d(y, warn=True)
@@ -476,5 +552,7 @@ class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "model_")
+        if is_dask_collection(X):
+            return apply_blocks(self, X, "predict")
         X = self._validate_X(X, reset=False)
         return self.model_.predict(X).astype(np.float64)

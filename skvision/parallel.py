@@ -1,0 +1,143 @@
+"""Scaling out with dask: block-wise prediction over image sets larger than memory.
+
+Grid search and cross-validation need nothing from skvision to run on a
+cluster: joblib's dask backend sends each fit to a worker::
+
+    from dask.distributed import Client
+    import joblib
+
+    client = Client("tcp://scheduler:8786")   # or Client() for a LocalCluster
+    with joblib.parallel_backend("dask"):
+        search.fit(X, y)                       # unchanged sklearn code
+
+:func:`apply_blocks` runs a fitted estimator's ``predict``/``transform`` on a
+dask array of images, one block of images per task, with the model sent to
+each worker once. dask is optional: ``pip install "skvision[distributed]"``.
+"""
+
+import sys
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["apply_blocks", "is_dask_collection"]
+
+_EXTRA = 'pip install "skvision[distributed]"'
+
+
+def _import_dask():
+    try:
+        import dask  # noqa: PLC0415  (optional dependency)
+        import dask.array  # noqa: F401, PLC0415
+    except ImportError as error:
+        raise ImportError(
+            f"Working on dask collections needs dask: {_EXTRA}."
+        ) from error
+    return dask
+
+
+def is_dask_collection(X):
+    """Whether ``X`` is a dask array, DataFrame or Series (without importing dask)."""
+    dask = sys.modules.get("dask")
+    return dask is not None and dask.is_dask_collection(X)
+
+
+def _shared_model(dask, estimator):
+    """The estimator as one piece of the graph, so it travels to each worker once.
+
+    With a ``dask.distributed`` client, it is broadcast to every worker up
+    front (keeping a large model out of the task graph); otherwise it is one
+    delayed object that the local scheduler shares between blocks.
+    """
+    try:
+        from distributed import get_client  # noqa: PLC0415
+
+        client = get_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        return client.scatter(estimator, broadcast=True, hash=False)
+    return dask.delayed(estimator, pure=True, traverse=False)
+
+
+def _apply(block, model, method, columns=None):
+    if columns is not None:
+        import pandas as pd  # noqa: PLC0415
+
+        block = pd.DataFrame(block, columns=columns)
+    return getattr(model, method)(block)
+
+
+def apply_blocks(estimator, X, method="predict"):
+    """Apply a fitted estimator to a dask array of images, block by block.
+
+    Each block of samples becomes one task: on a ``dask.distributed``
+    cluster the blocks run on the workers in parallel, and memory holds a
+    few blocks at a time however large ``X`` is (e.g. read lazily from a
+    ``.npy`` file with ``da.from_array(np.load(path, mmap_mode="r"))`` or
+    from zarr). The model is one task of the graph: each worker receives it
+    once, not once per block.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        Any fitted skvision (or sklearn) estimator or pipeline.
+    X : dask.array.Array or dask.dataframe.DataFrame
+        Images (or rows) chunked along the first axis only; other axes are
+        merged into one chunk. A DataFrame's partitions reach the estimator
+        as pandas DataFrames (with their column names).
+    method : str, default="predict"
+        The estimator's method to apply: "predict", "predict_proba",
+        "transform", "decision_function", ...
+
+    Returns
+    -------
+    result : dask.array.Array
+        Lazy result with one row per image, chunked as ``X``; call
+        ``.compute()`` (or store it) to run it.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skvision.datasets import load_digit_images
+    >>> from skvision.parallel import apply_blocks
+    >>> from skvision.preprocessing import ImageFlattener
+    >>> from sklearn.pipeline import make_pipeline
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> model = make_pipeline(ImageFlattener(), LogisticRegression(max_iter=500)).fit(X, y)
+    >>> lazy = apply_blocks(model, da.from_array(X, chunks=(500, 8, 8)))
+    >>> bool((lazy.compute() == model.predict(X)).all())
+    True
+    """
+    dask = _import_dask()
+    import dask.array as da  # noqa: PLC0415
+
+    columns = None
+    if is_dask_collection(X) and hasattr(X, "columns"):
+        # Rows of a dask DataFrame: blocks go to the estimator as pandas frames,
+        # so the feature names it was fitted with still match.
+        columns = list(X.columns)
+        X = X.to_dask_array(lengths=True)
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"apply_blocks takes a dask array or DataFrame; got {type(X).__name__}. Wrap "
+            "numpy data with dask.array.from_array(X, chunks=(block_size, *X.shape[1:]))."
+        )
+    if not hasattr(estimator, method):
+        raise AttributeError(f"{type(estimator).__name__} has no method {method!r}.")
+    check_is_fitted(estimator)
+    if X.ndim > 1 and any(len(chunks) > 1 for chunks in X.chunks[1:]):
+        X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
+    # The output's shape and dtype per image, from one image computed here.
+    first = np.asarray(_apply(np.asarray(X[:1].compute()), estimator, method, columns))
+    out_ndim = first.ndim
+    chunks = (X.chunks[0], *((size,) for size in first.shape[1:]))
+    extra = {}
+    if out_ndim < X.ndim:
+        extra["drop_axis"] = list(range(out_ndim, X.ndim))
+    elif out_ndim > X.ndim:
+        extra["new_axis"] = list(range(X.ndim, out_ndim))
+    model = _shared_model(dask, estimator)
+    return X.map_blocks(_apply, model, method, columns, dtype=first.dtype, chunks=chunks,
+                        meta=np.empty((0,) * out_ndim, dtype=first.dtype), **extra)

@@ -34,8 +34,13 @@ class ThreadProbeCNN(CNNClassifier):
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster:
+    import dask
+
+    from skvision.parallel import worker_config
+
+    with dask.config.set(worker_config()), distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True,
+            dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as dask_client:
             yield dask_client
 
@@ -149,6 +154,26 @@ def test_boosting_trains_with_xgboost_dask(client):
     assert list(regressor.feature_names_in_[:2]) == ["pixel_0", "pixel_1"]
     fitted = regressor.predict(frame).compute()
     assert np.corrcoef(fitted, X[:, 0])[0, 1] > 0.99
+
+
+def test_worker_config_unsets_malloc_trim():
+    """The nanny's environment for new workers no longer holds MALLOC_TRIM_THRESHOLD_."""
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    from distributed.nanny import _get_env_variables
+
+    from skvision.parallel import worker_config
+
+    key = "distributed.nanny.pre-spawn-environ"
+    with dask.config.set({f"{key}.MALLOC_TRIM_THRESHOLD_": 65536}):  # dask's default
+        assert "MALLOC_TRIM_THRESHOLD_" in _get_env_variables(key)
+        with dask.config.set(worker_config()):
+            environment = _get_env_variables(key)
+    assert "MALLOC_TRIM_THRESHOLD_" not in environment
+    with dask.config.set(worker_config()):
+        environment = _get_env_variables(key)
+    assert "MALLOC_TRIM_THRESHOLD_" not in environment
+    assert environment["OMP_NUM_THREADS"] == "1"
 
 
 def test_without_dask_the_error_names_the_extra(monkeypatch):

@@ -1,0 +1,85 @@
+"""Scaling out: cross-validation with n_jobs=2 against n_jobs=1, and apply_blocks workers.
+
+1. ``cross_val_score(CNNClassifier, digits, cv=4)`` with ``n_jobs=1`` (one
+   process, torch's threads over all cores) and ``n_jobs=2`` (two joblib
+   worker processes, one torch thread each, worker start-up included);
+   the ratio is the speed-up.
+2. ``apply_blocks(PretrainedFeatureExtractor, dask array)`` images/s on a
+   dask ``LocalCluster`` with 1 and 2 single-threaded workers (started with
+   ``skvision.parallel.worker_config()``), against the extractor's own
+   ``transform`` in this process (torch threads over all cores).
+
+Usage: python bench/parallel_scaling.py [--quick]
+Writes bench/results/parallel_scaling.json.
+"""
+
+import argparse
+import time
+
+import numpy as np
+from sklearn.model_selection import cross_val_score
+
+from _harness import machine, write_result
+from skvision import CNNClassifier, PretrainedFeatureExtractor
+from skvision.datasets import load_digit_images
+
+
+def _timed(function):
+    start = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - start
+
+
+def cross_validation(X, y, epochs):
+    model = CNNClassifier(epochs=epochs, device="cpu", random_state=0)
+    serial, serial_s = _timed(lambda: cross_val_score(model, X, y, cv=4, n_jobs=1))
+    parallel, parallel_s = _timed(lambda: cross_val_score(model, X, y, cv=4, n_jobs=2))
+    print(f"cross_val_score: n_jobs=1 {serial_s:.1f} s (mean {serial.mean():.3f}), "
+          f"n_jobs=2 {parallel_s:.1f} s (mean {parallel.mean():.3f}); "
+          f"speed-up {serial_s / parallel_s:.2f}x")
+    return {"n_jobs_1_s": serial_s, "n_jobs_2_s": parallel_s,
+            "speedup": serial_s / parallel_s, "scores_n_jobs_1": serial.tolist(),
+            "scores_n_jobs_2": parallel.tolist()}
+
+
+def block_extraction(images):
+    import dask
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from skvision.parallel import apply_blocks, worker_config
+
+    extractor = PretrainedFeatureExtractor(image_size=(64, 64), device="cpu").fit(images[:2])
+    extractor.transform(images[:64])  # warm-up
+    _, local_s = _timed(lambda: extractor.transform(images))
+    result = {"images": len(images), "in_process_images_per_s": len(images) / local_s}
+    print(f"extractor.transform in this process: {len(images) / local_s:.0f} images/s")
+    lazy = da.from_array(images, chunks=(len(images) // 8, *images.shape[1:]))
+    for n_workers in (1, 2):
+        with dask.config.set(worker_config()), LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True,
+                dashboard_address=":0") as cluster, Client(cluster):
+            apply_blocks(extractor, lazy[:64], "transform").compute()  # workers warm
+            _, seconds = _timed(lambda: apply_blocks(extractor, lazy, "transform").compute())
+        rate = len(images) / seconds
+        result[f"workers_{n_workers}_images_per_s"] = rate
+        print(f"apply_blocks on {n_workers} worker(s): {rate:.0f} images/s")
+    result["workers_2_over_1"] = result["workers_2_images_per_s"] / result[
+        "workers_1_images_per_s"]
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller data")
+    args = parser.parse_args()
+    X, y = load_digit_images(return_X_y=True)
+    epochs, n_images = (3, 400) if args.quick else (30, 4000)
+    result = {"machine": machine(), "cross_validation": cross_validation(X, y, epochs)}
+    images = np.concatenate([X] * (n_images // len(X) + 1))[:n_images]
+    result["apply_blocks"] = block_extraction(images)
+    write_result("parallel_scaling", result)
+
+
+if __name__ == "__main__":
+    main()

@@ -332,15 +332,7 @@ class _BoostedTrees(BaseEstimator):
             sample_weight = np.asarray(sample_weight.compute() if is_dask_collection(
                 sample_weight) else sample_weight, dtype=np.float64)
         if classifier:
-            check_classification_targets(y)
-            self.classes_, y = np.unique(y, return_inverse=True)
-            if len(self.classes_) < 2:
-                raise ValueError(
-                    f"Classifier can't train when only one class is present (got only "
-                    f"{self.classes_[0]!r}); y needs at least 2 classes."
-                )
-            objective = {"objective": "binary:logistic" if len(self.classes_) == 2
-                         else "multi:softprob"}
+            y, objective = self._encode_classes(y)
             model_class, stratify = xgb_dask.DaskXGBClassifier, y
         else:
             y = y.astype(np.float64)
@@ -428,6 +420,14 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64],
                              ensure_all_finite="allow-nan", ensure_min_samples=2)
         y = column_or_1d(y, warn=True)
+        encoded, objective = self._encode_classes(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        return self._fit(X, encoded, sample_weight, xgboost.XGBClassifier, objective,
+                         stratify=encoded)
+
+    def _encode_classes(self, y):
+        """Set ``classes_``; return the labels as 0..k-1 and XGBoost's objective."""
         check_classification_targets(y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -435,12 +435,8 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
                 f"Classifier can't train when only one class is present (got only "
                 f"{self.classes_[0]!r}); y needs at least 2 classes."
             )
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
-        objective = ({"objective": "binary:logistic"} if len(self.classes_) == 2 else
-                     {"objective": "multi:softprob"})
-        return self._fit(X, encoded, sample_weight, xgboost.XGBClassifier, objective,
-                         stratify=encoded)
+        binary = len(self.classes_) == 2
+        return encoded, {"objective": "binary:logistic" if binary else "multi:softprob"}
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n_samples, n_classes)``, in ``classes_`` order.

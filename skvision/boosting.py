@@ -153,6 +153,11 @@ class _ProgressBar(xgboost.callback.TrainingCallback):
         return model
 
 
+def _gathered(values):
+    """One value per row, as a numpy array (computed if it is a dask collection)."""
+    return np.asarray(values.compute() if is_dask_collection(values) else values)
+
+
 def _local_model(dask_model, model_params):
     """The in-memory XGBoost model of a model trained with xgboost.dask (same booster)."""
     local_class = xgboost.XGBClassifier if is_classifier(dask_model) else xgboost.XGBRegressor
@@ -325,12 +330,11 @@ class _BoostedTrees(BaseEstimator):
         if X.ndim != 2:
             raise ValueError(f"Expected a 2-D dask array of features; got shape {X.shape}.")
         self.n_features_in_ = X.shape[1]
-        y = np.asarray(y.compute() if is_dask_collection(y) else y).reshape(-1)
+        y = _gathered(y).reshape(-1)
         if len(y) != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} values.")
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight.compute() if is_dask_collection(
-                sample_weight) else sample_weight, dtype=np.float64)
+            sample_weight = _gathered(sample_weight).astype(np.float64)
         if classifier:
             y, objective = self._encode_classes(y)
             model_class, stratify = xgb_dask.DaskXGBClassifier, y

@@ -295,9 +295,10 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         return encoded, len(self.classes_) + 1
 
     def _body(self, n_channels):
-        """The feature extractor and the names of its maps."""
+        """The feature extractor and the names of the maps it returns."""
         if self.backbone == "small_cnn":
-            return small_cnn_body(n_channels), ["0"]
+            body = small_cnn_body(n_channels)
+            return body, body.map_names
         if not isinstance(self.backbone, str):
             raise ValueError(
                 f"backbone must be 'small_cnn' or a pretrained backbone's name such as "
@@ -314,7 +315,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         check_scalar(self.trainable_layers, "trainable_layers", numbers.Integral, min_val=0)
         body = PretrainedDetectionBody(backbone, fpn=bool(self.fpn),
                                        n_trainable_stages=self.trainable_layers)
-        return body, [str(level) for level in range(len(body.features.taps) if self.fpn else 1)]
+        return body, body.map_names
 
     def _anchor_generator(self, n_levels):
         from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -432,8 +433,11 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         results = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                batch = [image.to(self.net_.device)
-                         for image in images[start : start + self.batch_size]]
+                batch = images[start : start + self.batch_size]
+                # A stacked batch goes to the device in one transfer; only a list of
+                # differently sized images needs one per image.
+                batch = (list(batch.to(self.net_.device)) if torch.is_tensor(batch)
+                         else [image.to(self.net_.device) for image in batch])
                 results.extend(step(module, batch))
         return results
 

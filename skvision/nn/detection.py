@@ -21,7 +21,8 @@ __all__ = ["KeepSizeTransform", "PretrainedDetectionBody", "small_cnn_body"]
 def small_cnn_body(in_channels):
     """Stride-8 features: a strided stem, then two conv + pool stages (cheap on a CPU).
 
-    Returns a ``torch.nn.Sequential`` with ``out_channels = 128``.
+    Returns a ``torch.nn.Sequential`` with ``out_channels = 128`` and
+    ``map_names = ["0"]``.
     """
     layers = [nn.Conv2d(in_channels, 32, 3, stride=2, padding=1, bias=False),
               nn.BatchNorm2d(32), nn.ReLU(inplace=True)]
@@ -31,6 +32,7 @@ def small_cnn_body(in_channels):
         width = filters
     body = nn.Sequential(*layers)
     body.out_channels = width
+    body.map_names = ["0"]  # torchvision names a single feature map "0"
     return body
 
 
@@ -53,6 +55,13 @@ class PretrainedDetectionBody(nn.Module):
         Train only the last ``n`` stages kept; None trains all.
     pyramid_channels : int, default=128
         Channels of every pyramid level.
+
+    Attributes
+    ----------
+    out_channels : int
+        Channels of every returned map.
+    map_names : list of str
+        Keys of the returned maps, finest first.
     """
 
     strides_without_fpn = (16,)
@@ -68,6 +77,8 @@ class PretrainedDetectionBody(nn.Module):
         else:
             self.fpn = None
             self.out_channels = self.features.channels[-1]
+        # The keys of the maps forward returns (a single tensor counts as "0").
+        self.map_names = [str(level) for level in range(len(strides))]
 
     def forward(self, x):
         maps = self.features(x)

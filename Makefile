@@ -6,7 +6,7 @@ BIN = $(VENV)/bin
 TORCH = torch==2.14.1 torchvision==0.29.1
 STAMP = $(VENV)/.skvision-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test docs bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The site, with every example executed; warnings are errors.
+docs: $(STAMP)
+	$(BIN)/python -m pip install -e ".[docs]"
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "Open docs/_build/html/index.html"
+
 bench: $(STAMP)
 	$(BIN)/python -m pip install -e ".[bench]"
 	$(BIN)/python bench/train_overhead.py
@@ -33,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/detector_overhead.py
 
 clean:
-	rm -rf $(VENV) skvision-demo .pytest_cache
+	rm -rf $(VENV) skvision-demo .pytest_cache docs/_build docs/generated docs/auto_examples docs/_generated docs/sg_execution_times.rst

@@ -363,6 +363,18 @@ def load(path):
     ValueError
         The file is not a skvision model, is truncated or altered, names a
         type skvision does not load, or comes from a newer format version.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skvision import BoostedTreesClassifier, load, save
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> model = BoostedTreesClassifier(n_estimators=20, random_state=0).fit(X, y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "trees.skv")
+    >>> save(model, path)
+    >>> (load(path).predict_proba(X) == model.predict_proba(X)).all()
+    np.True_
     """
     path = os.fspath(path)
     try:

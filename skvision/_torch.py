@@ -8,6 +8,7 @@ import torch
 from sklearn.utils import check_random_state
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("32", "bf16", "16-mixed")
 
 
 def resolve_device(device):
@@ -25,6 +26,26 @@ def resolve_device(device):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but CUDA is not available.")
     return device
+
+
+def check_precision(precision):
+    """Check a ``precision`` parameter: one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}.")
+    return precision
+
+
+def autocast(device, precision):
+    """The ``torch.autocast`` context of ``precision`` on ``device`` (none for "32").
+
+    "bf16" and "16-mixed" run matrix products and convolutions in bfloat16
+    or float16 while weights, reductions and losses stay in float32, as
+    PyTorch's automatic mixed precision does.
+    """
+    if check_precision(precision) == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def draw_seed(random_state):
@@ -61,7 +82,7 @@ def channels_last(tensor_or_module):
     return tensor_or_module.to(memory_format=torch.channels_last)
 
 
-def predict_batches(module, X, *, batch_size, device, forward=None):
+def predict_batches(module, X, *, batch_size, device, forward=None, precision="32"):
     """Run ``module`` (or ``forward``) over ``X`` in eval mode, batch by batch.
 
     Returns the concatenated outputs as a CPU tensor. Only one batch of
@@ -77,7 +98,7 @@ def predict_batches(module, X, *, batch_size, device, forward=None):
     if module.training:
         module.eval()
     outputs, start = [], 0
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         while start < len(X):
             batch = X[start : start + batch_size]
             try:

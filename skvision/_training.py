@@ -21,10 +21,20 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, check_scalar
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
+from skorch.hf import AccelerateMixin
 from tqdm.auto import tqdm
 
-from ._torch import channels_last, draw_seed, predict_batches, resolve_device, seeded
+from ._torch import (
+    autocast,
+    channels_last,
+    check_precision,
+    draw_seed,
+    predict_batches,
+    resolve_device,
+    seeded,
+)
 from ._validation import check_class_labels, check_images, encode_labels, image_chunks
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -95,6 +105,14 @@ image_shape : tuple of int, default=None
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
         Where to train and predict; "auto" picks CUDA, then MPS, then CPU.
 
+    precision : {"32", "bf16", "16-mixed"}, default="32"
+        Arithmetic of training and prediction. "bf16" and "16-mixed" run
+        convolutions and matrix products in bfloat16 or float16 under
+        ``torch.autocast`` (weights and losses stay float32); "16-mixed"
+        also scales the loss with a ``torch.amp.GradScaler`` so that small
+        float16 gradients do not vanish. Faster on GPUs with tensor cores;
+        on CPUs mostly slower.%(accelerator_doc)s
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialization, dropout, shuffling and the validation
         split: the same seed gives the same model on the same device.
@@ -125,13 +143,26 @@ net_ : skorch.NeuralNet
         Column names, when fitted on a DataFrame with string column names."""
 
 
-def fill_doc(architecture="", **defaults):
+ACCELERATOR_DOC = """
+
+    accelerator : accelerate.Accelerator, default=None
+        Train through Hugging Face accelerate (skorch's ``AccelerateMixin``),
+        e.g. data-parallel on several GPUs with ``accelerate launch``: each
+        process trains on its share of every epoch's shuffled images and the
+        accelerator places the network and sets mixed precision (its
+        ``mixed_precision``; ``precision`` must then stay "32"). ``device``
+        is ignored."""
+
+
+def fill_doc(architecture="", accelerate=True, **defaults):
     """Fill the ``%(training_parameters)s``, ``%(fitted_attributes)s`` and
     ``%(architecture)s`` fields of a class docstring.
 
     ``defaults`` gives the defaults that differ between estimators (epochs,
-    batch_size, lr, alpha), so the shared text states each one correctly.
+    batch_size, lr, alpha), so the shared text states each one correctly;
+    ``accelerate=False`` leaves out the ``accelerator`` parameter.
     """
+    defaults["accelerator_doc"] = ACCELERATOR_DOC if accelerate else ""
 
     def decorate(obj):
         fields = {
@@ -168,10 +199,12 @@ class _BatchIterator:
     Indexing a whole batch at once avoids the per-sample ``__getitem__`` and
     ``default_collate`` of a ``DataLoader``, which for small images costs more
     than the forward pass. ``augment`` runs on the training device.
+    ``shard=(index, count)`` gives a data-parallel process its share.
     """
 
     def __init__(
-        self, dataset, batch_size, shuffle=False, generator=None, augment=None, device="cpu"
+        self, dataset, batch_size, shuffle=False, generator=None, augment=None, device="cpu",
+        shard=(0, 1), move_targets=False,
     ):
         self.dataset = dataset
         self.batch_size = batch_size
@@ -179,9 +212,19 @@ class _BatchIterator:
         self.generator = generator
         self.augment = augment
         self.device = device
+        self.shard = shard
+        # skorch moves batches itself unless an accelerator places the data.
+        self.move_targets = move_targets
+
+    def _n_samples(self):
+        # Data-parallel training: process ``index`` of ``count`` takes every
+        # count-th image of the (same, seeded) order, all processes the same
+        # number so that their gradient steps stay in lockstep.
+        index, count = self.shard
+        return len(self.dataset) // count if self.shuffle else len(self.dataset)
 
     def _bounds(self):
-        n_samples = len(self.dataset)
+        n_samples = self._n_samples()
         starts = list(range(0, n_samples, self.batch_size))
         if self.shuffle and len(starts) > 1 and n_samples - starts[-1] == 1:
             # A training batch of one image breaks batch norm on small maps:
@@ -195,12 +238,16 @@ class _BatchIterator:
     def __iter__(self):
         if self.shuffle:
             order = torch.randperm(len(self.dataset), generator=self.generator)
+            index, count = self.shard
+            order = order[index : self._n_samples() * count : count]
         for start, stop in self._bounds():
             index = order[start:stop] if self.shuffle else slice(start, stop)
             X, y = self.dataset.X[index], self.dataset.y[index]
             if self.augment is not None:
                 X, y = self.augment(X.to(self.device, non_blocking=True), y)
                 X = channels_last(X)
+            elif self.move_targets:
+                X, y = X.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             yield X, y
 
 
@@ -306,18 +353,63 @@ def elastic_net_penalty(module, l1_ratio):
 
 
 class _Net(NeuralNet):
-    """skorch's NeuralNet plus the penalty, the NaN-loss guard and fast batches.
+    """skorch's NeuralNet plus the penalty, the NaN-loss guard, fast batches
+    and mixed precision.
 
     ``generator`` shuffles the training batches (seeded by the estimator);
-    ``augment`` is applied to training batches only.
+    ``augment`` is applied to training batches only; ``precision`` is the
+    estimator's (autocast for "bf16" and "16-mixed", a grad scaler for
+    "16-mixed").
     """
 
-    def __init__(self, *args, alpha=0.0, l1_ratio=0.0, generator=None, augment=None, **kwargs):
+    def __init__(self, *args, alpha=0.0, l1_ratio=0.0, generator=None, augment=None,
+                 precision="32", **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
         self.l1_ratio = l1_ratio
         self.generator = generator
         self.augment = augment
+        self.precision = precision
+
+    # skorch writes these through torch.save with a device mapping on load;
+    # "module" and "criterion" are the very instances behind module_ and
+    # criterion_, which plain pickle would write a second time, on their device.
+    cuda_dependent_attributes_ = [*NeuralNet.cuda_dependent_attributes_, "module", "criterion"]
+
+    def _autocast(self):
+        return autocast(self.device, self.precision)
+
+    def _forward_loss(self, batch, **fit_params):
+        """The training loss of one batch and the predictions it came from."""
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        return self.get_loss(y_pred, yi, X=Xi, training=True), y_pred
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        with self._autocast():
+            loss, y_pred = self._forward_loss(batch, **fit_params)
+        if self.precision == "16-mixed":
+            if getattr(self, "grad_scaler_", None) is None:
+                self.grad_scaler_ = torch.amp.GradScaler(torch.device(self.device).type)
+            self.grad_scaler_.scale(loss).backward()
+        else:
+            loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def _step_optimizer(self, step_fn):
+        if self.precision != "16-mixed":
+            return super()._step_optimizer(step_fn)
+        # A grad scaler cannot step with a closure: compute the gradients
+        # first, then let it unscale them and skip steps with inf/NaN.
+        step_fn()
+        for name in self._optimizers:
+            self.grad_scaler_.step(getattr(self, name + "_"))
+        self.grad_scaler_.update()
+
+    def validation_step(self, batch, **fit_params):
+        with self._autocast():
+            return super().validation_step(batch, **fit_params)
 
     def _set_training(self, training=True):
         # skorch sets the mode of every module at every batch; a walk over a
@@ -350,6 +442,51 @@ class _Net(NeuralNet):
         if training and self.alpha > 0:
             loss = loss + self.alpha * elastic_net_penalty(self.module_, self.l1_ratio)
         return loss
+
+
+def _no_output(*args, **kwargs):
+    """A print sink that prints nothing (picklable, unlike a lambda)."""
+
+
+class _AcceleratedNet(AccelerateMixin, _Net):
+    """The shared net trained through Hugging Face accelerate.
+
+    skorch's mixin prepares the module, optimizer and schedule and runs the
+    backward pass through the accelerator; our batch iterator (not a
+    ``DataLoader``, which accelerate would shard itself) gives each process
+    its share of the images and moves batches to the accelerator's device.
+    """
+
+    def get_iterator(self, dataset, training=False):
+        return _BatchIterator(
+            dataset,
+            self.batch_size,
+            shuffle=training,
+            generator=self.generator,
+            augment=self.augment if training else None,
+            device=self.accelerator.device,
+            shard=(self.accelerator.process_index, self.accelerator.num_processes),
+            move_targets=True,
+        )
+
+    def _unwrap_accelerator(self):
+        # skorch unwraps the module after training; the optimizer too, so the
+        # net pickles (accelerate's wrapper patches methods onto it) and a
+        # later fit wraps everything afresh (see ``_rewrap``).
+        super()._unwrap_accelerator()
+        for name in self._optimizers:
+            optimizer = getattr(self, name + "_")
+            inner = getattr(optimizer, "optimizer", None)
+            if isinstance(inner, torch.optim.Optimizer):
+                inner.__dict__.pop("step", None)  # the method accelerate patched in
+                setattr(self, name + "_", inner)
+        # The accelerator keeps every object it prepared: let go of this
+        # fit's, or it would pin them in memory and could not be pickled.
+        self.accelerator.free_memory()
+
+    def _rewrap(self):
+        """Prepare the unwrapped module and optimizer again for a further fit."""
+        self._initialize_accelerator()
 
 
 # --------------------------------------------------------------------------
@@ -397,6 +534,8 @@ class BaseNeuralEstimator(BaseEstimator):
             raise ValueError(f"optimizer must be one of {list(_OPTIMIZERS)}; got {self.optimizer!r}.")
         if self.lr_schedule not in _SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {_SCHEDULES}; got {self.lr_schedule!r}.")
+        check_precision(self.precision)
+        self._check_accelerator()
         if self.verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2; got {self.verbose!r}.")
         if hasattr(self.augment, "_augment_training_batch"):
@@ -405,6 +544,22 @@ class BaseNeuralEstimator(BaseEstimator):
             raise ValueError(
                 f"augment must be None, an ImageAugmenter or a callable; got {self.augment!r}."
             )
+
+    def _accelerator(self):
+        # Estimators with their own training step have no such parameter.
+        return getattr(self, "accelerator", None)
+
+    def _check_accelerator(self):
+        if self._accelerator() is None:
+            return
+        if not hasattr(self.accelerator, "prepare"):
+            raise ValueError(
+                f"accelerator must be an accelerate.Accelerator or None; got {self.accelerator!r}.")
+        if self.precision != "32":
+            raise ValueError(
+                "With an accelerator, set mixed precision on it "
+                "(Accelerator(mixed_precision='bf16')) and leave precision='32'; "
+                f"got precision={self.precision!r}.")
 
     # -- building -----------------------------------------------------------
 
@@ -420,7 +575,16 @@ class BaseNeuralEstimator(BaseEstimator):
         optimizer_kwargs = {"momentum": 0.9, "nesterov": True} if self.optimizer == "sgd" else {}
         if self._param_groups():
             optimizer_kwargs["param_groups"] = self._param_groups()
-        return self._net_class(
+        net_class, accelerated = self._net_class, {}
+        # The per-epoch table only when asked for: one callback less per batch.
+        quiet = {"callbacks__print_log": None} if self.verbose < 2 else {}
+        if self._accelerator() is not None:
+            net_class, device = _AcceleratedNet, None
+            # skorch's mixin prints the table through the accelerator (main
+            # process only) and needs the callback: silenced instead.
+            quiet = {"callbacks__print_log__sink": _no_output} if self.verbose < 2 else {}
+            accelerated = {"accelerator": self.accelerator}
+        return net_class(
             module,
             criterion=self._criterion(),
             optimizer=_OPTIMIZERS[self.optimizer],
@@ -429,15 +593,16 @@ class BaseNeuralEstimator(BaseEstimator):
             train_split=None,
             device=device,
             verbose=int(self.verbose >= 2),
-            # The per-epoch table only when asked for: one callback less per batch.
-            **({"callbacks__print_log": None} if self.verbose < 2 else {}),
+            **quiet,
             alpha=self.alpha,
             l1_ratio=self.l1_ratio,
+            precision=self.precision,
             generator=torch.Generator().manual_seed(self._seed),
+            **accelerated,
             **{f"optimizer__{key}": value for key, value in optimizer_kwargs.items()},
         )
 
-    def _callbacks(self, n_batches, epochs, schedule):
+    def _callbacks(self, n_batches, epochs, schedule, early_stopping):
         """The callbacks of one fit call: they depend on its length."""
         callbacks = [("record_lr", _RecordLR()), *self._extra_callbacks()]
         if self._target_kind in ("labels", "masks"):
@@ -455,7 +620,7 @@ class BaseNeuralEstimator(BaseEstimator):
                 torch.optim.lr_scheduler.CosineAnnealingLR, T_max=total_steps,
                 step_every="batch", last_epoch=-1,
             )))
-        if self.early_stopping:
+        if early_stopping:
             callbacks.append(("early_stopping", EarlyStopping(
                 patience=self.n_iter_no_change, load_best=True, sink=self._log,
             )))
@@ -495,7 +660,8 @@ class BaseNeuralEstimator(BaseEstimator):
         y, n_outputs = self._prepare_targets(y, len(X), reset=reset, classes=classes)
         if reset:
             self._seed = draw_seed(self.random_state)
-            self.device_ = resolve_device(self.device)
+            self.device_ = (resolve_device(self.device) if self._accelerator() is None
+                            else str(self.accelerator.device))
             with seeded(self._seed, self.device_):
                 module = channels_last(
                     self._build_module(X.shape[1], n_outputs, tuple(X.shape[2:]))
@@ -519,10 +685,15 @@ class BaseNeuralEstimator(BaseEstimator):
         # Set directly: skorch's set_params(callbacks=...) on an initialized net
         # rebuilds callbacks_ from the previous list, so a partial_fit after fit
         # would rerun fit's one-cycle schedule.
+        # partial_fit trains one epoch on all it is given: no schedule, no
+        # validation split, hence no early stopping.
         self.net_.callbacks = self._callbacks(
-            n_batches, epochs, None if partial else self.lr_schedule)
+            n_batches, epochs, None if partial else self.lr_schedule,
+            self.early_stopping and not partial)
         if self.net_.initialized_:
             self.net_.initialize_callbacks()
+        if not reset and hasattr(self.net_, "_rewrap"):
+            self.net_._rewrap()
         if not reset:
             # A finished schedule leaves the rate near zero; restart from lr.
             for group, lr in zip(self.net_.optimizer_.param_groups, self._group_lrs()):
@@ -538,6 +709,8 @@ class BaseNeuralEstimator(BaseEstimator):
                 self._restore_best_weights()
                 self.history_ = self._history_frame()
                 raise
+            finally:
+                self._drop_fit_state()
         self.history_ = self._history_frame()
         epochs_run = len(self.net_.history) - epochs_done
         stopping = dict(self.net_.callbacks_).get("early_stopping")
@@ -551,6 +724,21 @@ class BaseNeuralEstimator(BaseEstimator):
                 RuntimeWarning, stacklevel=3,
             )
         return self
+
+    def _drop_fit_state(self):
+        """Let go of what only one fit call needs once it is over.
+
+        The schedule's torch scheduler holds a second reference to the
+        optimizer and early stopping a copy of the best weights: pickle would
+        write their tensors outside skorch's device mapping, so a model fitted
+        on a GPU would not load on a CPU-only machine (and the file would
+        carry the weights twice).
+        """
+        callbacks = dict(getattr(self.net_, "callbacks_", []))
+        if "lr_schedule" in callbacks:
+            callbacks["lr_schedule"].lr_scheduler_ = None
+        if "early_stopping" in callbacks:
+            callbacks["early_stopping"].best_model_weights_ = None
 
     def _restore_best_weights(self):
         """After a diverged loss, go back to the best epoch's weights when known."""
@@ -599,9 +787,16 @@ class BaseNeuralEstimator(BaseEstimator):
             images = check_images(chunk, estimator=self, reset=False, channels=self.channels)
             outputs.append(predict_batches(
                 self.net_.module_, images, batch_size=self.batch_size,
-                device=self.net_.device, forward=forward,
+                device=self.device_, forward=forward, precision=self.precision,
             ))
         return torch.cat(outputs)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "net_" in state and self.net_.device is not None:
+            # skorch maps a model pickled on a GPU to the CPU where there is
+            # none (with a warning); predict and warm starts follow it there.
+            self.device_ = str(self.net_.device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

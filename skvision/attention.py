@@ -112,6 +112,8 @@ class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         augment=None,
         warm_start=False,
         device="auto",
+        precision="32",
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -139,6 +141,8 @@ class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         self.augment = augment
         self.warm_start = warm_start
         self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 
@@ -189,4 +193,4 @@ class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
             return maps / maps.sum(dim=(1, 2), keepdim=True)
 
         return predict_batches(module, images, batch_size=self.batch_size,
-                               device=self.net_.device, forward=rollout).numpy()
+                               device=self.device_, forward=rollout).numpy()

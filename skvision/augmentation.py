@@ -881,6 +881,17 @@ def tta_predict(estimator, X, augmenter, *, n_augmentations=8, return_proba=Fals
     predictions : ndarray
         Labels (or probabilities) for classifiers, averaged predictions for
         regressors.
+
+    Examples
+    --------
+    >>> from skvision import CNNClassifier, ImageAugmenter
+    >>> from skvision.augmentation import tta_predict
+    >>> from skvision.datasets import make_shapes
+    >>> X, y = make_shapes(64, image_size=32, random_state=0)
+    >>> clf = CNNClassifier(filters=(8, 16), epochs=2, random_state=0).fit(X, y)
+    >>> flips = ImageAugmenter(horizontal_flip=0.5, random_state=0)
+    >>> tta_predict(clf, X[:4], flips, n_augmentations=4, return_proba=True).shape
+    (4, 3)
     """
     check_scalar(n_augmentations, "n_augmentations", numbers.Integral, min_val=1)
     if not isinstance(augmenter, ImageAugmenter):

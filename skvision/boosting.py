@@ -105,7 +105,7 @@ model_ : xgboost.XGBClassifier or xgboost.XGBRegressor
     validation_loss_ : ndarray of shape (n_rounds,)
         Validation loss after each round; defined with early stopping only.
 
-    feature_importances_ : ndarray of shape (n_features_in_,)
+    feature_importances_ : ndarray of shape (n_features,)
         Normalized total gain of the splits on each feature.
 
     n_features_in_ : int

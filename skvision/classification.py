@@ -184,6 +184,8 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         augment=None,
         warm_start=False,
         device="auto",
+        precision="32",
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -212,6 +214,8 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         self.augment = augment
         self.warm_start = warm_start
         self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 
@@ -321,6 +325,8 @@ class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
         augment=None,
         warm_start=False,
         device="auto",
+        precision="32",
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -348,6 +354,8 @@ class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
         self.augment = augment
         self.warm_start = warm_start
         self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 

@@ -24,7 +24,24 @@ SHAPE_NAMES = ("circle", "square", "triangle")
 
 
 def pixel_feature_names(image_shape):
-    """Names of the flattened pixels of ``(h, w, c)`` images: ``px_r{row}_c{col}_ch{c}``."""
+    """Names of the flattened pixels of ``(h, w, c)`` images: ``px_r{row}_c{col}_ch{c}``.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(height, width, channels)``.
+
+    Returns
+    -------
+    names : ndarray of str, shape (height * width * channels,)
+        In the order of a C-order flattening.
+
+    Examples
+    --------
+    >>> from skvision.datasets import pixel_feature_names
+    >>> pixel_feature_names((2, 2, 1))[:3]
+    array(['px_r0_c0_ch0', 'px_r0_c1_ch0', 'px_r1_c0_ch0'], dtype=object)
+    """
     height, width, channels = image_shape
     return np.array(
         [

@@ -7,6 +7,7 @@ import torch
 from skorch.callbacks import Callback
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
+from ._torch import autocast
 from ._training import BaseNeuralEstimator, _Net, fill_doc
 from ._validation import (
     check_boxes,
@@ -127,19 +128,17 @@ class _RecordLosses(Callback):
 class _DetectionNet(_Net):
     """The shared net, with Faster R-CNN's training step: images and targets in, losses out."""
 
-    def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
+    def _forward_loss(self, batch, **fit_params):
         images, targets = batch
         images = images.to(self.device)
         targets = [{key: value.to(self.device) for key, value in target.items()}
                    for target in targets]
         losses = self.module_(list(images), targets)
-        loss = self.get_loss(losses, targets, X=images, training=True)
-        loss.backward()
-        return {"loss": loss, "y_pred": losses}
+        return self.get_loss(losses, targets, X=images, training=True), losses
 
 
-@fill_doc(architecture=_ARCHITECTURE_DOC, epochs=30, batch_size=8, lr=0.003, alpha=0.0)
+@fill_doc(architecture=_ARCHITECTURE_DOC, epochs=30, batch_size=8, lr=0.003, alpha=0.0,
+          accelerate=False)
 class FasterRCNNDetector(BaseNeuralEstimator):
     """Object detection with Faster R-CNN: a region proposal network and anchor boxes.
 
@@ -217,6 +216,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         augment=None,
         warm_start=False,
         device="auto",
+        precision="32",
         random_state=None,
         verbose=0,
     ):
@@ -250,6 +250,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         self.augment = augment
         self.warm_start = warm_start
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -431,13 +432,13 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         if module.training:
             module.eval()
         results = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device_, self.precision):
             for start in range(0, len(images), self.batch_size):
                 batch = images[start : start + self.batch_size]
                 # A stacked batch goes to the device in one transfer; only a list of
                 # differently sized images needs one per image.
-                batch = (list(batch.to(self.net_.device)) if torch.is_tensor(batch)
-                         else [image.to(self.net_.device) for image in batch])
+                batch = (list(batch.to(self.device_)) if torch.is_tensor(batch)
+                         else [image.to(self.device_) for image in batch])
                 results.extend(step(module, batch))
         return results
 
@@ -458,9 +459,9 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             label, score``) when the detector was fitted on one.
         """
         outputs = self._run(X, lambda module, batch: module(batch))
-        detections = [{"boxes": output["boxes"].cpu().numpy(),
+        detections = [{"boxes": output["boxes"].float().cpu().numpy(),
                        "labels": self.classes_[output["labels"].cpu().numpy() - 1],
-                       "scores": output["scores"].cpu().numpy()} for output in outputs]
+                       "scores": output["scores"].float().cpu().numpy()} for output in outputs]
         if getattr(self, "target_format_", "dicts") == "dataframe":
             return targets_to_frame(detections)
         return detections
@@ -489,7 +490,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
                 [{"boxes": boxes} for boxes in proposals], transformed.image_sizes, original)
             return [entry["boxes"] for entry in boxes]
 
-        return [boxes.cpu().numpy() for boxes in self._run(X, propose)]
+        return [boxes.float().cpu().numpy() for boxes in self._run(X, propose)]
 
     def score(self, X, y, sample_weight=None):
         """Mean average precision at IoU 0.5 (PASCAL VOC) of the detections.

@@ -57,12 +57,34 @@ def worker_config():
         For ``dask.config.set``: unsets ``MALLOC_TRIM_THRESHOLD_`` in the
         environment of the workers a nanny spawns. One thread per worker
         (``OMP_NUM_THREADS=1``, dask's default) is kept.
+
+    Examples
+    --------
+    >>> from skvision.parallel import worker_config
+    >>> sorted(worker_config())
+    ['distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_']
     """
     return {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 def is_dask_collection(X):
-    """Whether ``X`` is a dask array, DataFrame or Series (without importing dask)."""
+    """Whether ``X`` is a dask array, DataFrame or Series (without importing dask).
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    is_dask : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvision.parallel import is_dask_collection
+    >>> is_dask_collection(np.zeros(3))
+    False
+    """
     dask = sys.modules.get("dask")
     return dask is not None and dask.is_dask_collection(X)
 

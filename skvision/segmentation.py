@@ -144,6 +144,8 @@ class UNetSegmenter(BaseNeuralEstimator):
         augment=None,
         warm_start=False,
         device="auto",
+        precision="32",
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -172,6 +174,8 @@ class UNetSegmenter(BaseNeuralEstimator):
         self.augment = augment
         self.warm_start = warm_start
         self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 

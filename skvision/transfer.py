@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_scalar
 from tqdm.auto import tqdm
 
-from ._torch import resolve_device
+from ._torch import autocast, check_precision, resolve_device
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
 from ._validation import check_images, image_chunks
 from .nn.backbones import BackboneClassifier, build_backbone
@@ -64,6 +64,10 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         Channel axis of 4-D numpy input.
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
         Where the backbone runs.
+    precision : {"32", "bf16", "16-mixed"}, default="32"
+        Arithmetic of the forward pass: "bf16" and "16-mixed" run it under
+        ``torch.autocast`` in bfloat16 or float16 (faster on GPUs); the
+        features are returned as float32 either way.
     verbose : int, default=0
         1 shows a progress bar over the batches of ``transform``.
 
@@ -109,6 +113,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         image_shape=None,
         channels="last",
         device="auto",
+        precision="32",
         verbose=0,
     ):
         self.backbone = backbone
@@ -120,6 +125,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self.image_shape = image_shape
         self.channels = channels
         self.device = device
+        self.precision = precision
         self.verbose = verbose
 
     def fit(self, X, y=None):
@@ -138,6 +144,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         if self.pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}; got {self.pooling!r}.")
         check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
+        check_precision(self.precision)
         self._image_size = _check_image_size(self.image_size)
         check_images(X, estimator=self, reset=True, image_shape=self.image_shape,
                      channels=self.channels)
@@ -164,7 +171,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         preprocess = self.backbone_.preprocessing
         blocks = []
         bar = tqdm(disable=not self.verbose, desc="features", unit="image")
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, self.precision):
             for chunk in image_chunks(X):  # bounded memory for large or memory-mapped X
                 images = check_images(chunk, estimator=self, reset=False, channels=self.channels)
                 features = np.empty((len(images), self.n_features_out_), dtype=np.float32)
@@ -303,6 +310,8 @@ class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         augment=None,
         warm_start=False,
         device="auto",
+        precision="32",
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -330,6 +339,8 @@ class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         self.augment = augment
         self.warm_start = warm_start
         self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 

@@ -316,16 +316,30 @@ class Backbone(nn.Module):
     ``(n, out_channels, h', w')``; call ``preprocessing(images)`` first on
     images in [0, 1].
 
-    Attributes
+    Parameters
     ----------
     name : str
         Registry, timm or torchvision name.
-    stages : torch.nn.ModuleList
+    stages : sequence of torch.nn.Module
         The stages kept, in order.
     preprocessing : Preprocessing
         Input size, mean/std and interpolation of the weights.
+
+    Attributes
+    ----------
+    stages : torch.nn.ModuleList
+        The stages kept, in order.
     out_channels : int
         Feature maps of the last stage kept.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import build_backbone
+    >>> backbone = build_backbone("efficientnet_lite0")
+    >>> images = torch.rand(2, 3, 64, 64)
+    >>> backbone(backbone.preprocessing(images, (64, 64))).shape
+    torch.Size([2, 1280, 2, 2])
     """
 
     def __init__(self, name, stages, preprocessing):
@@ -365,6 +379,13 @@ def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1):
     Returns
     -------
     backbone : Backbone
+
+    Examples
+    --------
+    >>> from skvision.nn import build_backbone
+    >>> backbone = build_backbone("efficientnet_lite0", layer=-2)
+    >>> backbone.out_channels, backbone.preprocessing.input_size
+    (320, (224, 224))
     """
     network, preprocessing = _create_network(name)
     _load_into(network, name, weights)
@@ -446,6 +467,14 @@ class MultiScaleFeatures(nn.Module):
     ----------
     channels : list of int
         Channels of each returned map.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import MultiScaleFeatures, build_backbone
+    >>> body = MultiScaleFeatures(build_backbone(), strides=(8, 16, 32))
+    >>> [tuple(m.shape) for m in body(torch.rand(1, 3, 64, 64))]
+    [(1, 40, 8, 8), (1, 112, 4, 4), (1, 1280, 2, 2)]
     """
 
     def __init__(self, backbone, strides, n_trainable_stages=None):
@@ -518,6 +547,14 @@ class BackboneClassifier(nn.Module):
         Train only the last ``n`` stages (0: the head only); None trains all.
         Frozen stages keep their batch-norm statistics: they stay in eval
         mode even while the classifier trains.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import BackboneClassifier, build_backbone
+    >>> net = BackboneClassifier(build_backbone(), n_outputs=5, image_size=(64, 64))
+    >>> net(torch.rand(2, 3, 64, 64)).shape
+    torch.Size([2, 5])
     """
 
     def __init__(self, backbone, n_outputs, pooling="avg", dropout=0.0, image_size=None,

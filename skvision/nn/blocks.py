@@ -20,6 +20,13 @@ class ConvBlock(nn.Module):
     batch_norm : bool, default=True
         Normalize each feature map over the batch before the activation. The
         convolution then has no bias, which batch norm would cancel.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import ConvBlock
+    >>> ConvBlock(3, 16)(torch.rand(2, 3, 32, 32)).shape
+    torch.Size([2, 16, 32, 32])
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, batch_norm=True):
@@ -53,6 +60,13 @@ class ResidualBlock(nn.Module):
         Side of the square convolution kernels.
     batch_norm : bool, default=True
         Use batch normalization after each convolution.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import ResidualBlock
+    >>> ResidualBlock(16, 32)(torch.rand(2, 16, 8, 8)).shape
+    torch.Size([2, 32, 8, 8])
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, batch_norm=True):
@@ -91,6 +105,13 @@ class Downsample(nn.Module):
     ----------
     pooling : {"max", "avg"}, default="max"
         Keep the strongest response of each 2x2 window, or its mean.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import Downsample
+    >>> Downsample("avg")(torch.rand(2, 16, 32, 32)).shape
+    torch.Size([2, 16, 16, 16])
     """
 
     def __init__(self, pooling="max"):
@@ -118,6 +139,19 @@ class GlobalAvgPool(nn.Module):
     removes most of a CNN's parameters, makes it accept any image size and
     lets class activation maps be read off the last layer (Lin et al., 2014;
     Zhou et al., 2016).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Accepted and ignored, as by ``torch.nn.Module``; the layer has no
+        parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import GlobalAvgPool
+    >>> GlobalAvgPool()(torch.ones(2, 8, 5, 5)).shape
+    torch.Size([2, 8])
     """
 
     def forward(self, x):
@@ -141,6 +175,14 @@ class MultiHeadSelfAttention(nn.Module):
         Number of attention heads.
     attention_dropout : float, default=0.0
         Dropout on the attention weights during training.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import MultiHeadSelfAttention
+    >>> tokens = torch.rand(2, 65, 64)  # (batch, tokens, embed_dim)
+    >>> MultiHeadSelfAttention(64, n_heads=4)(tokens).shape
+    torch.Size([2, 65, 64])
     """
 
     def __init__(self, embed_dim, n_heads=4, attention_dropout=0.0):
@@ -189,6 +231,13 @@ class SelfAttention2d(nn.Module):
         Number of feature maps of the input.
     n_heads : int, default=4
         Attention heads; reduced to a divisor of ``channels`` if needed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import SelfAttention2d
+    >>> SelfAttention2d(32)(torch.rand(2, 32, 8, 8)).shape
+    torch.Size([2, 32, 8, 8])
     """
 
     def __init__(self, channels, n_heads=4):
@@ -214,7 +263,23 @@ class SelfAttention2d(nn.Module):
 def global_pool(maps, mode="avg"):
     """Pool feature maps ``(n, c, h, w)`` to vectors: ``"avg"``, ``"max"`` or both.
 
-    ``"avgmax"`` concatenates the average and the maximum, ``(n, 2c)``.
+    Parameters
+    ----------
+    maps : torch.Tensor of shape (n, c, h, w)
+        Feature maps.
+    mode : {"avg", "max", "avgmax"}, default="avg"
+        ``"avgmax"`` concatenates the average and the maximum, ``(n, 2c)``.
+
+    Returns
+    -------
+    vectors : torch.Tensor of shape (n, c) or (n, 2c)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import global_pool
+    >>> global_pool(torch.ones(2, 8, 5, 5), "avgmax").shape
+    torch.Size([2, 16])
     """
     if mode == "avg":
         return maps.mean(dim=(-2, -1))

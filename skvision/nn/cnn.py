@@ -42,6 +42,14 @@ class CNN(nn.Module):
         Global average pooling or a flatten + fully-connected head.
     hidden_units : tuple of int, default=()
         Sizes of extra fully-connected layers before the output layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import CNN
+    >>> net = CNN(in_channels=1, n_outputs=10, input_size=(28, 28), filters=(16, 32))
+    >>> net(torch.rand(4, 1, 28, 28)).shape
+    torch.Size([4, 10])
     """
 
     def __init__(

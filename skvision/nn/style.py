@@ -25,6 +25,15 @@ def gram_matrix(features):
     gram : torch.Tensor of shape (n, c, c)
         ``F F^T / (c h w)`` with ``F`` the ``(c, h*w)`` maps of each image:
         the normalization makes layers of different sizes comparable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import gram_matrix
+    >>> gram_matrix(torch.ones(2, 3, 4, 4))[0]
+    tensor([[0.3333, 0.3333, 0.3333],
+            [0.3333, 0.3333, 0.3333],
+            [0.3333, 0.3333, 0.3333]])
     """
     n, channels, height, width = features.shape
     flat = features.reshape(n, channels, height * width)
@@ -32,7 +41,26 @@ def gram_matrix(features):
 
 
 def content_loss(features, target):
-    """Mean squared difference of feature maps (the content to keep)."""
+    """Mean squared difference of feature maps (the content to keep).
+
+    Parameters
+    ----------
+    features : torch.Tensor of shape (n, c, h, w)
+        Feature maps of the image being optimized.
+    target : torch.Tensor of shape (n, c, h, w)
+        Feature maps of the content image.
+
+    Returns
+    -------
+    loss : torch.Tensor, a scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import content_loss
+    >>> float(content_loss(torch.ones(1, 4, 2, 2), torch.zeros(1, 4, 2, 2)))
+    1.0
+    """
     return F.mse_loss(features, target)
 
 
@@ -47,6 +75,18 @@ def style_loss(features, target_grams, weights=None):
         The style's Gram matrices, one per layer.
     weights : list of float, default=None
         Weight of each layer; equal by default.
+
+    Returns
+    -------
+    loss : torch.Tensor, a scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import gram_matrix, style_loss
+    >>> maps = [torch.rand(1, 8, 6, 6), torch.rand(1, 16, 3, 3)]
+    >>> float(style_loss(maps, [gram_matrix(m) for m in maps]))
+    0.0
     """
     weights = [1.0] * len(features) if weights is None else weights
     return sum(weight * F.mse_loss(gram_matrix(maps), target.expand(len(maps), -1, -1))
@@ -54,7 +94,24 @@ def style_loss(features, target_grams, weights=None):
 
 
 def total_variation_loss(images):
-    """Mean absolute difference between neighbouring pixels: penalizes noise."""
+    """Mean absolute difference between neighbouring pixels: penalizes noise.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (n, c, h, w)
+
+    Returns
+    -------
+    loss : torch.Tensor, a scalar
+        Zero for a constant image.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import total_variation_loss
+    >>> float(total_variation_loss(torch.ones(1, 3, 8, 8)))
+    0.0
+    """
     return ((images[..., 1:, :] - images[..., :-1, :]).abs().mean()
             + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
 
@@ -72,6 +129,14 @@ class FeatureTaps(nn.Module):
         Typically a :class:`~skvision.nn.Backbone`; frozen and in eval mode.
     layers : list of str
         Names from ``network.named_modules()``, e.g. ``"stages.2.1.bn1"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import FeatureTaps, build_backbone
+    >>> taps = FeatureTaps(build_backbone(), ["stages.1", "stages.3"])
+    >>> {name: tuple(m.shape) for name, m in taps(torch.rand(1, 3, 64, 64)).items()}
+    {'stages.1': (1, 16, 32, 32), 'stages.3': (1, 40, 8, 8)}
     """
 
     def __init__(self, network, layers):

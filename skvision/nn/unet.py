@@ -76,6 +76,13 @@ class UNet(nn.Module):
     -----
     Any input size works: the input is padded (reflect) to a multiple of
     ``2 ** depth`` and the output cropped back.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import UNet
+    >>> UNet(in_channels=3, n_classes=4, depth=2)(torch.rand(1, 3, 50, 70)).shape
+    torch.Size([1, 4, 50, 70])
     """
 
     def __init__(self, in_channels, n_classes, depth=3, base_filters=16, batch_norm=True,
@@ -135,6 +142,23 @@ class DiceLoss(nn.Module):
 
     Robust to class imbalance: every class counts equally however few
     pixels it covers. Pixels labelled ``ignore_index`` are left out.
+
+    Parameters
+    ----------
+    ignore_index : int, default=-100
+        Label of the pixels left out.
+    smooth : float, default=1.0
+        Added to the numerator and the denominator: a class absent from
+        both the prediction and the target counts as a perfect match.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import DiceLoss
+    >>> masks = torch.zeros(1, 4, 4, dtype=torch.long)
+    >>> perfect = torch.stack([torch.full((4, 4), 10.0), torch.zeros(4, 4)])[None]
+    >>> round(float(DiceLoss()(perfect, masks)), 3)
+    0.0
     """
 
     def __init__(self, ignore_index=-100, smooth=1.0):
@@ -155,7 +179,24 @@ class DiceLoss(nn.Module):
 
 
 class CrossEntropyDiceLoss(nn.Module):
-    """Cross-entropy plus Dice: per-pixel calibration and per-class balance."""
+    """Cross-entropy plus Dice: per-pixel calibration and per-class balance.
+
+    Parameters
+    ----------
+    ignore_index : int, default=-100
+        Pixels with this label are left out of both terms.
+    weight : torch.Tensor of shape (n_classes,), default=None
+        Class weights of the cross-entropy term.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skvision.nn import CrossEntropyDiceLoss
+    >>> logits = torch.zeros(1, 2, 4, 4)
+    >>> masks = torch.zeros(1, 4, 4, dtype=torch.long)
+    >>> round(float(CrossEntropyDiceLoss()(logits, masks)), 3)
+    1.298
+    """
 
     def __init__(self, ignore_index=-100, weight=None):
         super().__init__()

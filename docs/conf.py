@@ -1,0 +1,77 @@
+"""Sphinx configuration of skvision's documentation (``make docs``)."""
+
+import os
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS))  # the local _benchmarks extension
+
+import skvision  # noqa: E402
+
+project = "skvision"
+author = "the skvision developers"
+copyright = "2026, the skvision developers"
+release = version = skvision.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "_benchmarks",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py",
+                    "auto_examples/*.zip", "auto_examples/*.md5", "**.codeobj.json"]
+
+# API pages: one per public object, generated from the docstrings.
+autosummary_generate = True
+autodoc_default_options = {"members": False, "inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+# Docstrings link names like ``ndarray`` or ``array-like`` as plain words.
+numpydoc_xref_param_type = False
+
+# No network when building: links to other projects' docs are left as text.
+intersphinx_mapping = {}
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"skvision {version}"
+html_static_path = ["_static"]
+html_css_files = ["skvision.css"]
+html_theme_options = {
+    "navbar_end": ["navbar-icon-links"],
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": [],
+}
+html_sidebars = {"index": [], "quickstart_*": []}
+html_show_sourcelink = False
+
+# The gallery: every script in examples/ runs and its figures are shown.
+sphinx_gallery_conf = {
+    "examples_dirs": str(DOCS.parent / "examples"),
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
+    "matplotlib_animations": False,
+    "image_scrapers": ("matplotlib",),
+    # -D plot_gallery=0 skips running them (quick previews of the text).
+    "plot_gallery": os.environ.get("SKVISION_DOCS_RUN_EXAMPLES", "True"),
+    "show_memory": False,
+    "reference_url": {"skvision": None},
+    # API pages list the examples that use each object.
+    "backreferences_dir": "generated/backreferences",
+    "doc_module": ("skvision",),
+}

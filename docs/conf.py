@@ -29,7 +29,7 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py",
+exclude_patterns = ["_build", "_generated", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "auto_examples/*.zip", "auto_examples/*.md5", "**.codeobj.json"]
 
 # API pages: one per public object, generated from the docstrings.
@@ -54,7 +54,7 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_sidebars = {"index": [], "quickstart_*": []}
+html_sidebars = {"index": [], "quickstart_*": [], "benchmarks": []}
 html_show_sourcelink = False
 
 # The gallery: every script in examples/ runs and its figures are shown.
@@ -70,6 +70,8 @@ sphinx_gallery_conf = {
     # -D plot_gallery=0 skips running them (quick previews of the text).
     "plot_gallery": os.environ.get("SKVISION_DOCS_RUN_EXAMPLES", "True"),
     "show_memory": False,
+    # A cell ending in plot_masks(...) shows the figure, not "<Figure size ...>".
+    "capture_repr": (),
     "reference_url": {"skvision": None},
     # API pages list the examples that use each object.
     "backreferences_dir": "generated/backreferences",

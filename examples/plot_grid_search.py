@@ -61,3 +61,21 @@ columns = ["features", "scale", "param_select__k", "param_model__C", "mean_test_
 table = results.sort_values("rank_test_score")[columns]
 print(table.to_string(index=False, float_format="{:.3f}".format))
 print(f"\nbest: {search.best_params_} -> {search.best_score_:.3f}")
+
+# %%
+# Every candidate's cross-validated accuracy, with the spread over the folds.
+import matplotlib.pyplot as plt
+
+labels = [f"{row.features.replace('PretrainedFeatureExtractor', 'EfficientNet features')}"
+          f", {row.scale}, k={row.param_select__k}, C={row.param_model__C}"
+          for row in table.itertuples()]
+fig, ax = plt.subplots(figsize=(8, 0.35 * len(table) + 1))
+ax.barh(range(len(table)), table["mean_test_score"], xerr=table["std_test_score"],
+        color=["tab:blue" if "Flattener" in label else "tab:orange" for label in labels])
+ax.set_yticks(range(len(table)), labels, fontsize=8)
+ax.invert_yaxis()
+ax.set_xlim(0.8, 1.0)
+ax.set_xlabel("mean accuracy over 3 folds (± std)")
+ax.set_title("Grid search over the whole pipeline, best first")
+fig.tight_layout()
+plt.show()

@@ -424,8 +424,12 @@ class _Net(NeuralNet):
             shuffle=training,
             generator=self.generator,
             augment=self.augment if training else None,
-            device=self.device,
+            **self._placement(),
         )
+
+    def _placement(self):
+        """Where batches go, and which share of each epoch this process trains on."""
+        return {"device": self.device}
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
@@ -457,17 +461,12 @@ class _AcceleratedNet(AccelerateMixin, _Net):
     its share of the images and moves batches to the accelerator's device.
     """
 
-    def get_iterator(self, dataset, training=False):
-        return _BatchIterator(
-            dataset,
-            self.batch_size,
-            shuffle=training,
-            generator=self.generator,
-            augment=self.augment if training else None,
-            device=self.accelerator.device,
-            shard=(self.accelerator.process_index, self.accelerator.num_processes),
-            move_targets=True,
-        )
+    def _placement(self):
+        return {
+            "device": self.accelerator.device,
+            "shard": (self.accelerator.process_index, self.accelerator.num_processes),
+            "move_targets": True,
+        }
 
     def _unwrap_accelerator(self):
         # skorch unwraps the module after training; the optimizer too, so the

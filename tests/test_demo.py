@@ -1,0 +1,49 @@
+"""``skvision demo`` and ``skvision info``: the command line a new user runs first."""
+
+import re
+
+import pandas as pd
+import pytest
+
+from skvision.cli import main
+
+
+def test_demo_help_lists_its_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--output FOLDER", "--quick", "--only SECTION"):
+        assert option in text
+    assert "report.html" in text
+
+
+def test_quick_demo_writes_a_report_and_a_table(tmp_path, capsys):
+    output = tmp_path / "demo"
+    assert main(["demo", "--quick", "--only", "classification", "augmentation",
+                 "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert str(output / "report.html") in printed
+    table = pd.read_csv(output / "results.csv")
+    assert set(table["task"]) == {"Digit classification", "Augmentation"}
+    assert len(table) == 4 and table["score"].between(0, 1).all()
+    # Three epochs already beat chance (0.1) on the digits by far.
+    assert table.loc[table["model"] == "CNNClassifier", "score"].item() > 0.5
+    report = (output / "report.html").read_text()
+    assert report.count("<img") == 3  # every figure embedded, none linked
+    assert len(re.findall(r"src='data:image/png;base64,", report)) == 3
+    assert "CNNClassifier + ImageAugmenter" in report and "<table" in report
+    # Nothing else (no temporary file) is left in the folder.
+    assert sorted(path.name for path in output.iterdir()) == ["report.html", "results.csv"]
+
+
+def test_unknown_section_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--only", "painting"])
+    assert "invalid choice: 'painting'" in capsys.readouterr().err
+
+
+def test_info_names_the_versions_and_device(capsys):
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^skvision \d", text, re.M) and "device='auto' resolves to" in text

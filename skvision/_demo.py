@@ -158,7 +158,8 @@ def _augmentation(settings):
         clf.fit(X_train, y_train)
         section.add_row(name, "held-out accuracy", clf.score(X_test, y_test),
                         time.perf_counter() - start)
-    copies = augmenter.fit_transform(np.repeat(X_train[:10], 3, axis=0))
+    # Row by row: each augmented copy sits below its original.
+    copies = augmenter.fit_transform(np.tile(X_train[:10], (3, 1, 1)))
     section.add_figure(plot_images(np.concatenate([X_train[:10], copies]), n_cols=10,
                                    ax_size=1.0),
                        "First row: training digits; below: three augmented draws of each.")
@@ -238,6 +239,9 @@ def write_report(sections, table, path, *, seconds, quick):
     with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False,
                                      encoding="utf-8") as handle:
         handle.write("\n".join(parts))
+    umask = os.umask(0)  # temporary files are private; the report is not
+    os.umask(umask)
+    os.chmod(handle.name, 0o666 & ~umask)
     os.replace(handle.name, path)
 
 

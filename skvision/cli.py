@@ -44,7 +44,7 @@ def main(argv=None):
         "learning on texture photos, augmentation on a small training set and U-Net "
         "segmentation, on data that ships offline. Prints a results table and writes "
         "report.html (figures embedded) and results.csv to the output folder. "
-        "About 3-4 minutes on 2 CPU cores; --quick takes under one.",
+        "About 80 s on 2 CPU cores; --quick about half a minute.",
     )
     demo.add_argument("--output", default="skvision-demo", metavar="FOLDER",
                       help="folder for report.html and results.csv (default: %(default)s)")

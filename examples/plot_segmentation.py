@@ -43,14 +43,15 @@ plot_masks(X[240:244], masks[240:244], predicted[:4], class_names=names, n_cols=
 # filled, specks removed). The U-Net learns from random 64x64 crops of the
 # left two thirds and segments the right third, which it never saw, at its
 # full size (the network pads any size to a multiple of 2**depth). Measured:
-# mean IoU 0.970 against the threshold mask on the unseen third.
+# mean IoU 0.971 against the threshold mask on the unseen third (120 crops,
+# 10 epochs, ~8 s).
 coins = data.coins()
 mask = ndimage.binary_fill_holes(coins > threshold_otsu(coins))
 mask = ndimage.binary_opening(mask, iterations=2).astype(np.int64)
 split = 2 * coins.shape[1] // 3
 rng = np.random.default_rng(0)
-rows = rng.integers(0, coins.shape[0] - 64, 200)
-cols = rng.integers(0, split - 64, 200)
+rows = rng.integers(0, coins.shape[0] - 64, 120)
+cols = rng.integers(0, split - 64, 120)
 crops = np.stack([coins[r:r + 64, c:c + 64] for r, c in zip(rows, cols)])
 crop_masks = np.stack([mask[r:r + 64, c:c + 64] for r, c in zip(rows, cols)])
 coin_segmenter = UNetSegmenter(epochs=10, random_state=0).fit(crops, crop_masks)

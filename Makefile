@@ -37,6 +37,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/unet_overhead.py
 	$(BIN)/python bench/style_throughput.py
 	$(BIN)/python bench/detector_overhead.py
+	$(BIN)/python bench/precision_throughput.py
+	$(BIN)/python -m pip install -e ".[distributed]"
+	$(BIN)/python bench/parallel_scaling.py
 
 clean:
 	rm -rf $(VENV) skvision-demo .pytest_cache docs/_build docs/generated docs/auto_examples docs/_generated docs/sg_execution_times.rst

@@ -13,14 +13,21 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
 def plain_training_loop(model, images, labels, *, batch_size, epochs, lr,
-                        channels_last=True, use_dataloader=False, label_smoothing=0.1):
+                        channels_last=True, use_dataloader=False, label_smoothing=0.1,
+                        device="cpu", precision="32"):
     """The hand-written loop skvision is measured against.
 
     AdamW, a one-cycle schedule stepped per batch, cross-entropy (per image
     or per pixel) with ``label_smoothing``, a seeded random permutation per
     epoch and tensor slicing (or a DataLoader). ``channels_last`` uses the
-    memory layout skvision uses.
+    memory layout skvision uses. On ``device``, batches are moved there one
+    at a time; ``precision`` "bf16" / "16-mixed" trains under
+    ``torch.autocast`` (with a ``GradScaler`` for float16), as PyTorch's AMP
+    recipe does.
     """
+    model = model.to(device)
+    autocast_dtype = {"bf16": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(torch.device(device).type) if precision == "16-mixed" else None
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -42,11 +49,20 @@ def plain_training_loop(model, images, labels, *, batch_size, epochs, lr,
             order = torch.randperm(len(images), generator=generator)
             batches = ((images[index], labels[index]) for index in order.split(batch_size))
         for batch_images, batch_labels in batches:
-            loss = F.cross_entropy(model(batch_images), batch_labels,
-                                   label_smoothing=label_smoothing)
+            batch_images = batch_images.to(device, non_blocking=True)
+            batch_labels = batch_labels.to(device, non_blocking=True)
+            with torch.autocast(torch.device(device).type, dtype=autocast_dtype,
+                                enabled=autocast_dtype is not None):
+                loss = F.cross_entropy(model(batch_images), batch_labels,
+                                       label_smoothing=label_smoothing)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             schedule.step()
     return model
 

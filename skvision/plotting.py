@@ -284,7 +284,7 @@ def plot_feature_mask(selector_or_mask, image_shape, *, image=None, ax=None, cma
 
 
 def plot_masks(images, masks, predicted=None, *, class_names=None, background=0, alpha=0.5,
-               n_cols=4, ax_size=2.0, fig=None):
+               gray_images=True, n_cols=4, ax_size=2.0, fig=None):
     """Overlay segmentation masks on their images, with a legend of the classes.
 
     Parameters
@@ -301,6 +301,10 @@ def plot_masks(images, masks, predicted=None, *, class_names=None, background=0,
         Mask value left uncoloured; None colours every class.
     alpha : float, default=0.5
         Opacity of the class colours.
+    gray_images : bool, default=True
+        Draw colour images in grayscale under the masks, so that the class
+        colours of the legend are the only colours (on colourful images the
+        tints are otherwise hard to tell from the picture).
     n_cols : int, default=4
         Panels per row.
     ax_size : float, default=2.0
@@ -328,6 +332,8 @@ def plot_masks(images, masks, predicted=None, *, class_names=None, background=0,
     from matplotlib.patches import Patch  # noqa: PLC0415
 
     images = _as_display_images(images)
+    if gray_images and images.ndim == 4:
+        images = images @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma
     panels = [np.asarray(masks)] + ([] if predicted is None else [np.asarray(predicted)])
     for name, panel in zip(("masks", "predicted"), panels):
         if panel.shape != images.shape[:3]:

@@ -219,6 +219,13 @@ def test_plot_masks():
     assert set(legend) <= {"circle", "square", "triangle"} and legend
     with pytest.raises(ValueError, match="to match the images"):
         plot_masks(X, masks[:, :8])
+    # Colour photos are drawn in gray under the masks unless asked otherwise,
+    # and the input is left as it was.
+    before = X.copy()
+    drawn = plot_masks(X, masks).axes[0].images[0].get_array()
+    assert drawn.shape == (16, 16)
+    assert plot_masks(X, masks, gray_images=False).axes[0].images[0].get_array().shape == (16, 16, 3)
+    np.testing.assert_array_equal(X, before)
 
 
 def test_pretrained_encoder(small):

@@ -24,9 +24,14 @@ __all__ = [
     "check_class_labels",
     "encode_labels",
     "check_regression_targets",
+    "LUMA",
 ]
 
 _CHANNELS = ("last", "first")
+# ITU-R 601-2 luma weights of R, G, B, as torchvision's rgb_to_grayscale; they
+# sum to 1, so the gray image of a gray image is itself. One definition for
+# every RGB-to-gray conversion (Grayscale, the augmenter, plot_masks).
+LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def _estimator_name(estimator):

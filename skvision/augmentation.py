@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._torch import resolve_device
 from ._validation import (
+    LUMA,
     _check_targets_length,
     check_boxes,
     check_images,
@@ -31,12 +32,9 @@ from ._validation import (
 
 __all__ = ["AugmentationSampler", "ImageAugmenter", "tta_predict"]
 
-# ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale; they sum to 1,
-# so the gray image of a gray image is itself.
-_LUMA = np.array([0.299, 0.587, 0.114])
 # Hue rotates the chroma plane (I, Q) of YIQ, which keeps the luma: a linear
 # map in RGB, unlike torchvision's HSV round trip.
-_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_RGB_TO_YIQ = np.array([LUMA, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 _PRESETS = {
@@ -599,12 +597,12 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         offset = images.new_zeros(n_samples)
         if self.contrast > 0:
             channel_means = images.mean(dim=(2, 3))
-            mean = channel_means @ torch.as_tensor(_LUMA, **as_tensor) if rgb else (
+            mean = channel_means @ torch.as_tensor(LUMA, **as_tensor) if rgb else (
                 channel_means.mean(dim=1))
             offset = torch.as_tensor((1 - contrast) * bright, **as_tensor) * mean
         if not linear:
             return torch.addcmul(offset.view(-1, 1, 1, 1), images, gain.view(-1, 1, 1, 1))
-        gray = np.outer(np.ones(3), _LUMA)
+        gray = np.outer(np.ones(3), LUMA)
         saturation = rng.uniform(max(0, 1 - self.saturation), 1 + self.saturation, n_samples)
         maps = saturation[:, None, None] * np.eye(3) + (1 - saturation)[:, None, None] * gray
         if self.hue > 0:

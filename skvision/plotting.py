@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 
+from ._validation import LUMA
+
 __all__ = [
     "plot_activation_maps",
     "plot_boxes",
@@ -333,7 +335,7 @@ def plot_masks(images, masks, predicted=None, *, class_names=None, background=0,
 
     images = _as_display_images(images)
     if gray_images and images.ndim == 4:
-        images = images @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma
+        images = images @ LUMA
     panels = [np.asarray(masks)] + ([] if predicted is None else [np.asarray(predicted)])
     for name, panel in zip(("masks", "predicted"), panels):
         if panel.shape != images.shape[:3]:

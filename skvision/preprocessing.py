@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._validation import check_images, images_like
+from ._validation import LUMA, check_images, images_like
 from .datasets import pixel_feature_names
 
 __all__ = ["ChannelStandardizer", "Grayscale", "ImageFlattener", "ImageReader", "Resize"]
 
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
+_LUMA = torch.as_tensor(LUMA)
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 _MODES = ("RGB", "L", "RGBA", None)
 

@@ -200,3 +200,16 @@ def test_backbone_lr_groups():
     clf = FineTunedClassifier(freeze=2, backbone_lr=0.1, lr=0.01, image_size=32, epochs=1,
                               lr_schedule=None, random_state=0).fit(X, y)
     assert [group["lr"] for group in clf.net_.optimizer_.param_groups] == pytest.approx([0.001, 0.01])
+
+
+def test_fine_tuned_predictions_do_not_depend_on_sample_order():
+    # sklearn's own check asks rtol=1e-7, below float32 rounding (see test_common).
+    X, y = make_shapes(40, image_size=16, random_state=0)
+    clf = FineTunedClassifier(backbone="test_efficientnet", weights=False, freeze="none",
+                              image_size=16, epochs=2, batch_size=16, device="cpu",
+                              random_state=0).fit(X, y)
+    order = np.random.default_rng(0).permutation(len(X))
+    np.testing.assert_allclose(clf.predict_proba(X[order]), clf.predict_proba(X)[order],
+                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(X[:7]), clf.predict_proba(X)[:7],
+                               rtol=0, atol=1e-6)

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from ._data import ArrayImages, read_batches, sequential_batches
+
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed")
 
@@ -82,28 +84,44 @@ def channels_last(tensor_or_module):
     return tensor_or_module.to(memory_format=torch.channels_last)
 
 
-def predict_batches(module, X, *, batch_size, device, forward=None, precision="32"):
-    """Run ``module`` (or ``forward``) over ``X`` in eval mode, batch by batch.
+def predict_batches(module, images, *, batch_size, device, forward=None, precision="32",
+                    size=None):
+    """The one inference entry point: run ``module`` (or ``forward``) over an image set.
 
-    Returns the concatenated outputs as a CPU tensor. Only one batch of
-    inputs and activations is on ``device`` at a time. When a batch does not
-    fit in the device's memory, it is retried at half the size (with a
-    warning) down to one image, then a ``MemoryError`` says so.
+    Every ``predict``, ``predict_proba``, ``transform`` and map method of the
+    torch estimators goes through here. ``images`` is an image set from
+    :func:`skvision._validation.check_image_data` (a float tensor
+    ``(n, c, h, w)`` is taken too); batches are read from it one at a time
+    (files decoded while the previous batch computes), made float32 on
+    ``device`` and resized to ``size`` if given, so memory stays bounded
+    however large the set. When a batch does not fit in the device's memory,
+    it is retried at half the size (with a warning) down to one image, then
+    a ``MemoryError`` says so.
+
+    Returns the concatenated outputs as a CPU tensor; when ``forward``
+    returns lists (detections), their concatenation.
 
     Safe to call from several threads at once on one module: the module is
     put in eval mode once and left there (training sets its own mode), so no
     call flips the mode under another.
     """
+    if isinstance(images, torch.Tensor):
+        images = ArrayImages(images.numpy().transpose(0, 2, 3, 1))
     forward = module if forward is None else forward
     if module.training:
         module.eval()
     outputs, start = [], 0
     with torch.inference_mode(), autocast(device, precision):
-        while start < len(X):
-            batch = X[start : start + batch_size]
+        while start < len(images):
+            batches = read_batches(
+                images, sequential_batches(start, len(images), batch_size), device, size)
             try:
-                output = forward(channels_last(batch.to(device, non_blocking=True)))
+                for batch in batches:
+                    output = forward(batch)
+                    outputs.append(output.float().cpu() if torch.is_tensor(output) else output)
+                    start += len(batch)
             except torch.OutOfMemoryError as error:
+                batches.close()
                 if batch_size == 1:
                     raise MemoryError(
                         f"Out of memory on {device} even with one image per batch; use a "
@@ -116,7 +134,6 @@ def predict_batches(module, X, *, batch_size, device, forward=None, precision="3
                 )
                 if str(device).startswith("cuda"):
                     torch.cuda.empty_cache()
-                continue
-            outputs.append(output.float().cpu())
-            start += len(batch)
+    if outputs and not torch.is_tensor(outputs[0]):
+        return [item for output in outputs for item in output]
     return torch.cat(outputs)

@@ -35,7 +35,8 @@ from ._torch import (
     resolve_device,
     seeded,
 )
-from ._validation import check_class_labels, check_images, encode_labels, image_chunks
+from ._data import read_batches
+from ._validation import check_class_labels, check_image_data, check_image_size, encode_labels
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 _SCHEDULES = (None, "onecycle", "cosine")
@@ -50,6 +51,12 @@ image_shape : tuple of int, default=None
     channels : {"last", "first"}, default="last"
         Channel axis of 4-D numpy input: ``(n, h, w, c)`` or ``(n, c, h, w)``.
         Torch tensors are always taken as channels-first.
+%(image_size_doc)s
+    on_error : {"raise", "skip"}, default="raise"
+        What ``fit`` does with an image file that cannot be read (missing,
+        truncated, not an image), found by a header check before training
+        starts: raise an error naming it, or leave it (and its target) out
+        with one warning listing them. Prediction always raises.
 
     epochs : int, default=%(epochs)s
         Number of passes over the training data.
@@ -135,7 +142,8 @@ net_ : skorch.NeuralNet
         ``dur`` (seconds).
 
     n_features_in_ : int
-        Pixels per image times channels (the flat size).
+        Pixels per image times channels (the flat size); for image files,
+        that of the decoded images.
 
     image_shape_ : tuple of int
         ``(height, width, channels)`` of the training images.
@@ -143,6 +151,15 @@ net_ : skorch.NeuralNet
     feature_names_in_ : ndarray of str
         Column names, when fitted on a DataFrame with string column names."""
 
+
+IMAGE_SIZE_DOC = """
+    image_size : int or (int, int), default=None
+        ``(height, width)`` the network sees: image files are decoded at this
+        size and in-memory images are resized to it batch by batch (bilinear
+        with antialiasing), and prediction then takes images of any size.
+        None: the training images' own size (image files must then all have
+        one size).
+"""
 
 ACCELERATOR_DOC = """
 
@@ -155,15 +172,17 @@ ACCELERATOR_DOC = """
         is ignored."""
 
 
-def fill_doc(architecture="", accelerate=True, **defaults):
+def fill_doc(architecture="", accelerate=True, resize=True, **defaults):
     """Fill the ``%(training_parameters)s``, ``%(fitted_attributes)s`` and
     ``%(architecture)s`` fields of a class docstring.
 
     ``defaults`` gives the defaults that differ between estimators (epochs,
     batch_size, lr, alpha), so the shared text states each one correctly;
-    ``accelerate=False`` leaves out the ``accelerator`` parameter.
+    ``accelerate=False`` leaves out the ``accelerator`` parameter and
+    ``resize=False`` the ``image_size`` one (an estimator that documents its own).
     """
     defaults["accelerator_doc"] = ACCELERATOR_DOC if accelerate else ""
+    defaults["image_size_doc"] = IMAGE_SIZE_DOC if resize else ""
 
     def decorate(obj):
         fields = {
@@ -181,31 +200,35 @@ def fill_doc(architecture="", accelerate=True, **defaults):
 # Data: whole-batch tensor slicing instead of per-sample collation.
 
 
-class _TensorDataset(torch.utils.data.Dataset):
-    """Images and targets held as two tensors."""
+class _ImageDataset(torch.utils.data.Dataset):
+    """An image set (see ``skvision._data``) and its targets as one tensor or list."""
 
-    def __init__(self, X, y):
-        self.X, self.y = X, y
+    def __init__(self, images, y):
+        self.images, self.y = images, y
 
     def __len__(self):
-        return len(self.X)
+        return len(self.images)
 
-    def __getitem__(self, index):
-        return self.X[index], self.y[index]
+    def subset(self, positions):
+        index = torch.as_tensor(positions)
+        return _ImageDataset(self.images.subset(positions), self.y[index])
 
 
 class _BatchIterator:
-    """Yield ``(X[idx], y[idx])`` mini-batches by tensor indexing.
+    """Yield ``(X[idx], y[idx])`` mini-batches read from the data layer.
 
-    Indexing a whole batch at once avoids the per-sample ``__getitem__`` and
-    ``default_collate`` of a ``DataLoader``, which for small images costs more
-    than the forward pass. ``augment`` runs on the training device.
-    ``shard=(index, count)`` gives a data-parallel process its share.
+    A whole batch is read at once (a slice of the array, or its files
+    decoded by a pool of threads while the previous batch trains) instead
+    of the per-sample ``__getitem__`` and ``default_collate`` of a
+    ``DataLoader``, which for small images costs more than the forward pass.
+    Images become float32 on the training device (``size`` resizes them),
+    where ``augment`` then runs. ``shard=(index, count)`` gives a
+    data-parallel process its share.
     """
 
     def __init__(
         self, dataset, batch_size, shuffle=False, generator=None, augment=None, device="cpu",
-        shard=(0, 1), move_targets=False,
+        shard=(0, 1), move_targets=False, size=None,
     ):
         self.dataset = dataset
         self.batch_size = batch_size
@@ -214,8 +237,9 @@ class _BatchIterator:
         self.augment = augment
         self.device = device
         self.shard = shard
-        # skorch moves batches itself unless an accelerator places the data.
+        # skorch moves targets itself unless an accelerator places the data.
         self.move_targets = move_targets
+        self.size = size
 
     def _n_samples(self):
         # Data-parallel training: process ``index`` of ``count`` takes every
@@ -241,14 +265,20 @@ class _BatchIterator:
             order = torch.randperm(len(self.dataset), generator=self.generator)
             index, count = self.shard
             order = order[index : self._n_samples() * count : count]
-        for start, stop in self._bounds():
-            index = order[start:stop] if self.shuffle else slice(start, stop)
-            X, y = self.dataset.X[index], self.dataset.y[index]
+        else:
+            order = torch.arange(len(self.dataset))
+        positions = [order[start:stop] for start, stop in self._bounds()]
+        images = read_batches(self.dataset.images, (p.numpy() for p in positions),
+                              self.device, self.size)
+        for index, X in zip(positions, images):
+            y = self.dataset.y[index]
+            if torch.is_tensor(y) and y.dtype in (torch.int16, torch.int32):
+                y = y.long()  # compact masks in memory; losses take int64
             if self.augment is not None:
-                X, y = self.augment(X.to(self.device, non_blocking=True), y)
+                X, y = self.augment(X, y)
                 X = channels_last(X)
             elif self.move_targets:
-                X, y = X.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
             yield X, y
 
 
@@ -364,13 +394,14 @@ class _Net(NeuralNet):
     """
 
     def __init__(self, *args, alpha=0.0, l1_ratio=0.0, generator=None, augment=None,
-                 precision="32", **kwargs):
+                 precision="32", input_size=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
         self.l1_ratio = l1_ratio
         self.generator = generator
         self.augment = augment
         self.precision = precision
+        self.input_size = input_size
 
     # skorch writes these through torch.save with a device mapping on load;
     # "module" and "criterion" are the very instances behind module_ and
@@ -425,6 +456,7 @@ class _Net(NeuralNet):
             shuffle=training,
             generator=self.generator,
             augment=self.augment if training else None,
+            size=self.input_size,
             **self._placement(),
         )
 
@@ -447,6 +479,15 @@ class _Net(NeuralNet):
         if training and self.alpha > 0:
             loss = loss + self.alpha * elastic_net_penalty(self.module_, self.l1_ratio)
         return loss
+
+
+def _select_rows(y, rows):
+    """The targets of the images kept (``rows``), whatever their container."""
+    if hasattr(y, "iloc"):
+        return y.iloc[rows]
+    if isinstance(y, (list, tuple)):
+        return [y[row] for row in rows]
+    return np.asarray(y)[rows]
 
 
 def _no_output(*args, **kwargs):
@@ -498,7 +539,8 @@ class BaseNeuralEstimator(BaseEstimator):
 
     Subclasses store their parameters in ``__init__`` and implement
     ``_build_module(n_channels, n_outputs, input_size)``, ``_criterion()``,
-    ``_prepare_targets(y, n_samples, reset, classes=None)`` (returning the
+    ``_prepare_targets(y, images, reset, classes=None)`` (``images`` the
+    validated image set; returning the
     target tensor and the number of outputs) and, for classifiers, set
     ``_is_classifier = True``. ``_target_kind`` says what the targets are:
     "labels" (classifiers: accuracy recorded, stratified validation split),
@@ -634,47 +676,65 @@ class BaseNeuralEstimator(BaseEstimator):
 
     # -- fitting ------------------------------------------------------------
 
-    def _split_validation(self, X, y, seed):
-        stratify = y.numpy() if self._target_kind == "labels" else None
+    def _split_validation(self, dataset, seed):
+        stratify = dataset.y.numpy() if self._target_kind == "labels" else None
         train_index, valid_index = train_test_split(
-            np.arange(len(X)), test_size=self.validation_fraction,
+            np.arange(len(dataset)), test_size=self.validation_fraction,
             random_state=seed, stratify=stratify,
         )
-        train_index, valid_index = torch.from_numpy(train_index), torch.from_numpy(valid_index)
-        return (
-            _TensorDataset(X[train_index], y[train_index]),
-            _TensorDataset(X[valid_index], y[valid_index]),
+        return dataset.subset(train_index), dataset.subset(valid_index)
+
+    def _image_size(self):
+        """The ``image_size`` parameter as (height, width), or None."""
+        return check_image_size(getattr(self, "image_size", None))
+
+    def _file_size(self):
+        """Size image files are decoded at when ``image_size`` is None."""
+        return None
+
+    def _input_size(self):
+        """(height, width) of the network's input: ``image_size`` or the training images'."""
+        return self._image_size() or tuple(self.image_shape_[:2])
+
+    def _check_data(self, X, *, reset, on_error="raise"):
+        """Validate X (arrays or file paths) as an image set, read batch by batch."""
+        return check_image_data(
+            X, estimator=self, reset=reset, image_shape=self.image_shape, channels=self.channels,
+            image_size=self._image_size(), on_error=on_error, file_size=self._file_size(),
         )
 
     def _fit(self, X, y, *, partial, classes=None):
         self._check_training_params()
+        on_error = getattr(self, "on_error", "raise")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
         reset = not (hasattr(self, "net_") and (partial or self.warm_start))
-        X = check_images(
-            X, estimator=self, reset=reset, image_shape=self.image_shape, channels=self.channels
-        )
-        if len(X) < 2:
+        images = self._check_data(X, reset=reset, on_error=on_error)
+        if images.kept is not None:
+            y = _select_rows(y, images.kept)
+        if len(images) < 2:
             raise ValueError(
-                f"Found {len(X)} sample(s), but training needs at least 2 images "
+                f"Found {len(images)} sample(s), but training needs at least 2 images "
                 "(batch normalization and gradient steps use several)."
             )
-        y, n_outputs = self._prepare_targets(y, len(X), reset=reset, classes=classes)
+        y, n_outputs = self._prepare_targets(y, images, reset=reset, classes=classes)
         if reset:
             self._seed = draw_seed(self.random_state)
             self.device_ = (resolve_device(self.device) if self._accelerator() is None
                             else str(self.accelerator.device))
             with seeded(self._seed, self.device_):
-                module = channels_last(
-                    self._build_module(X.shape[1], n_outputs, tuple(X.shape[2:]))
-                )
+                module = channels_last(self._build_module(
+                    images.image_shape[2], n_outputs, self._input_size()))
             self.net_ = self._make_net(module, self.device_)
             self._augment_rng = np.random.default_rng(self._seed)
             self._n_outputs = n_outputs  # rebuilds the network when a saved model loads
-        X = channels_last(X)  # batches sliced from it keep the fast layout
+        dataset = _ImageDataset(images, y)
+        self.net_.set_params(input_size=self._resize_to(images))
         if self.early_stopping and not partial:
-            train, valid = self._split_validation(X, y, self._seed)
+            train, valid = self._split_validation(dataset, self._seed)
             self.net_.set_params(train_split=predefined_split(valid))
         else:
-            train = _TensorDataset(X, y)
+            train = dataset
             self.net_.set_params(train_split=None)
         epochs = 1 if partial else self.epochs
         n_batches = len(_BatchIterator(train, self.batch_size, shuffle=True))
@@ -779,17 +839,19 @@ class BaseNeuralEstimator(BaseEstimator):
         check_is_fitted(self, "net_")
         return self.net_.module_
 
+    def _resize_to(self, images):
+        """The size batches of ``images`` are resized to (None: as they are)."""
+        size = self._image_size()
+        return None if size is None or images.image_shape[:2] == size else size
+
     def _forward(self, X, forward=None):
         """Validate ``X`` and return the network's raw outputs as a CPU tensor."""
         check_is_fitted(self, "net_")
-        outputs = []
-        for chunk in image_chunks(X):  # bounded memory for large or memory-mapped X
-            images = check_images(chunk, estimator=self, reset=False, channels=self.channels)
-            outputs.append(predict_batches(
-                self.net_.module_, images, batch_size=self.batch_size,
-                device=self.device_, forward=forward, precision=self.precision,
-            ))
-        return torch.cat(outputs)
+        images = self._check_data(X, reset=False)
+        return predict_batches(
+            self.net_.module_, images, batch_size=self.batch_size, device=self.device_,
+            forward=forward, precision=self.precision, size=self._resize_to(images),
+        )
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -818,7 +880,8 @@ class NeuralClassifierMixin(ClassifierMixin):
                      max_val=1, include_boundaries="left")
         return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
 
-    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+    def _prepare_targets(self, y, images, *, reset, classes=None):
+        n_samples = len(images)
         if reset:
             # partial_fit may be given every class up front, before seeing them.
             labels = y if classes is None else classes

@@ -8,6 +8,7 @@ modified.
 """
 
 import math
+import numbers
 import os
 
 import numpy as np
@@ -15,15 +16,23 @@ import torch
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
+from ._data import ArrayImages, FileImages, as_paths, file_mode, scan_files
+
 __all__ = [
     "check_images",
+    "check_image_data",
+    "check_image_size",
     "check_masks",
     "check_boxes",
-    "image_chunks",
     "images_like",
     "check_class_labels",
     "encode_labels",
     "check_regression_targets",
+    "check_image_list",
+    "pad_images",
+    "frame_to_targets",
+    "targets_to_frame",
+    "BOX_COLUMNS",
     "LUMA",
 ]
 
@@ -32,6 +41,25 @@ _CHANNELS = ("last", "first")
 # sum to 1, so the gray image of a gray image is itself. One definition for
 # every RGB-to-gray conversion (Grayscale, the augmenter, plot_masks).
 LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def check_image_size(image_size, name="image_size", min_side=1, allow_none=True):
+    """``(height, width)`` from an int or a pair of ints ``>= min_side``; None stays None.
+
+    The one check of every ``image_size``-like parameter.
+    """
+    if image_size is None and allow_none:
+        return None
+    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
+            or not all(isinstance(side, numbers.Integral) and not isinstance(side, bool)
+                       and side >= min_side for side in image_size)):
+        raise ValueError(
+            f"{name} must be {'None, ' if allow_none else ''}an int or a (height, width) pair "
+            f"of ints >= {min_side}; got {image_size!r}."
+        )
+    return tuple(int(side) for side in image_size)
 
 
 def _estimator_name(estimator):
@@ -100,6 +128,9 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
                  dtype=np.float32):
     """Validate images in any accepted form and return a float32 tensor.
 
+    For small data and the image transformers; the neural estimators read
+    their data batch by batch through :func:`check_image_data` instead.
+
     Parameters
     ----------
     X : array-like, torch.Tensor, list of arrays or pandas DataFrame
@@ -126,6 +157,97 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
     -------
     images : torch.Tensor of shape (n, c, h, w), dtype float32 (or float64)
     """
+    X = _validated_array(X, estimator=estimator, reset=reset, image_shape=image_shape,
+                         channels=channels)
+    if dtype is None:
+        dtype = np.float64 if X.dtype == np.float64 else np.float32
+    if X.dtype == np.uint8:
+        X = X.astype(np.float32) / np.float32(255)
+    images = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=dtype)
+    if not images.flags.owndata or not images.flags.writeable:
+        # A view of the caller's array: copy, so no in-place tensor operation can
+        # ever write into it (and read-only input works).
+        images = images.copy()
+    return torch.from_numpy(images)
+
+
+def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channels="last",
+                     image_size=None, on_error="raise", file_size=None):
+    """Validate images in any accepted form, file paths included; return an image set.
+
+    The entry point of every neural estimator's ``fit`` and inference: the
+    images are not converted here but read batch by batch from the returned
+    :class:`~skvision._data.ArrayImages` (the array in its own dtype, never
+    a float32 copy of all of it) or :class:`~skvision._data.FileImages`
+    (files decoded per batch). See :func:`check_images` for the array forms.
+
+    Parameters
+    ----------
+    X : array-like of images, or of file paths
+        As :func:`check_images`, or a 1-D list/array/Series of file paths, or
+        a one-column DataFrame of them.
+    estimator, reset, image_shape, channels
+        As :func:`check_images`.
+    image_size : (height, width) or None, default=None
+        The size the estimator resizes images to: files are decoded at it;
+        at prediction, images of any size (with the fitted channels) are
+        accepted. None: files must all have one size.
+    on_error : {"raise", "skip"}, default="raise"
+        With ``reset=True``, what an unreadable file does: raise an error
+        naming it, or be left out with a warning (the set's ``kept`` then
+        holds the positions kept, to select the targets with).
+    file_size : (height, width) or None, default=None
+        Size files are decoded at when ``image_size`` is None (a pretrained
+        backbone's input size).
+
+    Returns
+    -------
+    images : ArrayImages or FileImages
+    """
+    paths = as_paths(X)
+    if paths is not None:
+        return _check_files(paths, estimator, reset, image_size, on_error, file_size)
+    array = _validated_array(X, estimator=estimator, reset=reset, image_shape=image_shape,
+                             channels=channels, any_size=image_size is not None)
+    return ArrayImages(array, mapped=X if isinstance(X, np.memmap) else None)
+
+
+def _check_files(paths, estimator, reset, image_size, on_error, file_size):
+    name = _estimator_name(estimator)
+    size = image_size or file_size
+    if reset:
+        kept, sizes, modes = scan_files(paths, on_error=on_error)
+        distinct = sorted(set(sizes))
+        if size is None and len(distinct) > 1:
+            raise ValueError(
+                f"The image files have {len(distinct)} different sizes (height, width), e.g. "
+                f"{distinct[:3]}; set image_size=(height, width) to resize them to one size."
+            )
+        images = FileImages([paths[i] for i in kept], size or sizes[0], file_mode(modes[0]),
+                            sizes, resize=size is not None)
+        images.kept = kept if len(kept) < len(paths) else None
+        if estimator is not None:
+            estimator.image_shape_ = images.image_shape
+            estimator.n_features_in_ = math.prod(images.image_shape)
+            estimator.__dict__.pop("feature_names_in_", None)
+        return images
+    expected = tuple(getattr(estimator, "image_shape_", (None, None, 3)))
+    if expected[2] not in (1, 3):
+        raise ValueError(
+            f"{name} was fitted on images with {expected[2]} channels; image files decode to "
+            "1 (gray) or 3 (RGB) channels. Read them into arrays of that shape first."
+        )
+    mode = "L" if expected[2] == 1 else "RGB"
+    return FileImages(paths, size or expected[:2], mode, resize=size is not None)
+
+
+def _validated_array(X, *, estimator=None, reset=True, image_shape=None, channels="last",
+                     any_size=False):
+    """Check images in any array form; return them ``(n, h, w, c)`` in their own dtype.
+
+    No copy is made where none is needed (a memory map stays one); the
+    caller must not write into the result.
+    """
     if channels not in _CHANNELS:
         raise ValueError(f"channels must be 'last' or 'first', got {channels!r}.")
     name = _estimator_name(estimator)
@@ -137,15 +259,13 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
     original = X
     X = check_array(
         X, dtype="numeric", allow_nd=True, ensure_all_finite=True, estimator=estimator,
-        input_name="X",
+        input_name="X", copy=False,
     )
     if X.ndim > 4:
         raise ValueError(
             f"Expected images as a 2-D (n, h*w*c), 3-D (n, h, w) or 4-D (n, h, w, c) "
             f"array; got {X.ndim} dimensions with shape {X.shape}."
         )
-    if X.dtype == np.uint8:
-        X = X.astype(np.float32) / np.float32(255)
     if X.ndim == 2:
         if reset:
             height, width, n_channels = _infer_flat_shape(X.shape[1], image_shape)
@@ -176,10 +296,11 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
                 f"X has {shape[2]} channel(s), but {name} was fitted on images with "
                 f"{expected[2]} channel(s) (shape {expected})."
             )
-        # Fully convolutional estimators (``_any_image_size = True``) predict on
-        # images of any size with the fitted channel count.
+        # Fully convolutional estimators (``_any_image_size = True``) and those
+        # that resize (``image_size``) predict on images of any size.
         other_size = shape != expected
-        if other_size and not getattr(estimator, "_any_image_size", False):
+        any_size = any_size or getattr(estimator, "_any_image_size", False)
+        if other_size and not any_size:
             raise ValueError(
                 f"X has images of shape {shape}, but {name} was fitted on images of "
                 f"shape {expected} (height, width, channels)."
@@ -188,55 +309,13 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
             estimator = None  # n_features_in_ describes the training size only
     if estimator is not None:
         # Feature names (pandas input) and n_features_in_ the sklearn way.
-        flat = original if hasattr(original, "columns") else X.reshape(len(X), -1)
+        # Only the row length is read: a zero-strided stand-in, never a copy of X.
+        flat = original if hasattr(original, "columns") else np.broadcast_to(
+            np.zeros((), X.dtype), (len(X), math.prod(shape)))
         validate_data(estimator, flat, reset=reset, skip_check_array=True)
         if reset:
             estimator.image_shape_ = shape
-    if dtype is None:
-        dtype = np.float64 if X.dtype == np.float64 else np.float32
-    images = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=dtype)
-    if not images.flags.owndata or not images.flags.writeable:
-        # A view of the caller's array: copy, so no in-place tensor operation can
-        # ever write into it (and read-only input works).
-        images = images.copy()
-    return torch.from_numpy(images)
-
-
-# Images are validated and converted to float32 this many bytes at a time when
-# predicting, so memory stays bounded however large (or memory-mapped) X is.
-CHUNK_BYTES = 32 * 2**20
-
-
-def image_chunks(X, max_bytes=CHUNK_BYTES):
-    """Yield row blocks of a large image array for streaming prediction.
-
-    Anything but a numpy array (lists, tensors, DataFrames) comes back whole.
-    For a read-only or shared ``np.memmap``, the pages of each finished block
-    are handed back to the operating system, so the process's resident
-    memory does not grow with the file.
-    """
-    if not isinstance(X, np.ndarray) or X.ndim < 2 or len(X) == 0:
-        yield X
-        return
-    step = max(1, max_bytes // max(1, X[0].size * 4))  # float32 bytes per image
-    if len(X) <= step:
-        yield X
-        return
-    for start in range(0, len(X), step):
-        yield X[start : start + step]
-        _release_pages(X)
-
-
-def _release_pages(X):
-    mapping = getattr(X, "_mmap", None)
-    if mapping is None or getattr(X, "mode", "c") not in ("r", "r+"):
-        return  # copy-on-write mappings would lose their private changes
-    try:
-        import mmap
-
-        mapping.madvise(mmap.MADV_DONTNEED)
-    except (AttributeError, OSError, ValueError):
-        pass
+    return X
 
 
 def images_like(images, X, *, channels="last", keep_uint8=True, flat=False):

@@ -6,7 +6,6 @@ from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._torch import predict_batches
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
-from ._validation import check_images
 from .nn.vit import VisionTransformer, attention_rollout
 
 __all__ = ["VisionTransformerClassifier"]
@@ -99,6 +98,8 @@ class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         label_smoothing=0.1,
         image_shape=None,
         channels="last",
+        image_size=None,
+        on_error="raise",
         epochs=30,
         batch_size=64,
         lr=0.002,
@@ -128,6 +129,8 @@ class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         self.label_smoothing = label_smoothing
         self.image_shape = image_shape
         self.channels = channels
+        self.image_size = image_size
+        self.on_error = on_error
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -179,8 +182,8 @@ class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         """
         check_is_fitted(self, "net_")
         module = self.module_
-        images = check_images(X, estimator=self, reset=False, channels=self.channels)
-        height, width = self.image_shape_[:2]
+        images = self._check_data(X, reset=False)
+        height, width = self._input_size()
         grid = module.patch_embedding.grid(height, width)
         patch = module.patch_embedding.patch_size
 
@@ -192,5 +195,6 @@ class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
             maps = maps[:, :height, :width]
             return maps / maps.sum(dim=(1, 2), keepdim=True)
 
-        return predict_batches(module, images, batch_size=self.batch_size,
-                               device=self.device_, forward=rollout).numpy()
+        return predict_batches(module, images, batch_size=self.batch_size, device=self.device_,
+                               forward=rollout, precision=self.precision,
+                               size=self._resize_to(images)).numpy()

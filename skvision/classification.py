@@ -171,6 +171,8 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         label_smoothing=0.1,
         image_shape=None,
         channels="last",
+        image_size=None,
+        on_error="raise",
         epochs=10,
         batch_size=64,
         lr=0.003,
@@ -201,6 +203,8 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         self.label_smoothing = label_smoothing
         self.image_shape = image_shape
         self.channels = channels
+        self.image_size = image_size
+        self.on_error = on_error
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -257,7 +261,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
             target = np.broadcast_to(np.asarray(target), (len(features),))
             classes = encode_labels(target, self.classes_, len(features))
         maps = torch.einsum("nchw,nc->nhw", features, weight[classes])
-        height, width = self.image_shape_[:2]
+        height, width = self._input_size()
         maps = F.interpolate(maps[:, None], size=(height, width), mode="bilinear",
                              align_corners=False)[:, 0]
         low = maps.amin(dim=(1, 2), keepdim=True)
@@ -312,6 +316,8 @@ class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
         hidden_units=(),
         image_shape=None,
         channels="last",
+        image_size=None,
+        on_error="raise",
         epochs=10,
         batch_size=64,
         lr=0.003,
@@ -341,6 +347,8 @@ class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
         self.hidden_units = hidden_units
         self.image_shape = image_shape
         self.channels = channels
+        self.image_size = image_size
+        self.on_error = on_error
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -362,7 +370,8 @@ class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
     def _criterion(self):
         return torch.nn.MSELoss()
 
-    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+    def _prepare_targets(self, y, images, *, reset, classes=None):
+        n_samples = len(images)
         y = check_regression_targets(y, n_samples)
         if reset:
             self._y_ndim = y.ndim

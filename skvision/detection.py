@@ -7,12 +7,13 @@ import torch
 from skorch.callbacks import Callback
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
-from ._torch import autocast
+from ._data import ListImages, to_float
+from ._torch import predict_batches
 from ._training import BaseNeuralEstimator, _Net, fill_doc
 from ._validation import (
     check_boxes,
     check_image_list,
-    check_images,
+    check_image_size,
     encode_labels,
     pad_images,
     targets_to_frame,
@@ -99,6 +100,12 @@ class _TargetList(list):
         if isinstance(index, slice):
             return _TargetList(list.__getitem__(self, index))
         return list.__getitem__(self, index)
+
+
+def _scale_boxes(boxes, from_size, to_size):
+    """xyxy boxes of an image of ``from_size`` (h, w) moved to one of ``to_size``."""
+    scale_y, scale_x = (to / size for to, size in zip(to_size, from_size))
+    return boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
 
 
 class _SumOfLosses(torch.nn.Module):
@@ -203,6 +210,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         max_size=None,
         image_shape=None,
         channels="last",
+        image_size=None,
+        on_error="raise",
         epochs=30,
         batch_size=8,
         lr=0.003,
@@ -237,6 +246,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         self.max_size = max_size
         self.image_shape = image_shape
         self.channels = channels
+        self.image_size = image_size
+        self.on_error = on_error
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -264,7 +275,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
     def _extra_callbacks(self):
         return [("losses", _RecordLosses())]
 
-    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+    def _prepare_targets(self, y, images, *, reset, classes=None):
+        n_samples = len(images)
         if self.early_stopping:
             raise ValueError(
                 "FasterRCNNDetector does not support early_stopping: its validation loss "
@@ -275,7 +287,12 @@ class FasterRCNNDetector(BaseNeuralEstimator):
                 "FasterRCNNDetector requires y to be passed, but the target y is None: pass "
                 "one dict of 'boxes' and 'labels' per image."
             )
-        targets = check_boxes(y, n_samples, self.image_shape_[:2])
+        targets = check_boxes(y, n_samples, images.original_sizes)
+        if self._image_size() is not None:
+            # Boxes follow their image to the size the network sees.
+            size = self._image_size()
+            for target, original in zip(targets, images.original_sizes):
+                target["boxes"] = _scale_boxes(target["boxes"], original, size)
         for index, target in enumerate(targets):
             if "labels" not in target:
                 raise ValueError(f"Detection target {index} has no 'labels'.")
@@ -410,36 +427,55 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         self : object
             The fitted detector.
         """
+        self.target_format_ = "dataframe" if hasattr(y, "columns") else "dicts"
         images = check_image_list(X, channels=self.channels)
         if images is not None:
-            # Boxes are checked against each image's own size before padding.
-            check_boxes(y, len(images), [tuple(image.shape[1:]) for image in images])
-            X = pad_images(images)
-        self.target_format_ = "dataframe" if hasattr(y, "columns") else "dicts"
+            # Boxes are checked against each image's own size before padding
+            # (or resizing, which moves them with the image).
+            sizes = [tuple(image.shape[1:]) for image in images]
+            targets = check_boxes(y, len(images), sizes)
+            size = check_image_size(self.image_size)
+            if size is None:
+                X = pad_images(images)
+            else:
+                X = torch.stack(to_float(images, "cpu", size))
+                for target, original in zip(targets, sizes):
+                    target["boxes"] = _scale_boxes(target["boxes"], original, size)
+                y = targets
         return self._fit(X, y, partial=False)
 
     def _run(self, X, step):
+        """``step(module, images)`` over the images in batches; boxes in image pixels.
+
+        ``step`` returns one box tensor per image, or one dict with "boxes".
+        """
         check_is_fitted(self, "net_")
-        images = check_image_list(X, channels=self.channels)
-        if images is None:
-            images = check_images(X, estimator=self, reset=False, channels=self.channels)
-        elif len(images[0]) != self.image_shape_[2]:
+        tensors = check_image_list(X, channels=self.channels)
+        if tensors is None:
+            images = self._check_data(X, reset=False)
+        elif len(tensors[0]) != self.image_shape_[2]:
             raise ValueError(
-                f"X has {len(images[0])} channel(s), but {type(self).__name__} was fitted on "
+                f"X has {len(tensors[0])} channel(s), but {type(self).__name__} was fitted on "
                 f"images with {self.image_shape_[2]} channel(s)."
             )
+        else:
+            images = ListImages(tensors)
+        size = self._image_size()
         module = self.net_.module_
-        if module.training:
-            module.eval()
-        results = []
-        with torch.inference_mode(), autocast(self.device_, self.precision):
-            for start in range(0, len(images), self.batch_size):
-                batch = images[start : start + self.batch_size]
-                # A stacked batch goes to the device in one transfer; only a list of
-                # differently sized images needs one per image.
-                batch = (list(batch.to(self.device_)) if torch.is_tensor(batch)
-                         else [image.to(self.device_) for image in batch])
-                results.extend(step(module, batch))
+        # torchvision's detection models take a list of images.
+        results = predict_batches(
+            module, images, batch_size=self.batch_size, device=self.device_,
+            forward=lambda batch: step(module, list(batch)), precision=self.precision,
+            size=self._resize_to(images),
+        )
+        if size is not None:
+            # Back from the network's size to each image's own.
+            for index, original in enumerate(images.original_sizes):
+                result = results[index]
+                if isinstance(result, dict):
+                    result["boxes"] = _scale_boxes(result["boxes"], size, original)
+                else:
+                    results[index] = _scale_boxes(result, size, original)
         return results
 
     def predict(self, X):

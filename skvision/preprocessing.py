@@ -10,7 +10,6 @@ Outputs keep the form of the input (flat rows stay flat, channels-last stays
 channels-last) unless a step's purpose is to change it.
 """
 
-import numbers
 import os
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._validation import LUMA, check_images, images_like
+from ._validation import LUMA, check_image_size, check_images, images_like
 from .datasets import pixel_feature_names
 
 __all__ = ["ChannelStandardizer", "Grayscale", "ImageFlattener", "ImageReader", "Resize"]
@@ -27,19 +26,6 @@ __all__ = ["ChannelStandardizer", "Grayscale", "ImageFlattener", "ImageReader", 
 _LUMA = torch.as_tensor(LUMA)
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 _MODES = ("RGB", "L", "RGBA", None)
-
-
-def _check_image_size(image_size, name="image_size"):
-    """``(height, width)`` from an int or a pair of positive ints."""
-    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
-            or not all(isinstance(side, numbers.Integral) and side > 0 for side in image_size)):
-        raise ValueError(
-            f"{name} must be a positive int or a (height, width) pair of positive ints; "
-            f"got {image_size!r}."
-        )
-    return tuple(int(side) for side in image_size)
 
 
 _IMAGE_PARAMETERS_DOC = """\
@@ -211,7 +197,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
     def _check_params(self):
         if self.mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}; got {self.mode!r}.")
-        return None if self.image_size is None else _check_image_size(self.image_size)
+        return check_image_size(self.image_size)
 
     def fit(self, X, y=None):
         """Check the paths and parameters; no file is read.
@@ -357,7 +343,7 @@ class Resize(_ImageTransformer):
             raise ValueError(
                 f"interpolation must be one of {_INTERPOLATIONS}; got {self.interpolation!r}."
             )
-        return _check_image_size(self.image_size)
+        return check_image_size(self.image_size, allow_none=False)
 
     def fit(self, X, y=None):
         """Check the parameters and record the input image shape.
@@ -402,7 +388,7 @@ class Resize(_ImageTransformer):
         return images_like(resized, X, channels=self.channels)
 
     def _output_shape(self):
-        return (*_check_image_size(self.image_size), self.image_shape_[2])
+        return (*check_image_size(self.image_size, allow_none=False), self.image_shape_[2])
 
 
 @_fill_image_doc

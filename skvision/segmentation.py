@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._training import BaseNeuralEstimator, fill_doc
+from ._data import as_paths, decode_masks, resize_masks
 from ._validation import check_masks, encode_labels
 from .metrics import mean_iou
 from .nn import UNet, build_backbone
@@ -61,7 +62,10 @@ class UNetSegmenter(BaseNeuralEstimator):
     values; ``predict`` returns masks in the same values and ``score`` the
     mean intersection over union. The network is fully convolutional, so
     ``predict`` takes images of any size (with the training channel count):
-    train on crops, segment whole images.
+    train on crops, segment whole images. Images and masks may be file
+    paths (mask files: gray or palette PNGs of class indices); with
+    ``image_size`` set, images are resized to it (masks with nearest
+    neighbours) and ``predict`` returns masks of that size.
 
     Parameters
     ----------
@@ -131,6 +135,8 @@ class UNetSegmenter(BaseNeuralEstimator):
         ignore_index=None,
         image_shape=None,
         channels="last",
+        image_size=None,
+        on_error="raise",
         epochs=20,
         batch_size=8,
         lr=0.01,
@@ -161,6 +167,8 @@ class UNetSegmenter(BaseNeuralEstimator):
         self.ignore_index = ignore_index
         self.image_shape = image_shape
         self.channels = channels
+        self.image_size = image_size
+        self.on_error = on_error
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -206,7 +214,8 @@ class UNetSegmenter(BaseNeuralEstimator):
             return DiceLoss(ignore_index=_IGNORED)
         return CrossEntropyDiceLoss(ignore_index=_IGNORED, weight=weight)
 
-    def _prepare_targets(self, y, n_samples, *, reset, classes=None):
+    def _prepare_targets(self, y, images, *, reset, classes=None):
+        n_samples = len(images)
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}; got {self.loss!r}.")
         if y is None:
@@ -214,7 +223,7 @@ class UNetSegmenter(BaseNeuralEstimator):
                 "UNetSegmenter requires y to be passed, but the target y is None: pass the "
                 "masks (n_samples, height, width)."
             )
-        masks = check_masks(y, n_samples, self.image_shape_[:2]).numpy()
+        masks = self._check_masks(y, n_samples, images.image_shape[:2])
         labelled = masks if self.ignore_index is None else masks[masks != self.ignore_index]
         if reset:
             self.classes_ = np.unique(labelled)
@@ -226,10 +235,31 @@ class UNetSegmenter(BaseNeuralEstimator):
             self.class_weight_ = self._class_weights(labelled)
         ignored = np.zeros(masks.shape, bool) if self.ignore_index is None else (
             masks == self.ignore_index)
-        index = np.full(masks.shape, _IGNORED, dtype=np.int64)
+        # int16 where the classes fit: a quarter of int64's memory (made int64 per batch).
+        dtype = np.int16 if len(self.classes_) < 2**15 else np.int64
+        index = np.full(masks.shape, _IGNORED, dtype=dtype)
         # The one label encoder of the package; it names labels unseen in the first fit.
         index[~ignored] = encode_labels(masks[~ignored], self.classes_, int((~ignored).sum()))
         return torch.from_numpy(index), len(self.classes_)
+
+    def _check_masks(self, y, n_samples, image_size):
+        """Masks as an integer array at the network's input size.
+
+        ``y`` holds masks of the images' size ``image_size`` (or mask file
+        paths); with ``image_size`` set they are resized with nearest
+        neighbours to it, as the images are.
+        """
+        paths = as_paths(y)
+        size = self._input_size()
+        if paths is not None:
+            if len(paths) != n_samples:
+                raise ValueError(
+                    f"X and y have inconsistent numbers of samples: {n_samples} images but "
+                    f"{len(paths)} mask files."
+                )
+            masks = decode_masks(paths, size if self._image_size() else None)
+            return check_masks(masks, n_samples, size).numpy()
+        return resize_masks(check_masks(y, n_samples, image_size).numpy(), size)
 
     def _class_weights(self, labelled):
         if self.class_weight is None:
@@ -332,6 +362,12 @@ class UNetSegmenter(BaseNeuralEstimator):
             raise ValueError("UNetSegmenter.score does not support sample_weight.")
         check_is_fitted(self, "net_")
         predicted = self.predict(X)
+        paths = as_paths(y)
+        if paths is not None:
+            y = decode_masks(paths, predicted.shape[1:] if self._image_size() else None)
+        elif self._image_size() is not None:
+            # True masks of the images' own size, predictions at image_size.
+            y = resize_masks(np.asarray(y), predicted.shape[1:])
         masks = check_masks(y, len(predicted), predicted.shape[1:]).numpy()
         return mean_iou(masks, predicted, ignore_index=self.ignore_index)
 

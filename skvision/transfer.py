@@ -9,24 +9,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_scalar
 from tqdm.auto import tqdm
 
-from ._torch import autocast, check_precision, resolve_device
+from ._torch import check_precision, predict_batches, resolve_device
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
-from ._validation import check_images, image_chunks
-from .nn.backbones import BackboneClassifier, build_backbone
+from ._validation import check_image_data, check_image_size
+from .nn.backbones import BackboneClassifier, backbone_input_size, build_backbone
 from .nn.blocks import global_pool
 
 __all__ = ["PretrainedFeatureExtractor", "FineTunedClassifier"]
 
 _POOLINGS = ("avg", "max", "avgmax")
-
-
-def _check_image_size(image_size):
-    if image_size is None:
-        return None
-    size = (image_size, image_size) if isinstance(image_size, numbers.Integral) else tuple(image_size)
-    if len(size) != 2 or any(not isinstance(s, numbers.Integral) or s < 8 for s in size):
-        raise ValueError(f"image_size must be None, an int or (height, width) >= 8; got {image_size!r}.")
-    return size
 
 
 class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
@@ -39,6 +30,11 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     as the backbone was trained (224x224 and its own mean/std by default),
     grayscale is repeated to RGB, and the last feature maps are pooled to one
     vector per image. ``fit`` trains nothing; ``transform`` is deterministic.
+
+    ``X`` may be images in memory or image file paths (a list, array or
+    Series of paths, or a one-column DataFrame): files are decoded batch by
+    batch, in parallel, while the previous batch runs, so any number of
+    files fits in memory.
 
     Parameters
     ----------
@@ -55,7 +51,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         Global pooling of the feature maps ("avgmax" concatenates both).
     image_size : int or tuple of int, default=None
         Size images are resized to; the backbone's own (224) by default.
-        Smaller is faster and coarser.
+        Smaller is faster and coarser. Image files are decoded at this size.
     batch_size : int, default=64
         Images per forward pass; bounds the memory used by activations.
     image_shape : tuple of int, default=None
@@ -145,45 +141,50 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             raise ValueError(f"pooling must be one of {_POOLINGS}; got {self.pooling!r}.")
         check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
         check_precision(self.precision)
-        self._image_size = _check_image_size(self.image_size)
-        check_images(X, estimator=self, reset=True, image_shape=self.image_shape,
-                     channels=self.channels)
+        self._image_size = check_image_size(self.image_size, min_side=8)
+        self._check_data(X, reset=True)
         self.device_ = resolve_device(self.device)
         self.backbone_ = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
         self.backbone_.requires_grad_(False).eval().to(self.device_)
         self.n_features_out_ = self.backbone_.out_channels * (2 if self.pooling == "avgmax" else 1)
         return self
 
+    def _check_data(self, X, reset):
+        return check_image_data(
+            X, estimator=self, reset=reset, image_shape=self.image_shape,
+            channels=self.channels, image_size=self._image_size,
+            file_size=backbone_input_size(self.backbone),
+        )
+
     def transform(self, X):
         """Feature vectors of the images.
 
         Parameters
         ----------
-        X : array-like of images
-            Images of the shape seen in ``fit``.
+        X : array-like of images, or of image file paths
+            Images with the channels seen in ``fit``.
 
         Returns
         -------
         features : ndarray of shape (n_samples, n_features_out_), float32
         """
         check_is_fitted(self, "backbone_")
+        images = self._check_data(X, reset=False)
         device = next(self.backbone_.parameters()).device
-        preprocess = self.backbone_.preprocessing
-        blocks = []
-        bar = tqdm(disable=not self.verbose, desc="features", unit="image")
-        with torch.inference_mode(), autocast(device, self.precision):
-            for chunk in image_chunks(X):  # bounded memory for large or memory-mapped X
-                images = check_images(chunk, estimator=self, reset=False, channels=self.channels)
-                features = np.empty((len(images), self.n_features_out_), dtype=np.float32)
-                for start in range(0, len(images), self.batch_size):
-                    batch = images[start : start + self.batch_size].to(device, non_blocking=True)
-                    maps = self.backbone_(preprocess(batch, self._image_size))
-                    features[start : start + len(batch)] = (
-                        global_pool(maps, self.pooling).float().cpu())
-                    bar.update(len(batch))
-                blocks.append(features)
-        bar.close()
-        return np.concatenate(blocks)
+        bar = tqdm(total=len(images), disable=not self.verbose, desc="features", unit="image")
+
+        def features(batch):
+            maps = self.backbone_(self.backbone_.preprocessing(batch, self._image_size))
+            bar.update(len(batch))
+            return global_pool(maps, self.pooling)
+
+        try:
+            return predict_batches(
+                self.backbone_, images, batch_size=self.batch_size, device=device,
+                forward=features, precision=self.precision,
+            ).numpy()
+        finally:
+            bar.close()
 
     def get_feature_names_out(self, input_features=None):
         """Names ``<backbone>_0``, ``<backbone>_1``, ... of the output features."""
@@ -233,7 +234,8 @@ backbone : str, default="efficientnet_lite0"
         Global pooling before the head.
 
     image_size : int or tuple of int, default=None
-        Size images are resized to; the backbone's own (224) by default.
+        Size images are resized to by the network; the backbone's own (224)
+        by default. Image files are decoded at this size.
 
     dropout : float, default=0.2
         Dropout before the new head.
@@ -244,7 +246,7 @@ backbone : str, default="efficientnet_lite0"
         small changes)."""
 
 
-@fill_doc(architecture=_FREEZE_DOC, epochs=5, batch_size=32, lr=0.001, alpha=0.0001)
+@fill_doc(architecture=_FREEZE_DOC, resize=False, epochs=5, batch_size=32, lr=0.001, alpha=0.0001)
 class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
     """Classifier fine-tuned from a pretrained backbone with a new head.
 
@@ -297,6 +299,7 @@ class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         label_smoothing=0.1,
         image_shape=None,
         channels="last",
+        on_error="raise",
         epochs=5,
         batch_size=32,
         lr=0.001,
@@ -326,6 +329,7 @@ class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         self.label_smoothing = label_smoothing
         self.image_shape = image_shape
         self.channels = channels
+        self.on_error = on_error
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -362,9 +366,23 @@ class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         backbone = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
         return BackboneClassifier(
             backbone, n_outputs, pooling=self.pooling, dropout=self.dropout,
-            image_size=_check_image_size(self.image_size),
+            image_size=check_image_size(self.image_size, min_side=8),
             n_trainable_stages=self._n_trainable_stages(),
         )
+
+    def _image_size(self):
+        return check_image_size(self.image_size, min_side=8)
+
+    def _file_size(self):
+        return backbone_input_size(self.backbone)
+
+    def _input_size(self):
+        return self._image_size()
+
+    def _resize_to(self, images):
+        # Files are decoded at the backbone's size; arrays of any size are
+        # resized by the network itself, with the backbone's interpolation.
+        return None
 
     def _param_groups(self):
         if self._n_trainable_stages() == 0:

@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skvision import CNNClassifier, CNNRegressor
+from skvision._data import to_float
 from skvision.datasets import load_digit_images, make_shapes
 
 FAST = dict(filters=(16, 32), epochs=10, batch_size=32, lr=0.01, device="cpu", random_state=0)
@@ -154,7 +155,8 @@ def test_early_stopping_restores_best_weights(small_digits):
     valid = clf.net_.train_split.keywords["valid_ds"]
     with torch.no_grad():
         clf.module_.eval()
-        loss = clf.net_.criterion_(clf.module_(valid.X), valid.y).item()
+        images = to_float(valid.images.read(np.arange(len(valid))), "cpu")
+        loss = clf.net_.criterion_(clf.module_(images), valid.y).item()
     assert loss == pytest.approx(history["valid_loss"].min(), rel=1e-4)
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "MultiScaleFeatures",
     "BackboneWeightsError",
     "Preprocessing",
+    "backbone_input_size",
     "build_backbone",
     "imagenet_predict",
     "list_backbones",
@@ -177,6 +178,20 @@ REGISTRY = {
 def list_backbones():
     """Names with offline default weights (others need ``weights=``)."""
     return sorted(REGISTRY)
+
+
+def backbone_input_size(name):
+    """The ``(height, width)`` a backbone's weights were trained at (224 when unknown)."""
+    if name in REGISTRY:
+        return tuple(REGISTRY[name].preprocessing.input_size)
+    try:
+        import timm  # noqa: PLC0415
+
+        cfg = timm.get_pretrained_cfg(name) if isinstance(name, str) else None
+    except (ImportError, RuntimeError):
+        cfg = None
+    size = getattr(cfg, "input_size", None)
+    return tuple(size[1:]) if size else Preprocessing.input_size
 
 
 def _create_network(name):

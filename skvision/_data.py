@@ -1,0 +1,445 @@
+"""The data layer: where batches of images come from, for training and inference alike.
+
+:func:`skvision._validation.check_image_data` turns every accepted input into
+an :class:`ImageSet`; the training core's batch iterator and the one inference
+entry point (:func:`skvision._torch.predict_batches`) read batches from it with
+:func:`read_batches`. Three kinds of sets:
+
+* :class:`ArrayImages`: an in-memory or memory-mapped array, kept in its own
+  dtype (uint8 stays uint8: four times less memory than a float32 copy);
+* :class:`FileImages`: image files, decoded batch by batch by a pool of
+  threads (Pillow releases the GIL while it decodes and resizes), JPEGs at a
+  reduced DCT scale when the target is much smaller than the file;
+* :class:`ListImages`: a list of differently sized images (the detector).
+
+A batch becomes float32 in [0, 1] (uint8 divided by 255, other numbers kept)
+only on the device it is used on, by :func:`to_float`.
+"""
+
+import os
+import threading
+import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "ArrayImages",
+    "FileImages",
+    "ListImages",
+    "as_paths",
+    "decode_image",
+    "decode_masks",
+    "resize_masks",
+    "read_batches",
+    "scan_files",
+    "to_float",
+]
+
+# Decoding threads per process. Pillow releases the GIL while it decodes, so
+# threads scale with the cores without the start-up and pickling cost of
+# DataLoader worker processes (bench/file_loading.py measures both).
+DECODE_THREADS = max(2, min(8, os.cpu_count() or 1))
+# Batches read ahead of the one in use, so decoding overlaps computing.
+PREFETCH_BATCHES = 2
+# Memory-mapped pages are handed back to the OS after this many bytes read.
+RELEASE_BYTES = 32 * 2**20
+# Pillow modes decoded as one gray channel; every other mode becomes RGB.
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+_pool_lock = threading.Lock()
+_pool = None
+_pool_pid = None
+
+
+def _decode_pool():
+    """The process's decoding threads (made anew in a forked child process)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="skvision-decode")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+# --------------------------------------------------------------------------
+# File paths as data.
+
+
+def as_paths(X):
+    """The file paths in ``X`` as a list of str, or None when ``X`` is not paths.
+
+    Paths are a 1-D list, tuple, array or Series of ``str``/``PathLike``, or
+    a DataFrame with one such column (as sklearn's text vectorizers take
+    strings). Anything else (numbers, images) gives None.
+    """
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"Expected a list, array, Series or one-column DataFrame of image paths; got a "
+            f"single path {X!r}. Wrap it in a list."
+        )
+    if hasattr(X, "columns"):
+        if X.shape[1] != 1 or len(X) == 0:
+            return None
+        values = list(X.iloc[:, 0])
+    elif hasattr(X, "iloc") or (isinstance(X, np.ndarray) and X.dtype.kind in "OUS"):
+        if np.ndim(X) == 2 and np.shape(X)[1] == 1:
+            X = np.asarray(X).reshape(-1)
+        if np.ndim(X) != 1 or len(X) == 0:
+            return None
+        values = list(X)
+    elif isinstance(X, (list, tuple)) and X:
+        values = list(X)
+    else:
+        return None
+    if not isinstance(values[0], (str, os.PathLike)):
+        return None
+    for index, value in enumerate(values):
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(
+                f"Expected every item to be a file path like the first; item {index} is "
+                f"{type(value).__name__} ({value!r})."
+            )
+    return [os.fspath(value) for value in values]
+
+
+def _file_error(path, error):
+    """The error to raise for a file that cannot be read, naming the file."""
+    from PIL import Image
+
+    if isinstance(error, FileNotFoundError):
+        return FileNotFoundError(f"Image file not found: {path!r}.")
+    if isinstance(error, Image.DecompressionBombError):
+        return ValueError(f"Image file {path!r} is too large to decode safely: {error}")
+    return ValueError(f"Cannot decode image file {path!r}: {error}")
+
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+
+
+def _truncated(path, image_format):
+    """Whether a JPEG or PNG file lacks its end marker: a cheap check of the last bytes."""
+    marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(image_format)
+    if marker is None:
+        return False
+    with open(path, "rb") as file:
+        file.seek(0, os.SEEK_END)
+        file.seek(max(0, file.tell() - 1024))
+        return marker not in file.read()
+
+
+def _scan_one(path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            info = (image.size[1], image.size[0]), image.mode
+            if _truncated(path, image.format):
+                raise OSError("the file is truncated (no end-of-image marker)")
+            return info, None
+    except _DECODE_ERRORS as error:
+        return None, _file_error(path, error)
+
+
+def scan_files(paths, on_error="raise"):
+    """Read the headers of ``paths`` (in parallel): sizes, modes and which files fail.
+
+    A missing file, an unreadable header or a JPEG/PNG without its end marker
+    (a truncated download) raises an error naming the file, or with
+    ``on_error="skip"`` is left out with one warning listing them.
+
+    Returns
+    -------
+    kept : ndarray of int
+        Positions of the readable files.
+    sizes : list of (height, width)
+        Their sizes.
+    modes : list of str
+        Their Pillow modes.
+    """
+    results = list(_decode_pool().map(_scan_one, paths))
+    failed = [(path, error) for path, (_, error) in zip(paths, results) if error is not None]
+    if failed and on_error != "skip":
+        raise failed[0][1]
+    if failed:
+        warnings.warn(
+            f"Skipped {len(failed)} image file(s) that cannot be read: "
+            f"{[path for path, _ in failed]}", UserWarning, stacklevel=4,
+        )
+    kept = np.array([index for index, (info, _) in enumerate(results) if info is not None],
+                    dtype=np.intp)
+    if not len(kept):
+        raise ValueError(f"None of the {len(paths)} image files can be read.")
+    return kept, [results[i][0][0] for i in kept], [results[i][0][1] for i in kept]
+
+
+def file_mode(mode):
+    """The mode files of Pillow mode ``mode`` are decoded in: "L" (gray) or "RGB"."""
+    return "L" if mode in _GRAY_MODES else "RGB"
+
+
+def decode_image(path, size=None, mode="RGB"):
+    """Decode one image file to a uint8 array ``(h, w)`` ("L") or ``(h, w, 3)`` ("RGB").
+
+    ``size=(height, width)`` resizes it (bilinear with antialiasing); a JPEG
+    much larger than ``size`` is first decoded at a reduced DCT scale (Pillow's
+    draft mode: 2-5x faster, and the scale never goes below ``size``).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if size is not None and image.format == "JPEG":
+                image.draft(mode, (size[1], size[0]))
+            if image.mode != mode:
+                image = image.convert(mode)
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            return np.asarray(image)
+    except _DECODE_ERRORS as error:
+        raise _file_error(path, error) from error
+
+
+def _decode_mask(path, size):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
+                raise ValueError(
+                    f"mask files hold one class index per pixel (a gray or palette PNG); "
+                    f"got mode {image.mode}"
+                )
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.NEAREST)
+            return np.asarray(image)
+    except _DECODE_ERRORS as error:
+        raise _file_error(path, error) from error
+
+
+def decode_masks(paths, size=None):
+    """Decode mask files (class index per pixel) to one integer array ``(n, h, w)``.
+
+    ``size=(height, width)`` resizes them with nearest neighbours, so no
+    class index is ever blended into another.
+    """
+    masks = list(_decode_pool().map(lambda path: _decode_mask(path, size), paths))
+    shapes = {mask.shape for mask in masks}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"The mask files have {len(shapes)} different sizes (e.g. {sorted(shapes)[:3]}); "
+            "give masks of the images' size, or set image_size."
+        )
+    return np.stack(masks)
+
+
+def resize_masks(masks, size):
+    """Resize integer masks ``(n, h, w)`` to ``size`` with nearest neighbours."""
+    height, width = masks.shape[1:]
+    if (height, width) == tuple(size):
+        return masks
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(int), height - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(int), width - 1)
+    return masks[:, rows][:, :, cols]
+
+
+# --------------------------------------------------------------------------
+# Image sets: read a batch of positions as a CPU tensor (n, c, h, w).
+
+
+class ArrayImages:
+    """Images ``(n, h, w, c)`` of an array, read batch by batch in their own dtype.
+
+    ``index`` selects rows without copying them (a validation split).
+    Memory-mapped arrays hand their pages back to the operating system as
+    batches are read, so the process's memory does not grow with the file.
+    """
+
+    prefetch = False
+    kept = None
+
+    def __init__(self, array, index=None, mapped=None):
+        self.array = array
+        self.index = index
+        self.mapped = mapped
+        self._bytes_read = 0
+
+    def __len__(self):
+        return len(self.array) if self.index is None else len(self.index)
+
+    @property
+    def image_shape(self):
+        return tuple(int(side) for side in self.array.shape[1:])
+
+    @property
+    def original_sizes(self):
+        return [self.image_shape[:2]] * len(self)
+
+    def subset(self, positions):
+        positions = np.asarray(positions)
+        index = positions if self.index is None else self.index[positions]
+        return ArrayImages(self.array, index, self.mapped)
+
+    def read(self, positions):
+        positions = np.asarray(positions)
+        rows = positions if self.index is None else self.index[positions]
+        batch = np.ascontiguousarray(self.array[rows])  # fancy indexing: a copy
+        if self.mapped is not None:
+            self._bytes_read += batch.nbytes
+            if self._bytes_read > RELEASE_BYTES:
+                _release_pages(self.mapped)
+                self._bytes_read = 0
+        # (n, h, w, c) seen as (n, c, h, w): channels-last strides, no copy.
+        return torch.from_numpy(batch).permute(0, 3, 1, 2)
+
+
+class FileImages:
+    """Image files decoded batch by batch to uint8 at one size, by a pool of threads.
+
+    ``resize=False``: every file must already have ``size`` (an error names
+    the first that does not).
+    """
+
+    prefetch = True
+    kept = None
+
+    def __init__(self, paths, size, mode, original_sizes=None, resize=True):
+        self.paths = list(paths)
+        self.size = tuple(int(side) for side in size)
+        self.mode = mode
+        self.resize = resize
+        self._original_sizes = original_sizes
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def image_shape(self):
+        return (*self.size, 1 if self.mode == "L" else 3)
+
+    @property
+    def original_sizes(self):
+        if self._original_sizes is None:
+            _, self._original_sizes, _ = scan_files(self.paths)
+        return self._original_sizes
+
+    def subset(self, positions):
+        sizes = self._original_sizes
+        return FileImages(
+            [self.paths[i] for i in positions], self.size, self.mode,
+            None if sizes is None else [sizes[i] for i in positions], self.resize,
+        )
+
+    def _decode(self, path):
+        image = decode_image(path, self.size if self.resize else None, self.mode)
+        if image.shape[:2] != self.size:
+            raise ValueError(
+                f"Image file {path!r} is {image.shape[1]}x{image.shape[0]} pixels, but the "
+                f"images are {self.size[1]}x{self.size[0]} (width x height); set image_size "
+                "to resize them all to one size."
+            )
+        return image
+
+    def read(self, positions):
+        paths = [self.paths[i] for i in np.asarray(positions).reshape(-1)]
+        images = np.stack(list(_decode_pool().map(self._decode, paths)))
+        if images.ndim == 3:
+            images = images[..., np.newaxis]
+        return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+class ListImages:
+    """Differently sized images: a list of float tensors ``(c, h, w)``."""
+
+    prefetch = False
+    kept = None
+
+    def __init__(self, tensors):
+        self.tensors = list(tensors)
+
+    def __len__(self):
+        return len(self.tensors)
+
+    @property
+    def image_shape(self):
+        return (None, None, int(self.tensors[0].shape[0]))
+
+    @property
+    def original_sizes(self):
+        return [tuple(tensor.shape[1:]) for tensor in self.tensors]
+
+    def subset(self, positions):
+        return ListImages([self.tensors[i] for i in positions])
+
+    def read(self, positions):
+        return [self.tensors[i] for i in np.asarray(positions).reshape(-1)]
+
+
+def _release_pages(mapped):
+    mapping = getattr(mapped, "_mmap", None)
+    if mapping is None or getattr(mapped, "mode", "c") not in ("r", "r+"):
+        return  # copy-on-write mappings would lose their private changes
+    try:
+        import mmap
+
+        mapping.madvise(mmap.MADV_DONTNEED)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+# --------------------------------------------------------------------------
+# Batches on the device.
+
+
+def to_float(batch, device, size=None):
+    """A batch read from an image set as float32 on ``device``, channels-last.
+
+    The conversion happens after the transfer, so a uint8 batch crosses to a
+    GPU at a quarter of the float32 bytes. uint8 is scaled to [0, 1]; other
+    numbers are kept. ``size=(height, width)`` resizes (bilinear with
+    antialiasing) where the batch has another size.
+    """
+    if isinstance(batch, list):
+        return [to_float(image[None], device, size)[0] for image in batch]
+    batch = batch.to(device, non_blocking=True)
+    if batch.dtype == torch.uint8:
+        batch = batch.float().div_(255)
+    elif batch.dtype != torch.float32:
+        batch = batch.float()
+    if size is not None and tuple(batch.shape[-2:]) != tuple(size):
+        batch = F.interpolate(batch, size=tuple(size), mode="bilinear", antialias=True,
+                              align_corners=False)
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def read_batches(images, batches, device, size=None):
+    """Yield the float batch of each array of positions in ``batches``.
+
+    For sets that are slow to read (files), the next batches are read in a
+    background thread while the caller computes on the current one.
+    """
+    if not images.prefetch:
+        for positions in batches:
+            yield to_float(images.read(positions), device, size)
+        return
+    reader = ThreadPoolExecutor(1, thread_name_prefix="skvision-prefetch")
+    pending = deque()
+    try:
+        for positions in batches:
+            pending.append(reader.submit(images.read, positions))
+            if len(pending) > PREFETCH_BATCHES:
+                yield to_float(pending.popleft().result(), device, size)
+        while pending:
+            yield to_float(pending.popleft().result(), device, size)
+    finally:
+        # An abandoned loop (early stopping, Ctrl-C, an error) leaves no reads behind.
+        reader.shutdown(wait=True, cancel_futures=True)
+
+
+def sequential_batches(start, stop, batch_size):
+    """Position arrays ``[start, start + batch_size)``, ... up to ``stop``."""
+    return (np.arange(first, min(first + batch_size, stop))
+            for first in range(start, stop, batch_size))

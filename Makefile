@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/style_throughput.py
 	$(BIN)/python bench/detector_overhead.py
 	$(BIN)/python bench/precision_throughput.py
+	$(BIN)/python bench/file_loading.py
 	$(BIN)/python -m pip install -e ".[distributed]"
 	$(BIN)/python bench/parallel_scaling.py
 

@@ -32,6 +32,7 @@ __all__ = [
     "ListImages",
     "as_paths",
     "decode_image",
+    "decode_images",
     "decode_masks",
     "resize_masks",
     "read_batches",
@@ -176,6 +177,11 @@ def scan_files(paths, on_error="raise"):
     return kept, [results[i][0][0] for i in kept], [results[i][0][1] for i in kept]
 
 
+def decode_images(paths, size=None, mode="RGB"):
+    """Decode files with :func:`decode_image` on the decoding threads; a list of arrays."""
+    return list(_decode_pool().map(lambda path: decode_image(path, size, mode), paths))
+
+
 def file_mode(mode):
     """The mode files of Pillow mode ``mode`` are decoded in: "L" (gray) or "RGB"."""
     return "L" if mode in _GRAY_MODES else "RGB"
@@ -187,14 +193,15 @@ def decode_image(path, size=None, mode="RGB"):
     ``size=(height, width)`` resizes it (bilinear with antialiasing); a JPEG
     much larger than ``size`` is first decoded at a reduced DCT scale (Pillow's
     draft mode: 2-5x faster, and the scale never goes below ``size``).
+    ``mode=None`` keeps the file's own Pillow mode.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             if size is not None and image.format == "JPEG":
-                image.draft(mode, (size[1], size[0]))
-            if image.mode != mode:
+                image.draft(mode or image.mode, (size[1], size[0]))
+            if mode is not None and image.mode != mode:
                 image = image.convert(mode)
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)

@@ -270,10 +270,10 @@ def _rebuild(estimator, key, pending):
         module = build_backbone(estimator.backbone, weights=False, layer=estimator.layer)
         module.load_state_dict(pending.payload)
         return module.requires_grad_(False).eval().to(device)
-    height, width, n_channels = estimator.image_shape_
+    n_channels = estimator.image_shape_[2]
     with seeded(estimator._seed, device):
         module = channels_last(estimator._build_module(n_channels, estimator._n_outputs,
-                                                       (height, width)))
+                                                       estimator._input_size()))
     net = estimator._make_net(module, device)
     net.initialize()
     net.module_.load_state_dict(pending.payload["module"])

@@ -1,10 +1,13 @@
 """Input validation: the one place where user images and targets are checked.
 
-Every estimator calls :func:`check_images` at the top of ``fit`` (with
-``reset=True``) and of ``predict``/``transform`` (with ``reset=False``). It
-accepts every image form described in DESIGN.md and returns a float32 tensor
-of shape ``(n, channels, height, width)``; the caller's data is never
-modified.
+Every estimator validates its images here at the top of ``fit`` (with
+``reset=True``) and of ``predict``/``transform`` (with ``reset=False``):
+the neural estimators with :func:`check_image_data`, which also takes file
+paths and returns an image set read batch by batch (``skvision._data``),
+the image transformers with :func:`check_images`, which returns one float32
+tensor ``(n, channels, height, width)``. Both accept every image form listed
+in the user guide (docs/architecture.rst shows the data flow); the caller's
+data is never modified.
 """
 
 import math

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ._data import decode_images
 from ._validation import LUMA, check_image_size, check_images, images_like
 from .datasets import pixel_feature_names
 
@@ -97,9 +98,12 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
 class ImageReader(TransformerMixin, BaseEstimator):
     """Read image files into an array of images, with Pillow.
 
-    The first step of a pipeline on image files: ``fit`` only checks the
-    paths (it never reads the files, so ``fit_transform`` reads each file
-    once); ``transform`` decodes them into one uint8 array.
+    The first step of a classical pipeline on image files: ``fit`` only
+    checks the paths (it never reads the files, so ``fit_transform`` reads
+    each file once); ``transform`` decodes them, on several threads, into
+    one uint8 array. For data larger than memory, give the paths to the
+    neural estimators or the feature extractor directly instead: they
+    decode batch by batch.
 
     Parameters
     ----------
@@ -234,28 +238,9 @@ class ImageReader(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "is_fitted_")
         size = self._check_params()
-        from PIL import Image, UnidentifiedImageError
-
-        images = []
-        for path in self._paths(X, reset=False):
-            try:
-                with Image.open(path) as image:
-                    if self.mode is not None and image.mode != self.mode:
-                        image = image.convert(self.mode)
-                    if size is not None and image.size != size[::-1]:
-                        image = image.resize(size[::-1], Image.Resampling.BILINEAR)
-                    images.append(np.asarray(image))
-            except FileNotFoundError:
-                raise FileNotFoundError(f"Image file not found: {os.fspath(path)!r}.") from None
-            except Image.DecompressionBombError as error:
-                # Pillow's guard against decompression bombs stays on.
-                raise ValueError(
-                    f"Image file {os.fspath(path)!r} is too large to decode safely: {error}"
-                ) from error
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-                raise ValueError(
-                    f"Cannot decode image file {os.fspath(path)!r}: {error}"
-                ) from error
+        paths = self._paths(X, reset=False)
+        # The estimators' decoder: threads, and JPEG draft mode when shrinking.
+        images = decode_images(paths, size, self.mode)
         shapes = {image.shape for image in images}
         if len(shapes) > 1:
             raise ValueError(

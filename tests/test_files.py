@@ -163,6 +163,31 @@ def test_on_error_skip_leaves_bad_files_out_with_one_warning(bad_files):
         clf.predict(paths[:10])
 
 
+class _InterruptAt:
+    """An ``augment`` hook that presses Ctrl-C at the n-th training batch."""
+
+    def __init__(self, batch):
+        self.batch, self.calls = batch, 0
+
+    def __call__(self, X):
+        self.calls += 1
+        if self.calls == self.batch:
+            raise KeyboardInterrupt
+        return X
+
+
+def test_ctrl_c_during_an_epoch_on_files_keeps_a_usable_model(digit_files):
+    import threading
+
+    _, y, paths = digit_files
+    clf = CNNClassifier(filters=(4,), epochs=3, augment=_InterruptAt(12), **FAST)
+    with pytest.warns(RuntimeWarning, match="interrupted during epoch 2"):
+        clf.fit(paths, y)
+    assert clf.predict(paths[:10]).shape == (10,)
+    # The batches read ahead for the interrupted epoch are not left running.
+    assert not [t for t in threading.enumerate() if t.name.startswith("skvision-prefetch")]
+
+
 def test_scan_files_reports_sizes_and_modes(digit_files):
     _, _, paths = digit_files
     kept, sizes, modes = scan_files(list(paths[:3]))
@@ -266,6 +291,16 @@ def test_load_image_folder_paths_train_directly(shape_files, tmp_path):
                                   clf.predict(folder_paths))
 
 
+def test_saved_model_with_image_size_predicts_on_paths(shape_files, tmp_path):
+    X, y, paths = shape_files
+    vit = VisionTransformerClassifier(depth=1, embed_dim=16, n_heads=2, epochs=1,
+                                      image_size=16, **FAST).fit(paths, y)
+    skvision.save(vit, tmp_path / "vit.skv")
+    loaded = skvision.load(tmp_path / "vit.skv")
+    np.testing.assert_array_equal(loaded.predict_proba(paths), vit.predict_proba(paths))
+    assert loaded.attention_maps(X[:2]).shape == (2, 16, 16)
+
+
 def test_image_reader_uses_the_same_decoder(shape_files):
     X, _, paths = shape_files
     np.testing.assert_array_equal(ImageReader().fit_transform(paths), X)
@@ -288,3 +323,83 @@ def test_dask_apply_blocks_predicts_a_column_of_paths(tmp_path):
                                       processes=True) as cluster, distributed.Client(cluster):
             labels = apply_blocks(clf, frame, "predict").compute()
     np.testing.assert_array_equal(labels, clf.predict(X))
+
+
+# -- memory: the training set stays in its dtype, files are decoded per batch ------
+
+_PEAK = r"""
+def rss_mib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as handle:  # the peak (VmHWM) starts again from now
+        handle.write("5")
+"""
+
+_FILES_SCRIPT = _PEAK + r"""
+import os, sys
+import numpy as np
+from concurrent.futures import ThreadPoolExecutor
+from PIL import Image
+from skvision import CNNClassifier
+
+folder, n = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(0)
+ramp = np.linspace(0, 255, 224, dtype=np.float32)
+def write(index):
+    image = (ramp[None, :, None] * rng.uniform(0.2, 1.0, 3)).repeat(224, axis=0)
+    Image.fromarray(image.astype(np.uint8)).save(os.path.join(folder, f"{index:05d}.jpg"))
+with ThreadPoolExecutor(4) as pool:
+    list(pool.map(write, range(n)))
+paths = [os.path.join(folder, f"{index:05d}.jpg") for index in range(n)]
+y = np.arange(n) % 2
+clf = CNNClassifier(filters=(4,), image_size=224, epochs=1, batch_size=128, device="cpu",
+                    random_state=0)
+before = rss_mib("VmRSS")
+reset_peak()
+clf.fit(paths, y)
+print(len(clf.history_), round(before), round(rss_mib("VmHWM") - before))
+"""
+
+
+@pytest.mark.slow
+def test_fit_on_20000_jpeg_files_keeps_memory_bounded(tmp_path):
+    """A float32 copy of 20,000 images of 224x224x3 would be 12 GB: growth stays < 1.5 GB."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _FILES_SCRIPT, str(tmp_path), "20000"],
+                            capture_output=True, text=True, timeout=1200, check=True)
+    epochs, before, growth = map(int, result.stdout.split())
+    assert epochs == 1
+    assert growth < 1536, f"peak resident memory grew by {growth} MiB during fit"
+
+
+_ARRAY_SCRIPT = _PEAK + r"""
+import numpy as np
+from skvision import CNNClassifier
+
+X = np.random.default_rng(0).integers(0, 256, (20000, 128, 128, 3), dtype=np.uint8)
+y = np.arange(len(X)) % 2
+clf = CNNClassifier(filters=(4,), epochs=1, batch_size=128, device="cpu", random_state=0)
+before = rss_mib("VmRSS")
+reset_peak()
+clf.fit(X, y)
+print(X.nbytes // 2**20, round(rss_mib("VmHWM") - before))
+"""
+
+
+@pytest.mark.slow
+def test_fit_on_a_uint8_array_does_not_copy_it():
+    """20,000 x 128 x 128 x 3 uint8 (938 MiB): fit's peak growth stays under half the array."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _ARRAY_SCRIPT], capture_output=True,
+                            text=True, timeout=1200, check=True)
+    array_mib, growth = map(int, result.stdout.split())
+    # 1.5x is the bar; 0.5x also catches a uint8 copy of the array.
+    assert growth < 0.5 * array_mib, f"peak grew by {growth} MiB for a {array_mib} MiB array"

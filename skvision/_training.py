@@ -8,8 +8,12 @@ schedule, early stopping), the elastic-net penalty and the NaN-loss guard,
 and ``history_`` as a DataFrame.
 """
 
+import contextlib
 import math
 import numbers
+import signal
+import sys
+import threading
 import warnings
 
 import numpy as np
@@ -516,6 +520,33 @@ def _unsync_batch_norm(module, originals):
         setattr(module.get_submodule(parent), child, layer)
 
 
+@contextlib.contextmanager
+def _launcher_stop_as_error(accelerator):
+    """Inside the block, SIGTERM raises an error that says where it comes from.
+
+    When one process of a data-parallel run fails, torchrun (behind
+    ``accelerate launch`` too) ends the others with SIGTERM, which would
+    end them without a word while they wait for the failed one.
+    """
+    if (accelerator.num_processes == 1
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is None):  # a handler Python cannot restore
+        yield
+        return
+
+    def stop(signum, frame):
+        raise RuntimeError(
+            f"Process {accelerator.process_index} of {accelerator.num_processes} was "
+            "stopped (SIGTERM) while training. The launcher (torchrun, accelerate launch) "
+            "stops every process when one fails: that process's error says why.")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _AcceleratedNet(AccelerateMixin, _Net):
     """The shared net trained through Hugging Face accelerate.
 
@@ -566,23 +597,24 @@ class _AcceleratedNet(AccelerateMixin, _Net):
         return super()._initialize_accelerator()
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
-        try:
-            with warnings.catch_warnings():
-                # A one-channel kernel in channels_last: its gradient has other
-                # strides on the size-1 axis, the same memory; DDP warns anyway.
-                warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
-                super().partial_fit(X, y, classes=classes, **fit_params)
-        except Exception as error:
-            # As after a finished fit, the net holds the plain module, so that
-            # it predicts and pickles in this process alone.
-            self._unwrap_accelerator()
-            if (self._data_parallel() and isinstance(error, torch.distributed.DistError)
-                    and hasattr(error, "add_note")):  # Python 3.11
-                error.add_note(
-                    f"skvision: process {self.accelerator.process_index} of "
-                    f"{self.accelerator.num_processes} lost the others during training, "
-                    "most likely because one of them stopped with an error: see its output.")
-            raise
+        with _launcher_stop_as_error(self.accelerator):
+            try:
+                with warnings.catch_warnings():
+                    # A one-channel kernel in channels_last: its gradient has other
+                    # strides on the size-1 axis, the same memory; DDP warns anyway.
+                    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+                    super().partial_fit(X, y, classes=classes, **fit_params)
+            except Exception as error:
+                if self._data_parallel():
+                    # Said at once: when one process fails, the launcher ends the
+                    # others, maybe before their traceback is printed.
+                    print(f"skvision: process {self.accelerator.process_index} of "
+                          f"{self.accelerator.num_processes} stopped training: "
+                          f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
+                # As after a finished fit, the net holds the plain module, so
+                # that it predicts and pickles in this process alone.
+                self._unwrap_accelerator()
+                raise
         if self._data_parallel():
             # Without SyncBatchNorm, each process's last batches (or the best
             # epoch early stopping went back to) left its own batch-norm

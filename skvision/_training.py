@@ -153,11 +153,13 @@ ACCELERATOR_DOC = """
 
     accelerator : accelerate.Accelerator, default=None
         Train through Hugging Face accelerate (skorch's ``AccelerateMixin``),
-        e.g. data-parallel on several GPUs with ``accelerate launch``: each
-        process trains on its share of every epoch's shuffled images and the
-        accelerator places the network and sets mixed precision (its
-        ``mixed_precision``; ``precision`` must then stay "32"). ``device``
-        is ignored."""
+        e.g. data-parallel on several GPUs, CPU processes or machines started
+        with ``torchrun`` or ``accelerate launch``: each process trains on its
+        share of every epoch's shuffled images (``batch_size`` is per
+        process), the gradients are averaged and every process ends with the
+        same model. The accelerator places the network and sets mixed
+        precision (its ``mixed_precision``; ``precision`` must then stay
+        "32"). ``device`` is ignored."""
 
 
 def fill_doc(architecture="", accelerate=True, **defaults):

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from skvision import CNNClassifier, load, save
+from skvision import (CNNClassifier, FineTunedClassifier, UNetSegmenter,
+                      VisionTransformerClassifier, load, save)
+from skvision.datasets import make_shapes
 
 # Batch norm off: on CPUs each process normalizes over its own batch, which
 # one process with twice the batch cannot reproduce. Dropout off: the draws
@@ -41,6 +43,21 @@ def fit(out, accelerator):
     # With batch norm: its running statistics must agree too.
     bn = CNNClassifier(filters=(8,), epochs=1, random_state=0, accelerator=accelerator)
     torch.save(bn.fit(X_train, y_train).module_.state_dict(), out / f"weights_bn_{rank}.pt")
+
+    # The other estimators that take an accelerator, briefly.
+    shapes, labels = make_shapes(40, image_size=32, random_state=0)
+    _, masks = make_shapes(40, image_size=32, task="segmentation", random_state=0)
+    others = {
+        "vit": (VisionTransformerClassifier(patch_size=4, embed_dim=32, depth=1, n_heads=2,
+                                            epochs=1, batch_size=8, random_state=0), labels),
+        "finetuned": (FineTunedClassifier(image_size=32, freeze=1, epochs=1, batch_size=8,
+                                          random_state=0), labels),
+        "unet": (UNetSegmenter(depth=2, base_filters=8, epochs=1, batch_size=8,
+                               random_state=0), masks),
+    }
+    for name, (estimator, targets) in others.items():
+        estimator.set_params(accelerator=accelerator).fit(shapes, targets)
+        torch.save(estimator.module_.state_dict(), out / f"weights_{name}_{rank}.pt")
 
     # One huge image, in one process's share: its loss diverges there only.
     X_bad = X_train.astype(np.float32)

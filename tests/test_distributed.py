@@ -55,8 +55,9 @@ def test_two_processes_train_one_model(tmp_path):
     status, output = _launch(tmp_path, "fit")
     assert status == 0, output[-5000:]
 
-    # Every process ends with the same model, batch-norm statistics included.
-    for name in ("weights", "weights_bn"):
+    # Every process ends with the same model, batch-norm statistics included,
+    # for every estimator that takes an accelerator.
+    for name in ("weights", "weights_bn", "weights_vit", "weights_finetuned", "weights_unet"):
         state, other = (torch.load(tmp_path / f"{name}_{rank}.pt") for rank in (0, 1))
         assert _max_difference(state, other) == 0
     proba = np.load(tmp_path / "proba_0.npy")
@@ -107,3 +108,36 @@ def test_shards_of_batch_b_together_make_the_batches_of_2b(n_images):
         assert together != batches(32, (0, 1))
     else:
         assert together == batches(32, (0, 1))
+
+
+def test_batch_norm_is_synchronized_and_put_back():
+    # On GPUs only (torch's SyncBatchNorm needs one), so tested here in one
+    # process, where it computes what batch norm computes.
+    from timm.layers import BatchNormAct2d
+
+    from skvision._training import _sync_batch_norm, _unsync_batch_norm
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8),
+        torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3), BatchNormAct2d(8, act_layer="relu")))
+    images = torch.rand(4, 3, 16, 16)
+    classes = {name: type(layer) for name, layer in network.named_modules()}
+    parameters = list(network.parameters())
+    expected = network(images)
+    network.eval()
+    expected_eval = network(images)
+    network.train()
+
+    originals = _sync_batch_norm(network)
+    synced = [layer for layer in network.modules() if isinstance(layer, torch.nn.SyncBatchNorm)]
+    assert len(synced) == len(originals) == 2
+    # timm's BatchNormAct2d keeps its activation; the optimizer's tensors stay.
+    torch.testing.assert_close(network(images), expected)
+    assert list(network.parameters()) == parameters
+    _unsync_batch_norm(network, originals)
+
+    assert {name: type(layer) for name, layer in network.named_modules()} == classes
+    assert list(network.parameters()) == parameters
+    network.eval()  # the running statistics that training moved came back too
+    assert not torch.allclose(network(images), expected_eval)

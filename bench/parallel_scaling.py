@@ -8,18 +8,31 @@
    dask ``LocalCluster`` with 1 and 2 single-threaded workers (started with
    ``skvision.parallel.worker_config()``), against the extractor's own
    ``transform`` in this process (torch threads over all cores).
+3. Data-parallel training: ``CNNClassifier.fit`` on digits, images/s, with
+   2 processes of 1 thread (``torchrun``, an ``accelerate.Accelerator``)
+   against 1 process of 2 threads: at the same effective batch (2 x 32
+   against 64, the same training) and at the same batch a process (2 x 64);
+   1 process of 1 thread for reference.
+   Timed inside ``fit`` (process start-up and imports left out; the launch's
+   wall time is recorded too).
 
 Usage: python bench/parallel_scaling.py [--quick]
 Writes bench/results/parallel_scaling.json.
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
+import torch
 from sklearn.model_selection import cross_val_score
 
-from _harness import machine, write_result
+from _harness import RESULTS, machine, write_result
 from skvision import CNNClassifier, PretrainedFeatureExtractor
 from skvision.datasets import load_digit_images
 
@@ -69,15 +82,82 @@ def block_extraction(images):
     return result
 
 
+def _fit_images_per_s(X, y, epochs, batch_size, accelerator=None):
+    """Images trained on per second in ``fit`` (each process's share, all processes)."""
+    model = CNNClassifier(epochs=epochs, batch_size=batch_size, random_state=0,
+                          device="cpu", accelerator=accelerator)
+    _, seconds = _timed(lambda: model.fit(X, y))
+    processes = 1 if accelerator is None else accelerator.num_processes
+    return (len(X) - len(X) % processes) * epochs / seconds
+
+
+def data_parallel_worker(out, epochs, batch_size):
+    """One process of the torchrun launch: rank 0 writes the rate."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    X, y = load_digit_images(return_X_y=True)
+    rate = _fit_images_per_s(X, y, epochs, batch_size, accelerator)
+    if accelerator.is_main_process:
+        with open(out, "w") as file:
+            json.dump({"images_per_s": rate, "threads": torch.get_num_threads()}, file)
+
+
+def data_parallel(X, y, epochs):
+    threads = torch.get_num_threads()
+    result = {"images": len(X), "epochs": epochs}
+    for n_threads in (1, 2):  # one thread: what each of the two processes has
+        torch.set_num_threads(n_threads)
+        rate = _fit_images_per_s(X, y, epochs, 64)
+        result[f"one_process_{n_threads}_thread{'s' * (n_threads > 1)}_images_per_s"] = rate
+        print(f"CNN fit, 1 process x {n_threads} thread(s), batch 64: {rate:.0f} images/s")
+    torch.set_num_threads(threads)
+    one = result["one_process_2_threads_images_per_s"]
+    # Threads of one process wait for each other at every operation: other
+    # work on the cores slows them far more than separate processes.
+    result["load_average_1_min"] = os.getloadavg()[0]
+    for batch_size in (32, 64):
+        with tempfile.TemporaryDirectory() as folder:
+            out = os.path.join(folder, "rate.json")
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       "--nproc_per_node", "2", __file__, "--worker", out, str(epochs),
+                       str(batch_size)]
+            _, wall_s = _timed(lambda: subprocess.run(
+                command, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            with open(out) as file:
+                rate = json.load(file)["images_per_s"]
+        key = f"two_processes_1_thread_batch_{batch_size}"
+        result[f"{key}_images_per_s"] = rate
+        result[f"{key}_launch_wall_s"] = wall_s
+        result[f"{key}_speedup"] = rate / one
+        print(f"CNN fit, 2 processes x 1 thread, batch {batch_size} each: {rate:.0f} images/s "
+              f"({rate / one:.2f}x; launch {wall_s:.1f} s wall)")
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data")
+    parser.add_argument("--only", choices=["data_parallel"],
+                        help="run this part alone; the file keeps the others' last results")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        out, epochs, batch_size = args.worker
+        return data_parallel_worker(out, int(epochs), int(batch_size))
     X, y = load_digit_images(return_X_y=True)
     epochs, n_images = (3, 400) if args.quick else (30, 4000)
-    result = {"machine": machine(), "cross_validation": cross_validation(X, y, epochs)}
-    images = np.concatenate([X] * (n_images // len(X) + 1))[:n_images]
-    result["apply_blocks"] = block_extraction(images)
+    result = {"machine": machine()}
+    if args.only:
+        with open(os.path.join(RESULTS, "parallel_scaling.json")) as file:
+            result = {**json.load(file), **result}
+    # First: the dask cluster leaves processes behind for a while.
+    result["data_parallel"] = data_parallel(X, y, 3 if args.quick else 20)
+    if not args.only:
+        result["cross_validation"] = cross_validation(X, y, epochs)
+        images = np.concatenate([X] * (n_images // len(X) + 1))[:n_images]
+        result["apply_blocks"] = block_extraction(images)
     write_result("parallel_scaling", result)
 
 

@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -139,6 +140,11 @@ class _Writer:
             }, where)}
         if isinstance(value, torch.nn.Module):
             return {"__module__": self.encode(value.state_dict(), where)}
+        accelerate = sys.modules.get("accelerate")
+        if accelerate is not None and isinstance(value, accelerate.Accelerator):
+            # The processes and devices of the run that trained: the loaded
+            # model predicts in one process, like any other.
+            return None
         if isinstance(value, BaseEstimator):
             if _class_path(value) not in _trusted_classes():
                 raise TypeError(f"{where}: {_class_path(value)} is not a skvision estimator and "
@@ -305,7 +311,8 @@ def save(estimator, path):
         Fitted or not; parameters and fitted attributes are saved, network
         weights as safetensors. An ``augment=`` callable that is not an
         ImageAugmenter is saved as None (with a warning): it only matters in
-        training.
+        training. So is an ``accelerator``: it belongs to the processes that
+        trained (pass a new one to train on with accelerate).
     path : str or path-like
         The file to write (conventionally ``*.skv``). It is replaced
         atomically: on any failure the previous file stays as it was.

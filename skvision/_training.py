@@ -8,8 +8,12 @@ schedule, early stopping), the elastic-net penalty and the NaN-loss guard,
 and ``history_`` as a DataFrame.
 """
 
+import contextlib
 import math
 import numbers
+import signal
+import sys
+import threading
 import warnings
 
 import numpy as np
@@ -24,6 +28,7 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from tqdm.auto import tqdm
 
 from ._torch import (
@@ -165,11 +170,13 @@ ACCELERATOR_DOC = """
 
     accelerator : accelerate.Accelerator, default=None
         Train through Hugging Face accelerate (skorch's ``AccelerateMixin``),
-        e.g. data-parallel on several GPUs with ``accelerate launch``: each
-        process trains on its share of every epoch's shuffled images and the
-        accelerator places the network and sets mixed precision (its
-        ``mixed_precision``; ``precision`` must then stay "32"). ``device``
-        is ignored."""
+        e.g. data-parallel on several GPUs, CPU processes or machines started
+        with ``torchrun`` or ``accelerate launch``: each process trains on its
+        share of every epoch's shuffled images (``batch_size`` is per
+        process), the gradients are averaged and every process ends with the
+        same model. The accelerator places the network and sets mixed
+        precision (its ``mixed_precision``; ``precision`` must then stay
+        "32"). ``device`` is ignored."""
 
 
 def fill_doc(architecture="", accelerate=True, resize=True, **defaults):
@@ -330,6 +337,9 @@ class _Accuracy(Callback):
     def on_epoch_end(self, net, **kwargs):
         for training, prefix in ((True, "train"), (False, "valid")):
             correct, total = self.counts_[training]
+            if training:
+                # Data-parallel: over every process's share (each validates on all).
+                correct, total = net._sum_over_processes(correct, total)
             if float(total):
                 net.history.record(f"{prefix}_acc", float(correct) / float(total))
 
@@ -348,7 +358,11 @@ class _ProgressBar(Callback):
         self.total_batches = total_batches
 
     def on_train_begin(self, net, **kwargs):
-        self.bar_ = tqdm(total=self.total_batches, desc=type(net.module_).__name__, unit="batch")
+        module = net.module_
+        if getattr(net, "accelerator", None) is not None:
+            module = net.accelerator.unwrap_model(module)  # DDP's wrapper, with several processes
+        self.bar_ = tqdm(total=self.total_batches, desc=type(module).__name__, unit="batch",
+                         disable=not _is_main_process(net))
 
     def on_batch_end(self, net, training, **kwargs):
         if training:
@@ -361,6 +375,12 @@ class _ProgressBar(Callback):
 
     def on_train_end(self, net, **kwargs):
         self.bar_.close()
+
+
+def _is_main_process(net):
+    """Whether this process reports progress: the only one, or the first of a data-parallel run."""
+    accelerator = getattr(net, "accelerator", None)
+    return accelerator is None or accelerator.is_main_process
 
 
 # --------------------------------------------------------------------------
@@ -468,7 +488,7 @@ class _Net(NeuralNet):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
         # Checked before backward and the optimizer step, so a diverged batch
         # never reaches the weights. (skorch reads loss.item() right after.)
-        if training and not math.isfinite(value := loss.item()):
+        if training and not math.isfinite(value := self._loss_value(loss)):
             epoch = len(self.history)
             # skorch opens the batch record at on_batch_begin: it counts this one.
             batch = max(1, len(self.history[-1]["batches"])) if self.history else 1
@@ -479,6 +499,14 @@ class _Net(NeuralNet):
         if training and self.alpha > 0:
             loss = loss + self.alpha * elastic_net_penalty(self.module_, self.l1_ratio)
         return loss
+
+    def _loss_value(self, loss):
+        """The batch's training loss as the NaN guard sees it."""
+        return loss.item()
+
+    def _sum_over_processes(self, *values):
+        """Sums of ``values`` over the processes of a data-parallel run: here, one."""
+        return values
 
 
 def _select_rows(y, rows):
@@ -494,6 +522,74 @@ def _no_output(*args, **kwargs):
     """A print sink that prints nothing (picklable, unlike a lambda)."""
 
 
+def _has_trainable_parameters(module):
+    return any(parameter.requires_grad for parameter in module.parameters())
+
+
+def _sync_batch_norm(module):
+    """Swap the batch-norm layers of ``module`` for synchronized ones, in place.
+
+    timm's conversion keeps the activation of its ``BatchNormAct2d`` layers
+    (torch's would drop it). The new layers share the parameters, so the
+    optimizer still holds them. Returns the original layers by name, for
+    :func:`_unsync_batch_norm`.
+    """
+    from timm.layers import convert_sync_batchnorm
+
+    originals = {
+        name: layer for name, layer in module.named_modules()
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)
+        and not isinstance(layer, torch.nn.SyncBatchNorm)
+    }
+    for name, layer in originals.items():
+        parent, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent), child, convert_sync_batchnorm(layer))
+    return originals
+
+
+def _unsync_batch_norm(module, originals):
+    """Put back the layers ``_sync_batch_norm`` replaced, with the trained state.
+
+    The fitted network then has the classes a one-process fit gives (and
+    that a saved model is rebuilt with).
+    """
+    for name, layer in originals.items():
+        synced = module.get_submodule(name)
+        # Device placement may have given the synchronized layer new tensors.
+        layer._parameters.update(synced._parameters)
+        layer._buffers.update(synced._buffers)
+        layer.training = synced.training
+        parent, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent), child, layer)
+
+
+@contextlib.contextmanager
+def _launcher_stop_as_error(accelerator):
+    """Inside the block, SIGTERM raises an error that says where it comes from.
+
+    When one process of a data-parallel run fails, torchrun (behind
+    ``accelerate launch`` too) ends the others with SIGTERM, which would
+    end them without a word while they wait for the failed one.
+    """
+    if (accelerator.num_processes == 1
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is None):  # a handler Python cannot restore
+        yield
+        return
+
+    def stop(signum, frame):
+        raise RuntimeError(
+            f"Process {accelerator.process_index} of {accelerator.num_processes} was "
+            "stopped (SIGTERM) while training. The launcher (torchrun, accelerate launch) "
+            "stops every process when one fails: that process's error says why.")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _AcceleratedNet(AccelerateMixin, _Net):
     """The shared net trained through Hugging Face accelerate.
 
@@ -501,6 +597,15 @@ class _AcceleratedNet(AccelerateMixin, _Net):
     backward pass through the accelerator; our batch iterator (not a
     ``DataLoader``, which accelerate would shard itself) gives each process
     its share of the images and moves batches to the accelerator's device.
+
+    With several processes (``accelerate launch``, ``torchrun``) the module
+    is wrapped in DDP, which averages the gradients: every process takes the
+    same steps. On GPUs batch norm is synchronized over the processes
+    (SyncBatchNorm, only while training); on CPUs torch has no
+    SyncBatchNorm, each process normalizes over its own batch and process
+    0's running statistics are kept (DDP copies them at every forward). The
+    loss guard, ``train_loss`` and ``train_acc`` see every process's batch,
+    so every process stops alike and records the same history.
     """
 
     def _placement(self):
@@ -510,11 +615,114 @@ class _AcceleratedNet(AccelerateMixin, _Net):
             "move_targets": True,
         }
 
+    def _data_parallel(self):
+        return self.accelerator.num_processes > 1
+
+    def _initialize_accelerator(self):
+        # Extends skorch's private method, which prepares every module and
+        # criterion: DDP refuses a module with no trainable parameter (the
+        # loss), as accelerate makes on CPU processes (accelerate issue #760).
+        # Such modules are only placed on the device here; accelerate's
+        # prepare then leaves them as they are.
+        if self._wrapped_with_accelerator:
+            return self
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and not _has_trainable_parameters(module):
+                setattr(self, name + "_",
+                        self.accelerator.prepare_model(module, evaluation_mode=True))
+        # torch synchronizes batch norm on accelerators only, not on CPUs.
+        if self._data_parallel() and self.accelerator.device.type != "cpu":
+            self._batch_norm_layers_ = _sync_batch_norm(self.module_)
+        # DDP's new wrapper is in training mode; so must the module be (it is
+        # in eval mode after predicting), as ``_set_training`` asks the wrapper.
+        self.module_.train()
+        return super()._initialize_accelerator()
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        with _launcher_stop_as_error(self.accelerator):
+            try:
+                with warnings.catch_warnings():
+                    # A one-channel kernel in channels_last: its gradient has other
+                    # strides on the size-1 axis, the same memory; DDP warns anyway.
+                    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+                    super().partial_fit(X, y, classes=classes, **fit_params)
+            except Exception as error:
+                if self._data_parallel():
+                    # Said at once: when one process fails, the launcher ends the
+                    # others, maybe before their traceback is printed.
+                    print(f"skvision: process {self.accelerator.process_index} of "
+                          f"{self.accelerator.num_processes} stopped training: "
+                          f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
+                # As after a finished fit, the net holds the plain module, so
+                # that it predicts and pickles in this process alone.
+                self._unwrap_accelerator()
+                raise
+        if self._data_parallel():
+            # Without SyncBatchNorm, each process's last batches (or the best
+            # epoch early stopping went back to) left its own batch-norm
+            # statistics: keep process 0's everywhere, as DDP does at every
+            # forward, so that all processes hold one model.
+            for buffer in self.module_.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        if self._data_parallel():
+            # Seeded alike, every process would give the k-th image of its
+            # batch the same dropout mask and augmentation: one stream each.
+            index = self.accelerator.process_index
+            torch.manual_seed(int(np.random.SeedSequence(
+                [torch.initial_seed(), index]).generate_state(1)[0]))
+            rng = getattr(self.augment, "rng", None)
+            if rng is not None:
+                self.augment.rng = np.random.default_rng([int(rng.integers(2**63)), index])
+
+    def _loss_value(self, loss):
+        if not self._data_parallel():
+            return super()._loss_value(loss)
+        # The mean over the processes: a loss that diverged on one process's
+        # batch stops them all, at the same batch and with the same error,
+        # instead of leaving the others waiting in the gradient all-reduce.
+        return self.accelerator.reduce(loss.detach(), reduction="mean").item()
+
+    def train_step_single(self, batch, **fit_params):
+        step = super().train_step_single(batch, **fit_params)
+        if self._data_parallel():
+            # Recorded as train_loss: the loss of the whole step, alike everywhere.
+            step["loss"] = self.accelerator.reduce(step["loss"].detach(), reduction="mean")
+        return step
+
+    def _sum_over_processes(self, *values):
+        if not self._data_parallel():
+            return values
+        device = self.accelerator.device
+        total = self.accelerator.reduce(torch.stack([
+            torch.as_tensor(value).to(device, torch.float64) for value in values]),
+            reduction="sum")
+        return tuple(total)
+
     def _unwrap_accelerator(self):
         # skorch unwraps the module after training; the optimizer too, so the
         # net pickles (accelerate's wrapper patches methods onto it) and a
         # later fit wraps everything afresh (see ``_rewrap``).
         super()._unwrap_accelerator()
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            # accelerate would take a module it marked as prepared as it is
+            # and skip placing and wrapping it in a later fit.
+            if isinstance(module, torch.nn.Module):
+                module.__dict__.pop("_is_accelerate_prepared", None)
+        for _, callback in getattr(self, "callbacks_", []):
+            best = getattr(callback, "best_model_weights_", None)
+            if best:
+                # Early stopping's copy of the best epoch, taken from DDP's
+                # wrapper: named as the plain module's parameters.
+                consume_prefix_in_state_dict_if_present(best, "module.")
+        if getattr(self, "_batch_norm_layers_", None):
+            _unsync_batch_norm(self.module_, self._batch_norm_layers_)
+            self._batch_norm_layers_ = None
         for name in self._optimizers:
             optimizer = getattr(self, name + "_")
             inner = getattr(optimizer, "optimizer", None)
@@ -626,6 +834,12 @@ class BaseNeuralEstimator(BaseEstimator):
             # process only) and needs the callback: silenced instead.
             quiet = {"callbacks__print_log__sink": _no_output} if self.verbose < 2 else {}
             accelerated = {"accelerator": self.accelerator}
+            if self.accelerator.num_processes > 1:
+                # One seed for every process, random_state=None too: the same
+                # shuffled order to take shares of, the same validation split.
+                from accelerate.utils import broadcast_object_list
+
+                self._seed = broadcast_object_list([self._seed], from_process=0)[0]
         return net_class(
             module,
             criterion=self._criterion(),
@@ -671,7 +885,7 @@ class BaseNeuralEstimator(BaseEstimator):
         return callbacks
 
     def _log(self, message):
-        if self.verbose:
+        if self.verbose and (self._accelerator() is None or self.accelerator.is_main_process):
             print(message)
 
     # -- fitting ------------------------------------------------------------
@@ -737,7 +951,7 @@ class BaseNeuralEstimator(BaseEstimator):
             train = dataset
             self.net_.set_params(train_split=None)
         epochs = 1 if partial else self.epochs
-        n_batches = len(_BatchIterator(train, self.batch_size, shuffle=True))
+        n_batches = len(self.net_.get_iterator(train, training=True))  # this process's share
         self.net_.set_params(augment=None if self.augment is None else _TrainingAugment(
             self.augment, self._augment_rng, self._target_kind,
             n_outputs if self._target_kind == "labels" else None,

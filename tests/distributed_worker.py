@@ -1,0 +1,97 @@
+"""One process of the data-parallel runs of ``tests/test_distributed.py``.
+
+Started by torchrun (``python -m torch.distributed.run --nproc_per_node 2``)
+on CPU processes; writes what each process ends with to ``OUT`` for the
+test to compare. Usage: ``distributed_worker.py OUT {fit,fail}``.
+"""
+
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+from skvision import (CNNClassifier, FineTunedClassifier, UNetSegmenter,
+                      VisionTransformerClassifier, load, save)
+from skvision.datasets import make_shapes
+
+# Batch norm off: on CPUs each process normalizes over its own batch, which
+# one process with twice the batch cannot reproduce. Dropout off: the draws
+# differ. A one-cycle schedule and the elastic-net penalty stay on.
+PARAMS = dict(filters=(16, 32), batch_norm=False, dropout=0.0, epochs=3, batch_size=16,
+              random_state=0)
+N_TRAIN = 1200  # even, and 600 images a process is not one past a batch of 16
+
+
+def fit(out, accelerator):
+    rank = accelerator.process_index
+    X, y = load_digits(return_X_y=True)
+    X = X.reshape(-1, 8, 8)
+    X_train, y_train, X_test = X[:N_TRAIN], y[:N_TRAIN], X[N_TRAIN:]
+
+    clf = CNNClassifier(**PARAMS, accelerator=accelerator).fit(X_train, y_train)
+    torch.save(clf.module_.state_dict(), out / f"weights_{rank}.pt")
+    proba = clf.predict_proba(X_test)
+    np.save(out / f"proba_{rank}.npy", proba)
+    clf.history_.to_csv(out / f"history_{rank}.csv", index=False)
+    save(clf, out / f"model_{rank}.skv")
+    assert np.array_equal(load(out / f"model_{rank}.skv").predict_proba(X_test), proba)
+    assert np.array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X_test), proba)
+
+    # With batch norm: its running statistics must agree too.
+    bn = CNNClassifier(filters=(8,), epochs=1, random_state=0, accelerator=accelerator)
+    torch.save(bn.fit(X_train, y_train).module_.state_dict(), out / f"weights_bn_{rank}.pt")
+
+    # The other estimators that take an accelerator, briefly.
+    shapes, labels = make_shapes(40, image_size=32, random_state=0)
+    _, masks = make_shapes(40, image_size=32, task="segmentation", random_state=0)
+    others = {
+        "vit": (VisionTransformerClassifier(patch_size=4, embed_dim=32, depth=1, n_heads=2,
+                                            epochs=1, batch_size=8, random_state=0), labels),
+        "finetuned": (FineTunedClassifier(image_size=32, freeze=1, epochs=1, batch_size=8,
+                                          random_state=0), labels),
+        "unet": (UNetSegmenter(depth=2, base_filters=8, epochs=1, batch_size=8,
+                               random_state=0), masks),
+    }
+    for name, (estimator, targets) in others.items():
+        estimator.set_params(accelerator=accelerator).fit(shapes, targets)
+        torch.save(estimator.module_.state_dict(), out / f"weights_{name}_{rank}.pt")
+
+    # One huge image, in one process's share: its loss diverges there only.
+    X_bad = X_train.astype(np.float32)
+    X_bad[3] = 3e38
+    try:
+        CNNClassifier(**PARAMS, accelerator=accelerator).fit(X_bad, y_train)
+    except FloatingPointError as error:
+        (out / f"diverged_{rank}.txt").write_text(str(error))
+
+    if rank == 0:  # the reference: one process, twice the batch
+        reference = CNNClassifier(**{**PARAMS, "batch_size": 2 * PARAMS["batch_size"]},
+                                  device="cpu").fit(X_train, y_train)
+        torch.save(reference.module_.state_dict(), out / "weights_reference.pt")
+        np.save(out / "proba_reference.npy", reference.predict_proba(X_test))
+
+
+def fail(out, accelerator):
+    """Process 1 fails in the second epoch while process 0 trains on."""
+    X, y = load_digits(return_X_y=True)
+    batches = []
+
+    def augment(images):
+        batches.append(len(images))
+        if accelerator.process_index == 1 and len(batches) == 50:
+            raise ValueError("process 1 failed on purpose")
+        return images
+
+    CNNClassifier(**PARAMS, augment=augment, accelerator=accelerator).fit(
+        X[:N_TRAIN].reshape(-1, 8, 8), y[:N_TRAIN])
+    (out / "not_stopped.txt").write_text("fit ended")
+
+
+if __name__ == "__main__":
+    from accelerate import Accelerator
+
+    out, scenario = Path(sys.argv[1]), sys.argv[2]
+    {"fit": fit, "fail": fail}[scenario](out, Accelerator(cpu=True))

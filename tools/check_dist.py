@@ -109,11 +109,13 @@ def check_sdist(sdist, version):
     relative = [name[len(prefix):] for name in names]
     missing = sorted(_source_package_files() - set(relative))
     assert not missing, f"package files missing from the sdist: {missing}"
-    junk = [name for name in relative
-            if name.split("/")[0] in (".venv", "dist", "build", ".git")
-            or "__pycache__" in name or name.startswith("docs/_build")]
-    assert not junk, f"the sdist ships build products: {junk}"
-    print("ok: the sdist holds pyproject.toml, README.md, LICENSE and the package")
+    allowed = {"PKG-INFO", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "setup.cfg",
+               PACKAGE, f"{DISTRIBUTION.replace('-', '_')}.egg-info"}
+    strays = sorted(name for name in relative if name.split("/")[0] not in allowed)
+    assert not strays, f"the sdist ships more than the package and its build files: {strays}"
+    caches = [name for name in relative if "__pycache__" in name or name.endswith(".pyc")]
+    assert not caches, f"the sdist ships byte code: {caches}"
+    print("ok: the sdist holds pyproject.toml, README.md, LICENSE and the package only")
 
 
 def check_install(wheel, python, torch, keep):

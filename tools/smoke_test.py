@@ -46,13 +46,14 @@ def main(argv=None):
 
     # Fit, predict, save and load one small model.
     X, y = load_digit_images(return_X_y=True)
-    X_train, y_train, X_test, y_test = X[:600], y[:600], X[1500:], y[1500:]
-    clf = CNNClassifier(filters=(8, 16), epochs=3, random_state=0, device="cpu")
+    X_train, y_train, X_test, y_test = X[:1000], y[:1000], X[1500:], y[1500:]
+    # 0.94 held out (measured); filters=(8, 16) and 3 epochs on 600 images gave 0.36.
+    clf = CNNClassifier(epochs=5, random_state=0, device="cpu")
     clf.fit(X_train, y_train)
     predicted = clf.predict(X_test)
     accuracy = float(np.mean(predicted == y_test))
     print(f"CNNClassifier: accuracy {accuracy:.3f} on {len(y_test)} held-out digits")
-    assert accuracy > 0.5, accuracy  # chance is 0.1
+    assert accuracy > 0.7, accuracy  # chance is 0.1
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "digits.skv")

@@ -12,10 +12,13 @@ RELEASE_STAMP = $(VENV)/.skvision-release
 
 .PHONY: demo test docs bench dist check-dist clean
 
+# `pip uninstall skvision`: a venv from before the rename to scikit-vision
+# holds the same package under the old distribution name.
 $(RUNTIME_STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip uninstall -y skvision
 	$(BIN)/python -m pip install -e .
 	touch $(RUNTIME_STAMP)
 

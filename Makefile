@@ -4,30 +4,45 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 # A pinned, verified pair: other resolutions can pick an incompatible build.
 TORCH = torch==2.14.1 torchvision==0.29.1
-STAMP = $(VENV)/.skvision-installed
+# Two stamps: `make demo` needs only the runtime dependencies (the lean
+# install a user gets from the wheel); `make test` adds the dev extra on top.
+RUNTIME_STAMP = $(VENV)/.skvision-runtime
+DEV_STAMP = $(VENV)/.skvision-dev
+RELEASE_STAMP = $(VENV)/.skvision-release
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test docs bench dist check-dist clean
 
-$(STAMP): pyproject.toml Makefile
+# `pip uninstall skvision`: a venv from before the rename to scikit-vision
+# holds the same package under the old distribution name.
+$(RUNTIME_STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
-	$(BIN)/python -m pip install -e ".[dev]"
-	touch $(STAMP)
+	$(BIN)/python -m pip uninstall -y skvision
+	$(BIN)/python -m pip install -e .
+	touch $(RUNTIME_STAMP)
 
-demo: $(STAMP)
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(DEV_STAMP)
+
+$(RELEASE_STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install -e ".[release]"
+	touch $(RELEASE_STAMP)
+
+demo: $(RUNTIME_STAMP)
 	$(BIN)/skvision demo
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
 # The site, with every example executed; warnings are errors.
-docs: $(STAMP)
+docs: $(DEV_STAMP)
 	$(BIN)/python -m pip install -e ".[docs]"
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 	@echo "Open docs/_build/html/index.html"
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m pip install -e ".[bench]"
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/vit_overhead.py
@@ -42,5 +57,16 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -e ".[distributed]"
 	$(BIN)/python bench/parallel_scaling.py
 
+# The sdist and the wheel of the scikit-vision distribution, in dist/.
+dist: $(RELEASE_STAMP)
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist .
+
+# What CI checks before a release: metadata (twine), the wheel's contents,
+# and the wheel installed (not editable) into a fresh virtual environment,
+# run from outside the source tree.
+check-dist: dist
+	$(BIN)/python tools/check_dist.py --python $(PYTHON) --torch "$(TORCH)" dist
+
 clean:
-	rm -rf $(VENV) skvision-demo .pytest_cache docs/_build docs/generated docs/auto_examples docs/_generated docs/sg_execution_times.rst
+	rm -rf $(VENV) dist build skvision-demo .pytest_cache docs/_build docs/generated docs/auto_examples docs/_generated docs/sg_execution_times.rst

@@ -77,7 +77,7 @@ def main():
         try:
             candidates["kornia"] = kornia_batched(size)
         except ImportError:
-            print("kornia is not installed (pip install skvision[bench]); skipped")
+            print('kornia is not installed (pip install "scikit-vision[bench]"); skipped')
         if args.device.startswith("cuda"):
             candidates = {name: _synchronized(run) for name, run in candidates.items()}
         timings = best_throughput(

@@ -10,7 +10,7 @@ and the boosted-trees estimators train with ``xgboost.dask`` when given dask
 data. Here the "cluster" is a ``LocalCluster`` of two workers in this
 process (so the example also runs as a plain script); on a real cluster,
 replace it with ``Client("tcp://scheduler:8786")`` and nothing else changes.
-Needs ``pip install "skvision[distributed]"``. Measured on 2 CPU cores:
+Needs ``pip install "scikit-vision[distributed]"``. Measured on 2 CPU cores:
 about 40 s.
 """
 

@@ -1,13 +1,18 @@
 """Command line: ``skvision demo`` and ``skvision info``."""
 
 import argparse
+import os
 import platform
 import sys
 import time
+from importlib import metadata
 
 import numpy as np
 
 from ._demo import SECTIONS
+
+# The name on PyPI (``pip install scikit-vision``); the import name is skvision.
+DISTRIBUTION = "scikit-vision"
 
 
 def _demo(args):
@@ -25,7 +30,11 @@ def _info(args):
     from . import __version__  # noqa: PLC0415
     from ._torch import resolve_device  # noqa: PLC0415
 
-    print(f"skvision {__version__}")
+    try:
+        installed = f"distribution {DISTRIBUTION} {metadata.version(DISTRIBUTION)}"
+    except metadata.PackageNotFoundError:
+        installed = f"distribution {DISTRIBUTION} not installed"
+    print(f"skvision {__version__} ({installed}; from {os.path.dirname(os.path.abspath(__file__))})")
     print(f"python {platform.python_version()} on {platform.platform()}")
     for module in (np, sklearn, skorch, torch):
         print(f"{module.__name__} {module.__version__}")

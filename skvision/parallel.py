@@ -12,7 +12,7 @@ cluster: joblib's dask backend sends each fit to a worker::
 
 :func:`apply_blocks` runs a fitted estimator's ``predict``/``transform`` on a
 dask array of images, one block of images per task, with the model sent to
-each worker once. dask is optional: ``pip install "skvision[distributed]"``.
+each worker once. dask is optional: ``pip install "scikit-vision[distributed]"``.
 
 Start workers without dask's default ``MALLOC_TRIM_THRESHOLD_=65536``: it
 turns off glibc's adaptive allocator thresholds, and torch, which allocates
@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["apply_blocks", "is_dask_collection", "worker_config"]
 
-_EXTRA = 'pip install "skvision[distributed]"'
+_EXTRA = 'pip install "scikit-vision[distributed]"'
 
 
 def _import_dask():

@@ -16,10 +16,6 @@ import skvision
 from skvision.cli import DISTRIBUTION, main
 
 ROOT = Path(__file__).resolve().parent.parent
-# Text a user reads or runs. skvision/parallel.py still names the old
-# distribution in its error message; it is being rewritten on main and is
-# fixed there (``pip install "scikit-vision[distributed]"``), not here.
-STALE_ELSEWHERE = {"skvision/parallel.py"}
 
 
 def test_the_distribution_is_scikit_vision_at_the_package_version():
@@ -42,7 +38,7 @@ def test_nothing_installs_the_old_distribution_name():
     old = re.compile(r"pip install [\"']?skvision\b|[\"'`]skvision\[")
     stale = sorted(path.relative_to(ROOT).as_posix() for path in _user_facing_files()
                    if old.search(path.read_text()))
-    assert set(stale) <= STALE_ELSEWHERE, stale
+    assert not stale, stale
 
 
 def test_info_names_the_distribution(capsys):

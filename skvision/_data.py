@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 __all__ = [
     "ArrayImages",
@@ -109,8 +110,6 @@ def as_paths(X):
 
 def _file_error(path, error):
     """The error to raise for a file that cannot be read, naming the file."""
-    from PIL import Image
-
     if isinstance(error, FileNotFoundError):
         return FileNotFoundError(f"Image file not found: {path!r}.")
     if isinstance(error, Image.DecompressionBombError):
@@ -118,7 +117,7 @@ def _file_error(path, error):
     return ValueError(f"Cannot decode image file {path!r}: {error}")
 
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def _truncated(path, image_format):
@@ -133,8 +132,6 @@ def _truncated(path, image_format):
 
 
 def _scan_one(path):
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             info = (image.size[1], image.size[0]), image.mode
@@ -195,8 +192,6 @@ def decode_image(path, size=None, mode="RGB"):
     draft mode: 2-5x faster, and the scale never goes below ``size``).
     ``mode=None`` keeps the file's own Pillow mode.
     """
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             if size is not None and image.format == "JPEG":
@@ -211,8 +206,6 @@ def decode_image(path, size=None, mode="RGB"):
 
 
 def _decode_mask(path, size):
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):

@@ -1026,9 +1026,11 @@ class BaseNeuralEstimator(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of images
-            See :func:`skvision._validation.check_images` for the accepted
-            forms (3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors).
+        X : array-like of images, or of image file paths
+            3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
+            :func:`skvision._validation.check_image_data`), or a list, array,
+            Series or one-column DataFrame of file paths, decoded batch by
+            batch.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
 

@@ -410,10 +410,11 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
         Parameters
         ----------
-        X : array-like of images, or list of images of different sizes
+        X : array-like of images, list of images of different sizes, or file paths
             Images in any accepted form. Images of different sizes are
             zero-padded at the bottom and right to the largest (the padding
-            stays empty: its pixels hold no boxes).
+            stays empty: its pixels hold no boxes), or resized to
+            ``image_size`` when it is set (their boxes with them).
         y : list of dict or pandas DataFrame
             One dict per image: ``"boxes"`` (k, 4) xyxy pixels and
             ``"labels"`` (k,), any label values; images without objects
@@ -483,13 +484,14 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
         Parameters
         ----------
-        X : array-like of images, or list of images of different sizes
+        X : array-like of images, list of images of different sizes, or file paths
             Images with the channels seen in ``fit``, of any size.
 
         Returns
         -------
         detections : list of dict or pandas DataFrame
-            Per image ``"boxes"`` (k, 4) xyxy float32, ``"labels"`` (k,) in
+            Per image ``"boxes"`` (k, 4) xyxy float32 in the image's own
+            pixels (also with ``image_size``), ``"labels"`` (k,) in
             the training label values and ``"scores"`` (k,), best first. A
             DataFrame (columns ``image_id, x_min, y_min, x_max, y_max,
             label, score``) when the detector was fitted on one.

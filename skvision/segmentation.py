@@ -280,10 +280,10 @@ class UNetSegmenter(BaseNeuralEstimator):
 
         Parameters
         ----------
-        X : array-like of images
-            See :func:`skvision._validation.check_images` for the accepted
-            forms.
-        y : array-like of int, shape (n_samples, height, width)
+        X : array-like of images, or of image file paths
+            See :func:`skvision._validation.check_image_data` for the
+            accepted forms.
+        y : array-like of int, shape (n_samples, height, width), or mask file paths
             The class of every pixel (flat ``(n_samples, height * width)``
             rows work too). Any integer labels; ``ignore_index`` pixels are
             left out.

@@ -171,9 +171,10 @@ def test_accelerated_training_matches_plain_training(digits_split):
 
 
 def test_data_parallel_processes_share_each_epoch():
-    from skvision._training import _BatchIterator, _TensorDataset
+    from skvision._data import ArrayImages
+    from skvision._training import _BatchIterator, _ImageDataset
 
-    dataset = _TensorDataset(torch.arange(23).view(-1, 1), torch.arange(23))
+    dataset = _ImageDataset(ArrayImages(np.zeros((23, 1, 1, 1), np.float32)), torch.arange(23))
     shares = []
     for index in range(3):
         batches = _BatchIterator(dataset, batch_size=4, shuffle=True, shard=(index, 3),

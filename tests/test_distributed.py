@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import torch
 
-from skvision._training import _BatchIterator, _TensorDataset
+from skvision._data import ArrayImages
+from skvision._training import _BatchIterator, _ImageDataset
 
 pytest.importorskip("accelerate")
 
@@ -95,7 +96,8 @@ def test_shards_of_batch_b_together_make_the_batches_of_2b(n_images):
     # batch before there, while one process ends with a batch of 2: the one
     # exception with an even number of images. (With an odd number, the
     # processes leave out one image an epoch.)
-    dataset = _TensorDataset(torch.zeros(n_images, 1), torch.arange(n_images))
+    dataset = _ImageDataset(ArrayImages(np.zeros((n_images, 1, 1, 1), np.float32)),
+                            torch.arange(n_images))
 
     def batches(batch_size, shard):
         iterator = _BatchIterator(dataset, batch_size, shuffle=True, shard=shard,

@@ -179,7 +179,7 @@ def test_worker_config_unsets_malloc_trim():
 def test_without_dask_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)
     assert not is_dask_collection(np.zeros(3))
-    with pytest.raises(ImportError, match=r"skvision\[distributed\]"):
+    with pytest.raises(ImportError, match=r"scikit-vision\[distributed\]"):
         apply_blocks(LogisticRegression(), np.zeros((2, 2)))
 
 

@@ -167,7 +167,7 @@ def main():
     for key in ("decode_ratio_vs_sequential", "decode_ratio_vs_dataloader", "fit_ratio",
                 "features_ratio", "decode_share_of_fit_epoch"):
         print(f"{key}: {result[key]:.3f}")
-    print(f"decode img/s: " + ", ".join(f"{k} {v['images_per_s']:.0f}" for k, v in decode.items()))
+    print("decode img/s: " + ", ".join(f"{k} {v['images_per_s']:.0f}" for k, v in decode.items()))
     write_result("file_loading", result)
 
 

@@ -117,7 +117,8 @@ def _file_error(path, error):
     return ValueError(f"Cannot decode image file {path!r}: {error}")
 
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# What Pillow raises for a file it cannot decode.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def _truncated(path, image_format):
@@ -138,7 +139,7 @@ def _scan_one(path):
             if _truncated(path, image.format):
                 raise OSError("the file is truncated (no end-of-image marker)")
             return info, None
-    except _DECODE_ERRORS as error:
+    except DECODE_ERRORS as error:
         return None, _file_error(path, error)
 
 
@@ -201,7 +202,7 @@ def decode_image(path, size=None, mode="RGB"):
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(image)
-    except _DECODE_ERRORS as error:
+    except DECODE_ERRORS as error:
         raise _file_error(path, error) from error
 
 
@@ -216,7 +217,7 @@ def _decode_mask(path, size):
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.NEAREST)
             return np.asarray(image)
-    except _DECODE_ERRORS as error:
+    except DECODE_ERRORS as error:
         raise _file_error(path, error) from error
 
 

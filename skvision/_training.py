@@ -770,6 +770,8 @@ class BaseNeuralEstimator(BaseEstimator):
     # -- parameter checks ---------------------------------------------------
 
     def _check_training_params(self):
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip'; got {self.on_error!r}.")
         check_scalar(self.epochs, "epochs", numbers.Integral, min_val=1)
         check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
         check_scalar(self.lr, "lr", numbers.Real, min_val=0, include_boundaries="neither")
@@ -919,11 +921,8 @@ class BaseNeuralEstimator(BaseEstimator):
 
     def _fit(self, X, y, *, partial, classes=None):
         self._check_training_params()
-        on_error = getattr(self, "on_error", "raise")
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
         reset = not (hasattr(self, "net_") and (partial or self.warm_start))
-        images = self._check_data(X, reset=reset, on_error=on_error)
+        images = self._check_data(X, reset=reset, on_error=self.on_error)
         if images.kept is not None:
             y = _select_rows(y, images.kept)
         if len(images) < 2:

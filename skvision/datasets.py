@@ -10,6 +10,8 @@ from sklearn.datasets import load_digits
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_scalar
 
+from ._data import DECODE_ERRORS
+
 __all__ = [
     "load_digit_images",
     "load_image_folder",
@@ -376,6 +378,6 @@ def _decodes(path):
     try:
         with Image.open(path) as image:
             image.load()
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+    except DECODE_ERRORS:
         return False
     return True

@@ -13,7 +13,6 @@ from ._training import BaseNeuralEstimator, _Net, fill_doc
 from ._validation import (
     check_boxes,
     check_image_list,
-    check_image_size,
     encode_labels,
     pad_images,
     targets_to_frame,
@@ -435,7 +434,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             # (or resizing, which moves them with the image).
             sizes = [tuple(image.shape[1:]) for image in images]
             targets = check_boxes(y, len(images), sizes)
-            size = check_image_size(self.image_size)
+            size = self._image_size()
             if size is None:
                 X = pad_images(images)
             else:

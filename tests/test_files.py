@@ -27,6 +27,8 @@ from skvision._validation import check_image_data
 from skvision.datasets import load_digit_images, load_image_folder, make_shapes
 from skvision.preprocessing import ImageReader
 
+from _memory import PEAK_HELPERS
+
 FAST = dict(batch_size=32, device="cpu", random_state=0)
 
 
@@ -327,19 +329,7 @@ def test_dask_apply_blocks_predicts_a_column_of_paths(tmp_path):
 
 # -- memory: the training set stays in its dtype, files are decoded per batch ------
 
-_PEAK = r"""
-def rss_mib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as handle:  # the peak (VmHWM) starts again from now
-        handle.write("5")
-"""
-
-_FILES_SCRIPT = _PEAK + r"""
+_FILES_SCRIPT = PEAK_HELPERS + r"""
 import os, sys
 import numpy as np
 from concurrent.futures import ThreadPoolExecutor
@@ -379,7 +369,7 @@ def test_fit_on_20000_jpeg_files_keeps_memory_bounded(tmp_path):
     assert growth < 1536, f"peak resident memory grew by {growth} MiB during fit"
 
 
-_ARRAY_SCRIPT = _PEAK + r"""
+_ARRAY_SCRIPT = PEAK_HELPERS + r"""
 import numpy as np
 from skvision import CNNClassifier
 

@@ -11,6 +11,8 @@ from skvision import CNNClassifier
 from skvision._torch import predict_batches
 from skvision.datasets import load_digit_images
 
+from _memory import PEAK_HELPERS
+
 FAST = dict(filters=(8, 16), batch_size=50, device="cpu", random_state=0)
 
 
@@ -156,16 +158,10 @@ def test_streamed_prediction_equals_whole_batch(digits):
     np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-5, atol=1e-6)
 
 
-_MEMORY_SCRIPT = r"""
+_MEMORY_SCRIPT = PEAK_HELPERS + r"""
 import os, sys
 import numpy as np
 from skvision import CNNClassifier
-
-def rss_mib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
 
 path = sys.argv[1]
 n = 200_000
@@ -179,8 +175,7 @@ X = np.load(path, mmap_mode="r")
 clf = CNNClassifier(filters=(4,), epochs=1, batch_size=512, device="cpu", random_state=0)
 clf.fit(np.asarray(X[:256]), np.arange(256) % 3)
 before = rss_mib("VmRSS")
-with open("/proc/self/clear_refs", "w") as handle:  # reset the peak (VmHWM) to now
-    handle.write("5")
+reset_peak()
 labels = clf.predict(X)
 peak = rss_mib("VmHWM")
 print(len(labels), round(before), round(peak), round(peak - before))

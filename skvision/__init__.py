@@ -1,14 +1,14 @@
 """skvision: computer vision that drops into scikit-learn."""
 
 from ._persistence import load, save
-from .attention import VisionTransformerClassifier
+from .attention import VisionTransformerClassifier, VisionTransformerRegressor
 from .augmentation import AugmentationSampler, ImageAugmenter
 from .boosting import BoostedTreesClassifier, BoostedTreesRegressor
 from .classification import CNNClassifier, CNNRegressor
 from .detection import FasterRCNNDetector
 from .segmentation import UNetSegmenter
 from .style import StyleTransfer
-from .transfer import FineTunedClassifier, PretrainedFeatureExtractor
+from .transfer import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureExtractor
 
 __version__ = "0.1.0"
 
@@ -20,11 +20,13 @@ __all__ = [
     "CNNRegressor",
     "FasterRCNNDetector",
     "FineTunedClassifier",
+    "FineTunedRegressor",
     "ImageAugmenter",
     "PretrainedFeatureExtractor",
     "StyleTransfer",
     "UNetSegmenter",
     "VisionTransformerClassifier",
+    "VisionTransformerRegressor",
     "__version__",
     "load",
     "save",

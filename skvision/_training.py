@@ -15,12 +15,13 @@ import signal
 import sys
 import threading
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, check_scalar
 from skorch import NeuralNet
@@ -41,7 +42,15 @@ from ._torch import (
     seeded,
 )
 from ._data import read_batches
-from ._validation import check_class_labels, check_image_data, check_image_size, encode_labels
+from ._validation import (
+    check_class_labels,
+    check_image_data,
+    check_image_size,
+    check_regression_targets,
+    check_sample_weight,
+    class_weights,
+    encode_labels,
+)
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 _SCHEDULES = (None, "onecycle", "cosine")
@@ -179,9 +188,18 @@ ACCELERATOR_DOC = """
         "32"). ``device`` is ignored."""
 
 
+CLASS_WEIGHT_DOC = """\
+class_weight : dict, "balanced" or None, default=None
+        Weight of each class in the loss, as in sklearn: a dict
+        ``{label: weight}`` (unlisted classes weigh 1), or "balanced" for
+        ``n_samples / (n_classes * count of the class)`` in the data of each
+        ``fit``, so rare classes count as much as common ones. Multiplied
+        with ``sample_weight``; ``class_weight_`` holds the weights used."""
+
+
 def fill_doc(architecture="", accelerate=True, resize=True, **defaults):
-    """Fill the ``%(training_parameters)s``, ``%(fitted_attributes)s`` and
-    ``%(architecture)s`` fields of a class docstring.
+    """Fill the ``%(training_parameters)s``, ``%(fitted_attributes)s``,
+    ``%(class_weight)s`` and ``%(architecture)s`` fields of a class docstring.
 
     ``defaults`` gives the defaults that differ between estimators (epochs,
     batch_size, lr, alpha), so the shared text states each one correctly;
@@ -196,6 +214,7 @@ def fill_doc(architecture="", accelerate=True, resize=True, **defaults):
             "architecture": architecture,
             "training_parameters": TRAINING_PARAMETERS_DOC % defaults,
             "fitted_attributes": FITTED_ATTRIBUTES_DOC,
+            "class_weight": CLASS_WEIGHT_DOC,
         }
         obj.__doc__ = obj.__doc__ % fields
         return obj
@@ -208,17 +227,40 @@ def fill_doc(architecture="", accelerate=True, resize=True, **defaults):
 
 
 class _ImageDataset(torch.utils.data.Dataset):
-    """An image set (see ``skvision._data``) and its targets as one tensor or list."""
+    """An image set (see ``skvision._data``), its targets as one tensor or list,
+    and the images' weights (a float32 tensor, or None for unweighted)."""
 
-    def __init__(self, images, y):
-        self.images, self.y = images, y
+    def __init__(self, images, y, weights=None):
+        self.images, self.y, self.weights = images, y, weights
 
     def __len__(self):
         return len(self.images)
 
     def subset(self, positions):
         index = torch.as_tensor(positions)
-        return _ImageDataset(self.images.subset(positions), self.y[index])
+        weights = None if self.weights is None else self.weights[index]
+        return _ImageDataset(self.images.subset(positions), self.y[index], weights)
+
+
+class WeightedTargets(NamedTuple):
+    """The targets of a weighted batch and one weight per image, as the loss takes them."""
+
+    targets: torch.Tensor
+    weights: torch.Tensor
+
+
+def weighted_mean_loss(loss, weights=None):
+    """Reduce an unreduced loss (one value per image, or per image and output) to a scalar.
+
+    With ``weights`` the batch's loss is the weighted mean over its images,
+    ``sum(w * loss) / sum(w)``, as torch's class-weighted cross-entropy: the
+    scale of the weights does not matter, a weight of 0 leaves an image out.
+    """
+    per_image = loss.reshape(len(loss), -1).mean(dim=1) if loss.dim() > 1 else loss
+    if weights is None:
+        return per_image.mean()
+    weights = weights.to(per_image.device, per_image.dtype)
+    return (per_image * weights).sum() / weights.sum().clamp_min(torch.finfo(weights.dtype).tiny)
 
 
 class _BatchIterator:
@@ -277,16 +319,19 @@ class _BatchIterator:
         positions = [order[start:stop] for start, stop in self._bounds()]
         images = read_batches(self.dataset.images, (p.numpy() for p in positions),
                               self.device, self.size)
+        weights = self.dataset.weights
         for index, X in zip(positions, images):
             y = self.dataset.y[index]
             if torch.is_tensor(y) and y.dtype in (torch.int16, torch.int32):
                 y = y.long()  # compact masks in memory; losses take int64
+            batch_weights = None if weights is None else weights[index]
             if self.augment is not None:
-                X, y = self.augment(X, y)
+                X, y, batch_weights = self.augment(X, y, batch_weights)
                 X = channels_last(X)
             elif self.move_targets:
                 y = y.to(self.device, non_blocking=True)
-            yield X, y
+            # The loss moves the weights to its device.
+            yield X, y if batch_weights is None else WeightedTargets(y, batch_weights)
 
 
 class _TrainingAugment:
@@ -306,12 +351,14 @@ class _TrainingAugment:
         self.target_kind = target_kind
         self.n_classes = n_classes
 
-    def __call__(self, X, y):
+    def __call__(self, X, y, weights=None):
+        """Augmented ``(X, y, weights)``; mixup and cutmix mix the weights with the targets."""
         if hasattr(self.augment, "_augment_training_batch"):
             return self.augment._augment_training_batch(
-                X, y, rng=self.rng, n_classes=self.n_classes, target_kind=self.target_kind
+                X, y, rng=self.rng, n_classes=self.n_classes, target_kind=self.target_kind,
+                sample_weight=weights,
             )
-        return self.augment(X), y
+        return self.augment(X), y, weights
 
 
 # --------------------------------------------------------------------------
@@ -325,7 +372,10 @@ class _Accuracy(Callback):
         self.counts_ = {True: [0, 0], False: [0, 0]}
 
     def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
-        target = batch[1].to(y_pred.device)
+        target = batch[1]
+        if isinstance(target, WeightedTargets):
+            target = target.targets
+        target = target.to(y_pred.device)
         if target.is_floating_point():  # mixed one-hot targets (mixup, cutmix): the major class
             target = target.argmax(dim=1)
         # Per image for labels, per pixel for masks; ignored pixels (< 0) left out.
@@ -485,7 +535,14 @@ class _Net(NeuralNet):
         return {"device": self.device}
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        weights = None
+        if isinstance(y_true, WeightedTargets):
+            y_true, weights = y_true
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if loss.dim():
+            # The classifiers' and regressors' criteria leave the reduction
+            # here, where each image's weight applies.
+            loss = weighted_mean_loss(loss, weights)
         # Checked before backward and the optimizer step, so a diverged batch
         # never reaches the weights. (skorch reads loss.item() right after.)
         if training and not math.isfinite(value := self._loss_value(loss)):
@@ -919,18 +976,25 @@ class BaseNeuralEstimator(BaseEstimator):
             image_size=self._image_size(), on_error=on_error, file_size=self._file_size(),
         )
 
-    def _fit(self, X, y, *, partial, classes=None):
+    def _fit(self, X, y, *, partial, classes=None, sample_weight=None):
         self._check_training_params()
         reset = not (hasattr(self, "net_") and (partial or self.warm_start))
         images = self._check_data(X, reset=reset, on_error=self.on_error)
+        if sample_weight is not None:
+            # Weights are given for every input, files left out by on_error too.
+            sample_weight = check_sample_weight(
+                sample_weight, len(images) if images.kept is None else len(X))
         if images.kept is not None:
             y = _select_rows(y, images.kept)
+            if sample_weight is not None:
+                sample_weight = sample_weight[images.kept]
         if len(images) < 2:
             raise ValueError(
                 f"Found {len(images)} sample(s), but training needs at least 2 images "
                 "(batch normalization and gradient steps use several)."
             )
         y, n_outputs = self._prepare_targets(y, images, reset=reset, classes=classes)
+        weights = self._image_weights(y, sample_weight, partial=partial)
         if reset:
             self._seed = draw_seed(self.random_state)
             self.device_ = (resolve_device(self.device) if self._accelerator() is None
@@ -941,7 +1005,7 @@ class BaseNeuralEstimator(BaseEstimator):
             self.net_ = self._make_net(module, self.device_)
             self._augment_rng = np.random.default_rng(self._seed)
             self._n_outputs = n_outputs  # rebuilds the network when a saved model loads
-        dataset = _ImageDataset(images, y)
+        dataset = _ImageDataset(images, y, weights)
         self.net_.set_params(input_size=self._resize_to(images))
         if self.early_stopping and not partial:
             train, valid = self._split_validation(dataset, self._seed)
@@ -1040,6 +1104,13 @@ class BaseNeuralEstimator(BaseEstimator):
         """
         return self._fit(X, y, partial=False)
 
+    def _image_weights(self, targets, sample_weight, *, partial):
+        """Each training image's weight in the loss, as a tensor; None when all are equal."""
+        if sample_weight is None or np.all(sample_weight == sample_weight[0]):
+            # Each batch's loss is a weighted mean: equal weights are no weights.
+            return None
+        return torch.from_numpy(sample_weight.astype(np.float32))
+
     def _history_frame(self):
         columns = _HISTORY_COLUMNS + list(self._history_extra_columns)
         rows = [{key: row.get(key, np.nan) for key in columns} for row in self.net_.history]
@@ -1082,18 +1153,27 @@ class BaseNeuralEstimator(BaseEstimator):
 
 
 class NeuralClassifierMixin(ClassifierMixin):
-    """Labels, cross-entropy and predictions shared by the neural classifiers.
+    """Labels, cross-entropy, weights and predictions shared by the neural classifiers.
 
-    Expects a ``label_smoothing`` parameter; ``classes_`` holds the labels.
+    Expects ``label_smoothing`` and ``class_weight`` parameters;
+    ``classes_`` holds the labels.
     """
 
     _is_classifier = True
     _target_kind = "labels"
 
+    def _check_training_params(self):
+        super()._check_training_params()
+        if not (self.class_weight is None or isinstance(self.class_weight, dict)
+                or (isinstance(self.class_weight, str) and self.class_weight == "balanced")):
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}.")
+
     def _criterion(self):
         check_scalar(self.label_smoothing, "label_smoothing", numbers.Real, min_val=0,
                      max_val=1, include_boundaries="left")
-        return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+        # Unreduced: the net averages over images, with their weights.
+        return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing, reduction="none")
 
     def _prepare_targets(self, y, images, *, reset, classes=None):
         n_samples = len(images)
@@ -1104,7 +1184,50 @@ class NeuralClassifierMixin(ClassifierMixin):
             self.classes_ = check_class_labels(labels, n_labels)
         return encode_labels(y, self.classes_, n_samples), len(self.classes_)
 
-    def partial_fit(self, X, y, classes=None):
+    def _image_weights(self, targets, sample_weight, *, partial):
+        if self.class_weight is None:
+            self.class_weight_ = None
+            return super()._image_weights(targets, sample_weight, partial=partial)
+        if partial and isinstance(self.class_weight, str):
+            # As sklearn's SGDClassifier: one batch's frequencies are not the data's.
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit: the class "
+                "frequencies of one batch are not those of the data. Compute them once "
+                "with sklearn.utils.class_weight.compute_class_weight('balanced', "
+                "classes=classes, y=y) and pass the result as a dict.")
+        counts = np.bincount(targets.numpy(), minlength=len(self.classes_))
+        self.class_weight_ = class_weights(self.class_weight, self.classes_, counts)
+        weights = self.class_weight_[targets.numpy()]
+        if sample_weight is not None:
+            weights = weights * sample_weight
+        if not weights.any():
+            raise ValueError("The class weights times sample_weight are 0 for every image.")
+        return super()._image_weights(targets, weights, partial=partial)
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on images ``X`` and labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of images, or of image file paths
+            3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
+            :func:`skvision._validation.check_image_data`), or a list, array,
+            Series or one-column DataFrame of file paths, decoded batch by
+            batch.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each image in the loss (multiplied by ``class_weight``);
+            each batch's loss is the weighted mean over its images.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, partial=False, sample_weight=sample_weight)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch at the constant rate ``lr``, from the current weights.
 
         Parameters
@@ -1116,13 +1239,15 @@ class NeuralClassifierMixin(ClassifierMixin):
         classes : array-like of shape (n_classes,), default=None
             All the labels that can occur; required on the first call when
             ``y`` may not contain every class.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each image in the loss.
 
         Returns
         -------
         self : object
             The updated estimator.
         """
-        return self._fit(X, y, partial=True, classes=classes)
+        return self._fit(X, y, partial=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n_samples, n_classes)``.
@@ -1137,3 +1262,83 @@ class NeuralClassifierMixin(ClassifierMixin):
         """Most probable class label of each image."""
         scores = self._forward(X)
         return self.classes_[scores.argmax(dim=1).numpy()]
+
+
+class NeuralRegressorMixin(RegressorMixin):
+    """Targets, squared error, weights and predictions shared by the neural regressors.
+
+    Targets are standardized per output for training (``y_mean_``,
+    ``y_scale_``) and predictions mapped back, so their scale does not matter.
+    """
+
+    def _criterion(self):
+        # Unreduced: the net averages over images, with their weights.
+        return torch.nn.MSELoss(reduction="none")
+
+    def _prepare_targets(self, y, images, *, reset, classes=None):
+        n_samples = len(images)
+        y = check_regression_targets(y, n_samples)
+        columns = y.reshape(n_samples, -1)
+        if reset:
+            self._y_ndim = y.ndim
+            self.y_mean_ = columns.mean(axis=0)
+            self.y_scale_ = columns.std(axis=0)
+            self.y_scale_[self.y_scale_ == 0] = 1.0
+        if columns.shape[1] != len(self.y_mean_):
+            raise ValueError(
+                f"y has {columns.shape[1]} outputs, but the model was fitted with "
+                f"{len(self.y_mean_)}."
+            )
+        return torch.from_numpy((columns - self.y_mean_) / self.y_scale_), len(self.y_mean_)
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on images ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : array-like of images, or of image file paths
+            3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
+            :func:`skvision._validation.check_image_data`), or a list, array,
+            Series or one-column DataFrame of file paths, decoded batch by
+            batch.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each image in the loss; each batch's loss is the
+            weighted mean over its images.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, partial=False, sample_weight=sample_weight)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """Train for one epoch at the constant rate ``lr``, from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of images
+            A batch of training images.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each image in the loss.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._fit(X, y, partial=True, sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predicted targets, shape ``(n_samples,)`` or ``(n_samples, n_outputs)``."""
+        outputs = self._forward(X).numpy().astype(np.float64) * self.y_scale_ + self.y_mean_
+        return outputs[:, 0] if self._y_ndim == 1 else outputs
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

@@ -31,6 +31,8 @@ __all__ = [
     "check_class_labels",
     "encode_labels",
     "check_regression_targets",
+    "check_sample_weight",
+    "class_weights",
     "check_image_list",
     "pad_images",
     "frame_to_targets",
@@ -580,6 +582,66 @@ def check_regression_targets(y, n_samples):
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D (multi-output); got shape {y.shape}.")
     return y.astype(np.float32)
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Validate per-image weights: finite, non-negative, one per image, not all zero.
+
+    Returns a float64 array (a number is the same weight for every image),
+    or None for None.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight)
+    weights = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                          ensure_all_finite=True, input_name="sample_weight")
+    if weights.ndim != 1 or len(weights) != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per image; got shape "
+            f"{weights.shape}."
+        )
+    if np.any(weights < 0):
+        raise ValueError(
+            f"sample_weight must be non-negative; got {weights.min()} at index "
+            f"{int(np.argmin(weights))}."
+        )
+    if not weights.any():
+        raise ValueError("sample_weight is zero for every image: at least one needs a positive weight.")
+    return weights
+
+
+def class_weights(class_weight, classes, counts):
+    """Weight of each class from ``class_weight`` (None, "balanced" or a dict).
+
+    ``counts`` holds how often each of ``classes`` occurs (images, or pixels
+    for masks): "balanced" gives ``counts.sum() / (n_classes * counts)``, as
+    sklearn's ``compute_class_weight``. Returns None for None.
+    """
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        counts = np.asarray(counts, dtype=np.float64)
+        if np.any(counts == 0):
+            raise ValueError(
+                "class_weight='balanced' needs every class in y; missing: "
+                f"{np.asarray(classes)[counts == 0].tolist()}. Pass a dict instead."
+            )
+        return counts.sum() / (len(classes) * counts)
+    if not isinstance(class_weight, dict):
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {class_weight!r}.")
+    known = set(np.asarray(classes).tolist())
+    unknown = [key for key in class_weight if key not in known]
+    if unknown:
+        raise ValueError(
+            f"class_weight names classes that are not in y: {unknown}; the classes are "
+            f"{np.asarray(classes).tolist()}."
+        )
+    weights = np.array([class_weight.get(label, 1.0) for label in np.asarray(classes).tolist()],
+                       dtype=np.float64)
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"class_weight values must be finite and non-negative; got {class_weight!r}.")
+    return weights
 
 
 def _check_targets_length(y, n_samples):

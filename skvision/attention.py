@@ -1,14 +1,19 @@
-"""Vision transformer classifier: attention between all pairs of patches."""
+"""Vision transformer classifier and regressor: attention between all pairs of patches."""
 
 import numbers
 
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._torch import predict_batches
-from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
+from ._training import (
+    BaseNeuralEstimator,
+    NeuralClassifierMixin,
+    NeuralRegressorMixin,
+    fill_doc,
+)
 from .nn.vit import VisionTransformer, attention_rollout
 
-__all__ = ["VisionTransformerClassifier"]
+__all__ = ["VisionTransformerClassifier", "VisionTransformerRegressor"]
 
 _VIT_DOC = """\
 patch_size : int, default=None
@@ -41,113 +46,8 @@ patch_size : int, default=None
         embedding."""
 
 
-@fill_doc(architecture=_VIT_DOC, epochs=30, batch_size=64, lr=0.002, alpha=0.0001)
-class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
-    """Vision transformer (ViT) classifier for images.
-
-    The image is cut into patches; each patch becomes a token, a learned
-    positional embedding says where it came from, and a class token is
-    prepended. In each encoder block, multi-head self-attention scores every
-    pair of tokens (softmax of scaled query-key products) and rebuilds each
-    token as the weighted sum of all tokens' values: a context-aware
-    representation of the whole image. The class token's final state is
-    classified. Trained by the shared training core.
-
-    Parameters
-    ----------
-    %(architecture)s
-
-    label_smoothing : float, default=0.1
-        Share of the target probability spread over the other classes.
-
-    %(training_parameters)s
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        The class labels.
-
-    %(fitted_attributes)s
-
-    See Also
-    --------
-    CNNClassifier : Convolutions instead of attention (``attention=True``
-        adds a self-attention block to its last feature map).
-
-    Examples
-    --------
-    >>> from skvision.attention import VisionTransformerClassifier
-    >>> from skvision.datasets import load_digit_images
-    >>> X, y = load_digit_images(return_X_y=True)
-    >>> vit = VisionTransformerClassifier(epochs=5, random_state=0).fit(X[:800], y[:800])
-    >>> vit.attention_maps(X[:2]).shape
-    (2, 8, 8)
-    """
-
-    def __init__(
-        self,
-        *,
-        patch_size=None,
-        embed_dim=64,
-        depth=4,
-        n_heads=4,
-        mlp_ratio=2.0,
-        dropout=0.1,
-        attention_dropout=0.0,
-        conv_stem=True,
-        label_smoothing=0.1,
-        image_shape=None,
-        channels="last",
-        image_size=None,
-        on_error="raise",
-        epochs=30,
-        batch_size=64,
-        lr=0.002,
-        optimizer="adamw",
-        lr_schedule="onecycle",
-        alpha=0.0001,
-        l1_ratio=0.0,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=5,
-        augment=None,
-        warm_start=False,
-        device="auto",
-        precision="32",
-        accelerator=None,
-        random_state=None,
-        verbose=0,
-    ):
-        self.patch_size = patch_size
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.n_heads = n_heads
-        self.mlp_ratio = mlp_ratio
-        self.dropout = dropout
-        self.attention_dropout = attention_dropout
-        self.conv_stem = conv_stem
-        self.label_smoothing = label_smoothing
-        self.image_shape = image_shape
-        self.channels = channels
-        self.image_size = image_size
-        self.on_error = on_error
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.lr_schedule = lr_schedule
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.augment = augment
-        self.warm_start = warm_start
-        self.device = device
-        self.precision = precision
-        self.accelerator = accelerator
-        self.random_state = random_state
-        self.verbose = verbose
+class _VisionTransformerMixin:
+    """Network building and attention maps shared by both vision transformers."""
 
     def _build_module(self, n_channels, n_outputs, input_size):
         if self.patch_size is not None:
@@ -198,3 +98,223 @@ class VisionTransformerClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         return predict_batches(module, images, batch_size=self.batch_size, device=self.device_,
                                forward=rollout, precision=self.precision,
                                size=self._resize_to(images)).numpy()
+
+
+@fill_doc(architecture=_VIT_DOC, epochs=30, batch_size=64, lr=0.002, alpha=0.0001)
+class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin,
+                                  BaseNeuralEstimator):
+    """Vision transformer (ViT) classifier for images.
+
+    The image is cut into patches; each patch becomes a token, a learned
+    positional embedding says where it came from, and a class token is
+    prepended. In each encoder block, multi-head self-attention scores every
+    pair of tokens (softmax of scaled query-key products) and rebuilds each
+    token as the weighted sum of all tokens' values: a context-aware
+    representation of the whole image. The class token's final state is
+    classified. Trained by the shared training core.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    label_smoothing : float, default=0.1
+        Share of the target probability spread over the other classes.
+
+    %(class_weight)s
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    class_weight_ : ndarray of shape (n_classes,) or None
+        The weight of each class in the loss, when ``class_weight`` is set.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    VisionTransformerRegressor : The same network for continuous targets.
+    CNNClassifier : Convolutions instead of attention (``attention=True``
+        adds a self-attention block to its last feature map).
+
+    Examples
+    --------
+    >>> from skvision.attention import VisionTransformerClassifier
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> vit = VisionTransformerClassifier(epochs=5, random_state=0).fit(X[:800], y[:800])
+    >>> vit.attention_maps(X[:2]).shape
+    (2, 8, 8)
+    """
+
+    def __init__(
+        self,
+        *,
+        patch_size=None,
+        embed_dim=64,
+        depth=4,
+        n_heads=4,
+        mlp_ratio=2.0,
+        dropout=0.1,
+        attention_dropout=0.0,
+        conv_stem=True,
+        label_smoothing=0.1,
+        class_weight=None,
+        image_shape=None,
+        channels="last",
+        image_size=None,
+        on_error="raise",
+        epochs=30,
+        batch_size=64,
+        lr=0.002,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0001,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        precision="32",
+        accelerator=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.n_heads = n_heads
+        self.mlp_ratio = mlp_ratio
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.conv_stem = conv_stem
+        self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
+        self.image_shape = image_shape
+        self.channels = channels
+        self.image_size = image_size
+        self.on_error = on_error
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
+        self.random_state = random_state
+        self.verbose = verbose
+
+
+@fill_doc(architecture=_VIT_DOC, epochs=30, batch_size=64, lr=0.002, alpha=0.0001)
+class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
+                                 BaseNeuralEstimator):
+    """Vision transformer (ViT) regressor for images.
+
+    The network of :class:`VisionTransformerClassifier` with a linear output
+    per target read from the class token, trained with the mean squared
+    error. Targets are standardized internally (and predictions mapped
+    back), so their scale does not matter.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    y_mean_, y_scale_ : ndarray of shape (n_outputs,)
+        Mean and standard deviation of each target, used to standardize them.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    VisionTransformerClassifier : The same network for class labels.
+    CNNRegressor : Convolutions instead of attention.
+
+    Examples
+    --------
+    >>> from skvision.attention import VisionTransformerRegressor
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> reg = VisionTransformerRegressor(epochs=2, random_state=0)
+    >>> reg.fit(X[:300], y[:300].astype(float)).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        *,
+        patch_size=None,
+        embed_dim=64,
+        depth=4,
+        n_heads=4,
+        mlp_ratio=2.0,
+        dropout=0.1,
+        attention_dropout=0.0,
+        conv_stem=True,
+        image_shape=None,
+        channels="last",
+        image_size=None,
+        on_error="raise",
+        epochs=30,
+        batch_size=64,
+        lr=0.002,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0001,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        precision="32",
+        accelerator=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.n_heads = n_heads
+        self.mlp_ratio = mlp_ratio
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.conv_stem = conv_stem
+        self.image_shape = image_shape
+        self.channels = channels
+        self.image_size = image_size
+        self.on_error = on_error
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
+        self.random_state = random_state
+        self.verbose = verbose

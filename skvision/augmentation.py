@@ -469,27 +469,30 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         extras = tuple(item for item in (masks, boxes) if item is not None)
         return (images, *extras) if extras else images
 
-    def _augment_training_batch(self, X, y, *, rng, n_classes=None, target_kind="labels"):
+    def _augment_training_batch(self, X, y, *, rng, n_classes=None, target_kind="labels",
+                                sample_weight=None):
         """One training batch: augment ``X``; with mixup/cutmix, mix ``y`` too.
 
-        Classification labels become mixed one-hot probabilities (which
-        ``torch.nn.CrossEntropyLoss`` accepts); regression targets are mixed
-        as numbers. Segmentation masks (``target_kind="masks"``) follow the
-        geometry; pixels brought in from outside the image get the ignored
-        index -100, and mixup/cutmix do not apply.
+        Returns ``(X, y, sample_weight)``. Classification labels become mixed
+        one-hot probabilities (which ``torch.nn.CrossEntropyLoss`` accepts);
+        regression targets are mixed as numbers; per-image weights (or None)
+        are mixed with the same share as the targets, so a weight follows its
+        image into the pair. Segmentation masks (``target_kind="masks"``)
+        follow the geometry; pixels brought in from outside the image get the
+        ignored index -100, and mixup/cutmix do not apply.
         """
         if target_kind == "masks":
             X, masks, _ = self._augment(X, rng, masks=y.to(X.device), mask_fill=-100)
-            return X, masks
+            return X, masks, sample_weight
         if target_kind == "boxes":  # detection targets: a list of dicts per image
             X, _, boxes = self._augment(X, rng, boxes=y)
-            return X, boxes
+            return X, boxes, sample_weight
         X, _, _ = self._augment(X, rng)
         if self.mixup_alpha > 0 or self.cutmix_alpha > 0:
             y = y.to(X.device)
             targets = F.one_hot(y, n_classes).float() if n_classes else y.float()
-            X, y = self._mix(X, targets, rng)
-        return X, y
+            X, y, sample_weight = self._mix(X, targets, rng, sample_weight)
+        return X, y, sample_weight
 
     # -- the engine -------------------------------------------------------------
 
@@ -619,8 +622,8 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                                images.reshape(n_samples, 3, -1))
         return result.view(images.shape)
 
-    def _mix(self, images, targets, rng):
-        """Mixup or cutmix of a batch with a shuffled copy of itself."""
+    def _mix(self, images, targets, rng, sample_weight=None):
+        """Mixup or cutmix of a batch with a shuffled copy of itself (and of its weights)."""
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or rng.random() < 0.5)
         alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
         weight = float(rng.beta(alpha, alpha))
@@ -632,7 +635,10 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             weight = 1 - float(inside.float().mean())  # the area actually pasted
         else:
             images = weight * images + (1 - weight) * images[order]
-        return images, weight * targets + (1 - weight) * targets[order]
+        if sample_weight is not None:
+            sample_weight = sample_weight.to(images.device)
+            sample_weight = weight * sample_weight + (1 - weight) * sample_weight[order]
+        return images, weight * targets + (1 - weight) * targets[order], sample_weight
 
 
 class AugmentationSampler(BaseEstimator):

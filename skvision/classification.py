@@ -5,11 +5,15 @@ import numbers
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
-from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
-from ._validation import check_regression_targets, encode_labels
+from ._training import (
+    BaseNeuralEstimator,
+    NeuralClassifierMixin,
+    NeuralRegressorMixin,
+    fill_doc,
+)
+from ._validation import encode_labels
 from .nn import CNN
 
 __all__ = ["CNNClassifier", "CNNRegressor"]
@@ -129,12 +133,17 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         the cross-entropy loss; it keeps the network from growing
         over-confident on small data sets.
 
+    %(class_weight)s
+
     %(training_parameters)s
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels, in the order of ``predict_proba``'s columns.
+
+    class_weight_ : ndarray of shape (n_classes,) or None
+        The weight of each class in the loss, when ``class_weight`` is set.
 
     %(fitted_attributes)s
 
@@ -169,6 +178,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         head="gap",
         hidden_units=(),
         label_smoothing=0.1,
+        class_weight=None,
         image_shape=None,
         channels="last",
         image_size=None,
@@ -201,6 +211,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         self.head = head
         self.hidden_units = hidden_units
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
         self.image_shape = image_shape
         self.channels = channels
         self.image_size = image_size
@@ -270,7 +281,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
 
 
 @fill_doc(architecture=_ARCHITECTURE_DOC, epochs=10, batch_size=64, lr=0.003, alpha=0.0001)
-class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
+class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
     """Convolutional neural network regressor for images.
 
     The network of :class:`CNNClassifier` with a linear output per target,
@@ -285,6 +296,9 @@ class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
 
     Attributes
     ----------
+    y_mean_, y_scale_ : ndarray of shape (n_outputs,)
+        Mean and standard deviation of each target, used to standardize them.
+
     %(fitted_attributes)s
 
     See Also
@@ -366,50 +380,3 @@ class CNNRegressor(_CNNMixin, RegressorMixin, BaseNeuralEstimator):
         self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
-
-    def _criterion(self):
-        return torch.nn.MSELoss()
-
-    def _prepare_targets(self, y, images, *, reset, classes=None):
-        n_samples = len(images)
-        y = check_regression_targets(y, n_samples)
-        if reset:
-            self._y_ndim = y.ndim
-            columns = y.reshape(n_samples, -1)
-            self.y_mean_ = columns.mean(axis=0)
-            self.y_scale_ = columns.std(axis=0)
-            self.y_scale_[self.y_scale_ == 0] = 1.0
-        columns = y.reshape(n_samples, -1)
-        if columns.shape[1] != len(self.y_mean_):
-            raise ValueError(
-                f"y has {columns.shape[1]} outputs, but the model was fitted with "
-                f"{len(self.y_mean_)}."
-            )
-        return torch.from_numpy((columns - self.y_mean_) / self.y_scale_), len(self.y_mean_)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-    def partial_fit(self, X, y):
-        """Train for one epoch at the constant rate ``lr``, from the current weights.
-
-        Parameters
-        ----------
-        X : array-like of images
-            A batch of training images.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Their targets.
-
-        Returns
-        -------
-        self : object
-            The updated estimator.
-        """
-        return self._fit(X, y, partial=True)
-
-    def predict(self, X):
-        """Predicted targets, shape ``(n_samples,)`` or ``(n_samples, n_outputs)``."""
-        outputs = self._forward(X).numpy().astype(np.float64) * self.y_scale_ + self.y_mean_
-        return outputs[:, 0] if self._y_ndim == 1 else outputs

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from ._training import BaseNeuralEstimator, fill_doc
 from ._data import as_paths, decode_masks, resize_masks
-from ._validation import check_masks, encode_labels
+from ._validation import check_masks, class_weights, encode_labels
 from .metrics import mean_iou
 from .nn import UNet, build_backbone
 from .nn.unet import CrossEntropyDiceLoss, DiceLoss
@@ -264,14 +264,8 @@ class UNetSegmenter(BaseNeuralEstimator):
     def _class_weights(self, labelled):
         if self.class_weight is None:
             return None
-        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
-            counts = np.array([(labelled == label).sum() for label in self.classes_])
-            return labelled.size / (len(self.classes_) * counts)
-        if isinstance(self.class_weight, dict):
-            return np.array([float(self.class_weight.get(label, 1.0)) for label in self.classes_])
-        raise ValueError(
-            f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}."
-        )
+        counts = [(labelled == label).sum() for label in self.classes_]
+        return class_weights(self.class_weight, self.classes_, counts)
 
     # -- fitting and inference ----------------------------------------------
 

@@ -10,12 +10,17 @@ from sklearn.utils.validation import check_is_fitted, check_scalar
 from tqdm.auto import tqdm
 
 from ._torch import check_precision, predict_batches, resolve_device
-from ._training import BaseNeuralEstimator, NeuralClassifierMixin, fill_doc
+from ._training import (
+    BaseNeuralEstimator,
+    NeuralClassifierMixin,
+    NeuralRegressorMixin,
+    fill_doc,
+)
 from ._validation import check_image_data, check_image_size
 from .nn.backbones import BackboneClassifier, backbone_input_size, build_backbone
 from .nn.blocks import global_pool
 
-__all__ = ["PretrainedFeatureExtractor", "FineTunedClassifier"]
+__all__ = ["PretrainedFeatureExtractor", "FineTunedClassifier", "FineTunedRegressor"]
 
 _POOLINGS = ("avg", "max", "avgmax")
 
@@ -83,6 +88,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     See Also
     --------
     FineTunedClassifier : Train the backbone's last stages with a new head.
+    FineTunedRegressor : The same for continuous targets.
 
     Examples
     --------
@@ -246,107 +252,8 @@ backbone : str, default="efficientnet_lite0"
         small changes)."""
 
 
-@fill_doc(architecture=_FREEZE_DOC, resize=False, epochs=5, batch_size=32, lr=0.001, alpha=0.0001)
-class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
-    """Classifier fine-tuned from a pretrained backbone with a new head.
-
-    The backbone's classification layer is replaced by a new linear head for
-    the task's classes; the head (and, with ``freeze``, the backbone's last
-    stages at a lower learning rate) is trained by the shared training core.
-
-    Parameters
-    ----------
-    %(architecture)s
-
-    label_smoothing : float, default=0.1
-        Share of the target probability spread over the other classes.
-
-    %(training_parameters)s
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        The class labels.
-
-    %(fitted_attributes)s
-
-    See Also
-    --------
-    PretrainedFeatureExtractor : Fixed features for any sklearn model.
-    CNNClassifier : A network trained from scratch.
-
-    Examples
-    --------
-    >>> from skvision.datasets import make_shapes
-    >>> from skvision.transfer import FineTunedClassifier
-    >>> X, y = make_shapes(80, image_size=32, random_state=0)
-    >>> clf = FineTunedClassifier(image_size=64, epochs=2, random_state=0)
-    >>> clf.fit(X, y).predict(X[:3]).shape
-    (3,)
-    """
-
-    def __init__(
-        self,
-        *,
-        backbone="efficientnet_lite0",
-        weights=None,
-        layer=-1,
-        freeze="all",
-        pooling="avg",
-        image_size=None,
-        dropout=0.2,
-        backbone_lr=0.1,
-        label_smoothing=0.1,
-        image_shape=None,
-        channels="last",
-        on_error="raise",
-        epochs=5,
-        batch_size=32,
-        lr=0.001,
-        optimizer="adamw",
-        lr_schedule="onecycle",
-        alpha=0.0001,
-        l1_ratio=0.0,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=5,
-        augment=None,
-        warm_start=False,
-        device="auto",
-        precision="32",
-        accelerator=None,
-        random_state=None,
-        verbose=0,
-    ):
-        self.backbone = backbone
-        self.weights = weights
-        self.layer = layer
-        self.freeze = freeze
-        self.pooling = pooling
-        self.image_size = image_size
-        self.dropout = dropout
-        self.backbone_lr = backbone_lr
-        self.label_smoothing = label_smoothing
-        self.image_shape = image_shape
-        self.channels = channels
-        self.on_error = on_error
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.lr_schedule = lr_schedule
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.augment = augment
-        self.warm_start = warm_start
-        self.device = device
-        self.precision = precision
-        self.accelerator = accelerator
-        self.random_state = random_state
-        self.verbose = verbose
+class _FineTunedMixin:
+    """Backbone, new head, input size and learning rates shared by both fine-tuned models."""
 
     def _n_trainable_stages(self):
         if self.freeze == "all":
@@ -388,3 +295,217 @@ class FineTunedClassifier(NeuralClassifierMixin, BaseNeuralEstimator):
         if self._n_trainable_stages() == 0:
             return []
         return [("backbone.*", {"lr": self.lr * self.backbone_lr})]
+
+
+@fill_doc(architecture=_FREEZE_DOC, resize=False, epochs=5, batch_size=32, lr=0.001, alpha=0.0001)
+class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEstimator):
+    """Classifier fine-tuned from a pretrained backbone with a new head.
+
+    The backbone's classification layer is replaced by a new linear head for
+    the task's classes; the head (and, with ``freeze``, the backbone's last
+    stages at a lower learning rate) is trained by the shared training core.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    label_smoothing : float, default=0.1
+        Share of the target probability spread over the other classes.
+
+    %(class_weight)s
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    class_weight_ : ndarray of shape (n_classes,) or None
+        The weight of each class in the loss, when ``class_weight`` is set.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    FineTunedRegressor : The same for continuous targets.
+    PretrainedFeatureExtractor : Fixed features for any sklearn model.
+    CNNClassifier : A network trained from scratch.
+
+    Examples
+    --------
+    >>> from skvision.datasets import make_shapes
+    >>> from skvision.transfer import FineTunedClassifier
+    >>> X, y = make_shapes(80, image_size=32, random_state=0)
+    >>> clf = FineTunedClassifier(image_size=64, epochs=2, random_state=0)
+    >>> clf.fit(X, y).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone="efficientnet_lite0",
+        weights=None,
+        layer=-1,
+        freeze="all",
+        pooling="avg",
+        image_size=None,
+        dropout=0.2,
+        backbone_lr=0.1,
+        label_smoothing=0.1,
+        class_weight=None,
+        image_shape=None,
+        channels="last",
+        on_error="raise",
+        epochs=5,
+        batch_size=32,
+        lr=0.001,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0001,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        precision="32",
+        accelerator=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.freeze = freeze
+        self.pooling = pooling
+        self.image_size = image_size
+        self.dropout = dropout
+        self.backbone_lr = backbone_lr
+        self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
+        self.image_shape = image_shape
+        self.channels = channels
+        self.on_error = on_error
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
+        self.random_state = random_state
+        self.verbose = verbose
+
+
+@fill_doc(architecture=_FREEZE_DOC, resize=False, epochs=5, batch_size=32, lr=0.001, alpha=0.0001)
+class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstimator):
+    """Regressor fine-tuned from a pretrained backbone with a new head.
+
+    Transfer learning for continuous targets (a count, an age, a size, a
+    quality score): the backbone's classification layer is replaced by a
+    linear output per target, trained with the mean squared error by the
+    shared training core (with ``freeze``, the backbone's last stages too,
+    at a lower learning rate). Targets are standardized internally (and
+    predictions mapped back), so their scale does not matter.
+
+    Parameters
+    ----------
+    %(architecture)s
+
+    %(training_parameters)s
+
+    Attributes
+    ----------
+    y_mean_, y_scale_ : ndarray of shape (n_outputs,)
+        Mean and standard deviation of each target, used to standardize them.
+
+    %(fitted_attributes)s
+
+    See Also
+    --------
+    FineTunedClassifier : The same for class labels.
+    PretrainedFeatureExtractor : Fixed features for any sklearn regressor.
+    CNNRegressor : A network trained from scratch.
+
+    Examples
+    --------
+    >>> from skvision.datasets import make_shapes
+    >>> from skvision.transfer import FineTunedRegressor
+    >>> X, _ = make_shapes(60, image_size=32, random_state=0)
+    >>> brightness = X.mean(axis=(1, 2, 3))
+    >>> reg = FineTunedRegressor(image_size=64, epochs=2, random_state=0)
+    >>> reg.fit(X, brightness).predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone="efficientnet_lite0",
+        weights=None,
+        layer=-1,
+        freeze="all",
+        pooling="avg",
+        image_size=None,
+        dropout=0.2,
+        backbone_lr=0.1,
+        image_shape=None,
+        channels="last",
+        on_error="raise",
+        epochs=5,
+        batch_size=32,
+        lr=0.001,
+        optimizer="adamw",
+        lr_schedule="onecycle",
+        alpha=0.0001,
+        l1_ratio=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        augment=None,
+        warm_start=False,
+        device="auto",
+        precision="32",
+        accelerator=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.freeze = freeze
+        self.pooling = pooling
+        self.image_size = image_size
+        self.dropout = dropout
+        self.backbone_lr = backbone_lr
+        self.image_shape = image_shape
+        self.channels = channels
+        self.on_error = on_error
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.warm_start = warm_start
+        self.device = device
+        self.precision = precision
+        self.accelerator = accelerator
+        self.random_state = random_state
+        self.verbose = verbose

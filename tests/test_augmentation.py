@@ -280,11 +280,15 @@ def test_mixed_targets_are_probabilities():
     X = torch.rand(6, 3, 8, 8)
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     augmenter = ImageAugmenter(horizontal_flip=0, mixup_alpha=1.0)
-    mixed_X, mixed_y = augmenter._augment_training_batch(
-        X, y, rng=np.random.default_rng(0), n_classes=3)
+    weights = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    mixed_X, mixed_y, mixed_weights = augmenter._augment_training_batch(
+        X, y, rng=np.random.default_rng(0), n_classes=3, sample_weight=weights)
     assert mixed_y.shape == (6, 3)
     np.testing.assert_allclose(mixed_y.sum(dim=1).numpy(), 1.0, atol=1e-6)
     assert not torch.equal(mixed_X, X)
+    # A weight follows its image into the pair: class 0's images carry weight 1
+    # here, so each mixed weight is the share of class 0 in the mixed target.
+    np.testing.assert_allclose(mixed_weights.numpy(), mixed_y[:, 0].numpy(), atol=1e-6)
 
 
 def test_fit_resample_in_imblearn_pipeline_augments_training_folds_only(digits):

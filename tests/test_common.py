@@ -9,14 +9,18 @@ cannot apply, each with the reason.
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skvision import CNNClassifier, CNNRegressor
-from skvision.attention import VisionTransformerClassifier
+from skvision.attention import VisionTransformerClassifier, VisionTransformerRegressor
 from skvision.boosting import BoostedTreesClassifier, BoostedTreesRegressor
 from skvision.detection import FasterRCNNDetector
 from skvision.segmentation import UNetSegmenter
 from skvision.style import StyleTransfer
 from skvision.preprocessing import ChannelStandardizer, Grayscale, ImageFlattener, Resize
 from skvision.augmentation import AugmentationSampler, ImageAugmenter
-from skvision.transfer import FineTunedClassifier, PretrainedFeatureExtractor
+from skvision.transfer import (
+    FineTunedClassifier,
+    FineTunedRegressor,
+    PretrainedFeatureExtractor,
+)
 
 # sklearn's checks feed tabular data with 1 to 10 features; image_shape=(1, -1)
 # reads each row as a 1-pixel-high image, which every network accepts.
@@ -27,6 +31,8 @@ INIT_PARAMS = {
                        image_shape=(1, -1), device="cpu", random_state=0),
     VisionTransformerClassifier: dict(embed_dim=16, depth=1, n_heads=2, epochs=20, batch_size=16,
                                       lr=0.01, image_shape=(1, -1), device="cpu", random_state=0),
+    VisionTransformerRegressor: dict(embed_dim=16, depth=1, n_heads=2, epochs=20, batch_size=16,
+                                     lr=0.01, image_shape=(1, -1), device="cpu", random_state=0),
     # The real EfficientNet-Lite0 weights, on 32x32 resized inputs for speed.
     PretrainedFeatureExtractor: dict(image_size=32, image_shape=(1, -1), device="cpu"),
     # timm's tiny test network, trained from scratch: the checks fit on tabular
@@ -34,6 +40,9 @@ INIT_PARAMS = {
     FineTunedClassifier: dict(backbone="test_efficientnet", weights=False, freeze="none",
                               image_size=8, epochs=10, batch_size=16, lr=0.02,
                               image_shape=(1, -1), device="cpu", random_state=0),
+    FineTunedRegressor: dict(backbone="test_efficientnet", weights=False, freeze="none",
+                             image_size=8, epochs=10, batch_size=16, lr=0.02,
+                             image_shape=(1, -1), device="cpu", random_state=0),
     ImageAugmenter: dict(degrees=10, brightness=0.2, noise_std=0.01, image_shape=(1, -1),
                          device="cpu", random_state=0),
     AugmentationSampler: dict(augmenter=ImageAugmenter(image_shape=(1, -1), random_state=0)),
@@ -84,7 +93,18 @@ _NEEDS_BOXES = (
     "is tested on real targets in tests/test_detection.py."
 )
 
+_SGD_WEIGHTS = (
+    "a weight of 2 equals a repeated row only in expectation: stochastic gradient "
+    "descent on shuffled mini-batches sees a repeated row twice per epoch, in other "
+    "batches, and batch normalization sees it twice. tests/test_weights.py tests what "
+    "holds exactly (a weight of 0 equals leaving the row out with one full batch; "
+    "equal weights equal no weights) and what weighting is for (minority recall)."
+)
+
 EXPECTED_FAILED_CHECKS = {
+    **{Estimator: {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS}
+       for Estimator in (CNNClassifier, CNNRegressor, VisionTransformerClassifier,
+                         VisionTransformerRegressor, FineTunedClassifier, FineTunedRegressor)},
     FasterRCNNDetector: {name: _NEEDS_BOXES for name in _UNET_CHECKS},
     StyleTransfer: {
         "check_dict_unchanged": (
@@ -104,7 +124,17 @@ EXPECTED_FAILED_CHECKS = {
         "check_methods_sample_order_invariance": _PER_IMAGE_DRAWS,
         "check_methods_subset_invariance": _PER_IMAGE_DRAWS,
     },
+    VisionTransformerRegressor: {
+        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
+        "check_methods_subset_invariance": (
+            "float32 matrix products are blocked by batch size, so a subset's "
+            "predictions differ from the whole batch's by ~5e-7 relative, above the "
+            "check's rtol=1e-7 (the classifier's softmax hides it). "
+            "tests/test_attention.py asserts the property to 1e-5."
+        ),
+    },
     FineTunedClassifier: {
+        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
         "check_methods_sample_order_invariance": (
             "predictions of reordered samples agree to float32 rounding (measured up to "
             "6e-8) but the check asks rtol=1e-7; oneDNN's kernels round differently "

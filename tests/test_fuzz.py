@@ -25,11 +25,13 @@ from skvision import (
     CNNRegressor,
     FasterRCNNDetector,
     FineTunedClassifier,
+    FineTunedRegressor,
     ImageAugmenter,
     PretrainedFeatureExtractor,
     StyleTransfer,
     UNetSegmenter,
     VisionTransformerClassifier,
+    VisionTransformerRegressor,
 )
 from skvision.datasets import load_digit_images
 from skvision.preprocessing import ChannelStandardizer, Grayscale, ImageFlattener, Resize
@@ -106,12 +108,17 @@ def fitted():
         "CNNRegressor": CNNRegressor(filters=(4,), **neural).fit(X, y.astype(float)),
         "VisionTransformerClassifier": VisionTransformerClassifier(
             embed_dim=8, depth=1, n_heads=2, **neural).fit(X, y),
+        "VisionTransformerRegressor": VisionTransformerRegressor(
+            embed_dim=8, depth=1, n_heads=2, **neural).fit(X, y.astype(float)),
         "UNetSegmenter": UNetSegmenter(depth=1, base_filters=4, **neural).fit(X, masks),
         "FasterRCNNDetector": FasterRCNNDetector(**neural).fit(
             np.repeat(np.repeat(X[:8], 4, axis=1), 4, axis=2),
             [{"boxes": [[4, 4, 20, 20]], "labels": [label]} for label in y[:8] % 2]),
         "FineTunedClassifier": FineTunedClassifier(
             backbone="test_efficientnet", weights=False, image_size=16, **neural).fit(X, y),
+        "FineTunedRegressor": FineTunedRegressor(
+            backbone="test_efficientnet", weights=False, image_size=16, **neural).fit(
+                X, y.astype(float)),
         "PretrainedFeatureExtractor": PretrainedFeatureExtractor(image_size=32,
                                                                  device="cpu").fit(X),
         "StyleTransfer": StyleTransfer(image_size=8, n_iter=1, device="cpu").fit(X[:1]),

@@ -93,7 +93,7 @@ def test_augment_moves_masks_with_images(small):
 
     augmenter = Recording(horizontal_flip=1.0, degrees=0)
     UNetSegmenter(**dict(FAST, epochs=1, batch_size=48), augment=augmenter).fit(X, masks)
-    images, flipped_masks = seen[0]
+    images, flipped_masks, _ = seen[0]
     assert flipped_masks.shape == (48, 32, 32) and flipped_masks.dtype == torch.int64
     # Each training image is a flipped original and its mask is flipped alike:
     # find it among the originals through the mask.

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import sklearn
-from sklearn.metrics import recall_score
+from sklearn.metrics import get_scorer, recall_score
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -175,7 +175,6 @@ def test_sample_weight_is_routed_through_pipeline_and_grid_search(digits):
     weights = np.where(y < 5, 3.0, 0.2)
     with sklearn.config_context(enable_metadata_routing=True):
         clf = CNNClassifier(filters=(8,), **FAST).set_fit_request(sample_weight=True)
-        clf.set_score_request(sample_weight=False)  # weights for training, plain accuracy
         pipe = Pipeline([("scale", _scaled()), ("cnn", clf)]).fit(X, y, sample_weight=weights)
         direct = CNNClassifier(filters=(8,), **FAST).fit(X, y, sample_weight=weights)
         np.testing.assert_array_equal(pipe.predict_proba(X[:30]), direct.predict_proba(X[:30]))
@@ -184,7 +183,9 @@ def test_sample_weight_is_routed_through_pipeline_and_grid_search(digits):
 
         # GridSearchCV splits the weights with the rows of each fold.
         cv = KFold(3)
-        search = GridSearchCV(pipe, {"cnn__lr": [0.003]}, cv=cv, refit=False)
+        # Weights for training only: the scorer says it does not take them.
+        scorer = get_scorer("accuracy").set_score_request(sample_weight=False)
+        search = GridSearchCV(pipe, {"cnn__lr": [0.003]}, cv=cv, scoring=scorer, refit=False)
         search.fit(X, y, sample_weight=weights)
         train, test = next(cv.split(X))
         fold = CNNClassifier(filters=(8,), **FAST).fit(X[train], y[train],

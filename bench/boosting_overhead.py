@@ -14,9 +14,9 @@ import argparse
 
 import numpy as np
 import xgboost
+from _harness import best_throughput, machine, write_result
 from sklearn.datasets import make_classification
 
-from _harness import best_throughput, machine, write_result
 from skvision.boosting import BoostedTreesClassifier
 
 PARAMS = dict(n_estimators=300, max_depth=6, learning_rate=0.1)

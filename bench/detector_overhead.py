@@ -16,8 +16,8 @@ Writes bench/results/detector_overhead.json.
 import argparse
 
 import torch
-
 from _harness import best_throughput, machine, write_result
+
 from skvision.datasets import make_shapes
 from skvision.detection import FasterRCNNDetector
 

@@ -15,8 +15,8 @@ import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
+from _harness import best_throughput, machine, write_result
 
-from _harness import machine, best_throughput, write_result
 from skvision.nn.backbones import _load_into
 from skvision.transfer import PretrainedFeatureExtractor
 

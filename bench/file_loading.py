@@ -28,10 +28,10 @@ import timm
 import torch
 import torch.nn.functional as F
 import torchvision
+from _harness import best_throughput, machine, write_result
 from PIL import Image
 from torchvision.transforms import v2
 
-from _harness import best_throughput, machine, write_result
 from skvision import CNNClassifier, PretrainedFeatureExtractor
 from skvision._data import FileImages, read_batches, sequential_batches
 from skvision.datasets import load_image_folder

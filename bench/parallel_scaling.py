@@ -30,9 +30,9 @@ import time
 
 import numpy as np
 import torch
+from _harness import RESULTS, machine, write_result
 from sklearn.model_selection import cross_val_score
 
-from _harness import RESULTS, machine, write_result
 from skvision import CNNClassifier, PretrainedFeatureExtractor
 from skvision.datasets import load_digit_images
 
@@ -122,7 +122,7 @@ def data_parallel(X, y, epochs):
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                        "--nproc_per_node", "2", __file__, "--worker", out, str(epochs),
                        str(batch_size)]
-            _, wall_s = _timed(lambda: subprocess.run(
+            _, wall_s = _timed(lambda command=command: subprocess.run(
                 command, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             with open(out) as file:

@@ -18,8 +18,8 @@ import argparse
 
 import numpy as np
 import torch
-
 from _harness import best_throughput, machine, plain_training_loop, write_result
+
 from skvision import CNNClassifier
 from skvision._torch import resolve_device
 from skvision.datasets import make_shapes
@@ -45,13 +45,14 @@ def main():
     result = {"machine": machine(device), "n_samples": n_samples, "epochs": epochs,
               "precisions": {}}
     for precision in precisions:
-        def plain():
+        # Called within this iteration: the default binds this precision.
+        def plain(precision=precision):
             torch.manual_seed(0)
             model = CNN(3, len(classes), (32, 32), filters=FILTERS, dropout=0.1)
             plain_training_loop(model, images, labels, batch_size=BATCH_SIZE, epochs=epochs,
                                 lr=LR, device=device, precision=precision)
 
-        def skvision():
+        def skvision(precision=precision):
             return CNNClassifier(filters=FILTERS, lr=LR, alpha=0.0, epochs=epochs,
                                  batch_size=BATCH_SIZE, device=device, precision=precision,
                                  random_state=0).fit(X_train, y_train)

@@ -17,9 +17,9 @@ import argparse
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _harness import best_throughput, machine, write_result
 from skimage import data
 
-from _harness import best_throughput, machine, write_result
 from skvision.nn import build_backbone
 from skvision.nn.style import FeatureTaps, content_loss, style_loss, total_variation_loss
 from skvision.style import _DEFAULT_LAYERS, StyleTransfer

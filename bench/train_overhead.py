@@ -19,8 +19,8 @@ import argparse
 
 import numpy as np
 import torch
+from _harness import best_throughput, machine, plain_training_loop, write_result
 
-from _harness import machine, best_throughput, plain_training_loop, write_result
 from skvision import CNNClassifier
 from skvision.nn import CNN
 

@@ -15,8 +15,8 @@ Writes bench/results/unet_overhead.json.
 import argparse
 
 import torch
-
 from _harness import best_throughput, machine, plain_training_loop, write_result
+
 from skvision.datasets import make_shapes
 from skvision.nn import UNet
 from skvision.segmentation import UNetSegmenter

@@ -49,6 +49,7 @@ shapes_clf = CNNClassifier(epochs=20, batch_size=32, random_state=0)
 shapes_clf.fit(X_shapes[:500], y_shapes[:500])
 print(f"held-out accuracy on shapes: {shapes_clf.score(X_shapes[500:], y_shapes[500:]):.3f}")
 maps = shapes_clf.class_activation_maps(X_shapes[500:506])
-fig = plot_images(np.concatenate([X_shapes[500:506], (plt.cm.jet(maps)[..., :3] * 255).astype(np.uint8)]),
+heat = (plt.cm.jet(maps)[..., :3] * 255).astype(np.uint8)
+fig = plot_images(np.concatenate([X_shapes[500:506], heat]),
                   titles=list(shapes_clf.predict(X_shapes[500:506])) + ["CAM"] * 6, n_cols=6)
 plt.show()

@@ -34,7 +34,6 @@ from skvision.boosting import BoostedTreesClassifier
 from skvision.datasets import load_digit_images
 from skvision.preprocessing import ImageFlattener
 
-
 X, y = load_digit_images(return_X_y=True)
 labels = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                    "nine"])[y]  # any labels work

@@ -48,8 +48,9 @@ content = np.stack([
 start = time.perf_counter()
 painter = StyleTransfer(random_state=0).fit(style[np.newaxis])
 painted = painter.transform(content)
+style_loss = painter.loss_history_["style_loss"]
 print(f"2 images in {time.perf_counter() - start:.1f} s; style loss fell "
-      f"{painter.loss_history_['style_loss'].iloc[0] / painter.loss_history_['style_loss'].iloc[-1]:.0f}-fold")
+      f"{style_loss.iloc[0] / style_loss.iloc[-1]:.0f}-fold")
 
 fig, axes = plt.subplots(2, 3, figsize=(9, 6))
 for row, (original, result) in enumerate(zip(content, painted)):

@@ -37,7 +37,7 @@ class _Section:
                           "score": score, "± (folds)": spread, "fit time (s)": seconds})
 
     def add_figure(self, figure, caption):
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt
 
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
@@ -47,8 +47,8 @@ class _Section:
 
 def _cross_validate(model, X, y, cv, desc, groups=None):
     """Cross-validate with a progress bar over the folds; scores and mean fit time."""
-    from sklearn.base import clone  # noqa: PLC0415
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from sklearn.base import clone
+    from tqdm.auto import tqdm
 
     scores, seconds, predicted = [], [], np.empty_like(y)
     for train, test in tqdm(list(cv.split(X, y, groups)), desc=desc, unit="fold", leave=True):
@@ -61,15 +61,15 @@ def _cross_validate(model, X, y, cv, desc, groups=None):
 
 
 def _classification(settings):
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.model_selection import StratifiedKFold  # noqa: PLC0415
-    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
-    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    from . import CNNClassifier  # noqa: PLC0415
-    from .datasets import load_digit_images  # noqa: PLC0415
-    from .plotting import plot_history, plot_images  # noqa: PLC0415
-    from .preprocessing import ImageFlattener  # noqa: PLC0415
+    from . import CNNClassifier
+    from .datasets import load_digit_images
+    from .plotting import plot_history, plot_images
+    from .preprocessing import ImageFlattener
 
     section = _Section(
         "Digit classification",
@@ -99,15 +99,15 @@ def _classification(settings):
 
 
 def _transfer(settings):
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.model_selection import GroupKFold  # noqa: PLC0415
-    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
-    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    from .datasets import load_textures  # noqa: PLC0415
-    from .plotting import plot_images  # noqa: PLC0415
-    from .preprocessing import ImageFlattener  # noqa: PLC0415
-    from .transfer import PretrainedFeatureExtractor  # noqa: PLC0415
+    from .datasets import load_textures
+    from .plotting import plot_images
+    from .preprocessing import ImageFlattener
+    from .transfer import PretrainedFeatureExtractor
 
     section = _Section(
         "Transfer learning",
@@ -135,11 +135,11 @@ def _transfer(settings):
 
 
 def _augmentation(settings):
-    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+    from sklearn.model_selection import train_test_split
 
-    from . import CNNClassifier, ImageAugmenter  # noqa: PLC0415
-    from .datasets import load_digit_images  # noqa: PLC0415
-    from .plotting import plot_images  # noqa: PLC0415
+    from . import CNNClassifier, ImageAugmenter
+    from .datasets import load_digit_images
+    from .plotting import plot_images
 
     section = _Section(
         "Augmentation",
@@ -167,9 +167,9 @@ def _augmentation(settings):
 
 
 def _segmentation(settings):
-    from . import UNetSegmenter  # noqa: PLC0415
-    from .datasets import SHAPE_NAMES, make_shapes  # noqa: PLC0415
-    from .plotting import plot_masks  # noqa: PLC0415
+    from . import UNetSegmenter
+    from .datasets import SHAPE_NAMES, make_shapes
+    from .plotting import plot_masks
 
     section = _Section(
         "Segmentation",
@@ -197,7 +197,7 @@ SECTIONS = {"classification": _classification, "transfer": _transfer,
 
 def results_table(sections):
     """The rows of every section as one DataFrame."""
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     frame = pd.DataFrame([row for section in sections for row in section.rows])
     return frame.set_index(["task", "model"])
@@ -209,7 +209,7 @@ def _format_table(table):
 
 def write_report(sections, table, path, *, seconds, quick):
     """One HTML page with the table and the figures embedded; written atomically."""
-    from . import __version__  # noqa: PLC0415
+    from . import __version__
 
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -250,7 +250,7 @@ def run_demo(output, *, quick=False, sections=None):
 
     Returns the path of the report.
     """
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
     os.makedirs(output, exist_ok=True)

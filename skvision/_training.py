@@ -32,6 +32,7 @@ from skorch.hf import AccelerateMixin
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from tqdm.auto import tqdm
 
+from ._data import read_batches
 from ._torch import (
     autocast,
     channels_last,
@@ -41,7 +42,6 @@ from ._torch import (
     resolve_device,
     seeded,
 )
-from ._data import read_batches
 from ._validation import (
     check_class_labels,
     check_image_data,
@@ -702,7 +702,8 @@ class _AcceleratedNet(AccelerateMixin, _Net):
                 with warnings.catch_warnings():
                     # A one-channel kernel in channels_last: its gradient has other
                     # strides on the size-1 axis, the same memory; DDP warns anyway.
-                    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+                    warnings.filterwarnings("ignore",
+                                            message="Grad strides do not match bucket view")
                     super().partial_fit(X, y, classes=classes, **fit_params)
             except Exception as error:
                 if self._data_parallel():
@@ -840,7 +841,8 @@ class BaseNeuralEstimator(BaseEstimator):
         )
         check_scalar(self.n_iter_no_change, "n_iter_no_change", numbers.Integral, min_val=1)
         if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {list(_OPTIMIZERS)}; got {self.optimizer!r}.")
+            raise ValueError(
+                f"optimizer must be one of {list(_OPTIMIZERS)}; got {self.optimizer!r}.")
         if self.lr_schedule not in _SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {_SCHEDULES}; got {self.lr_schedule!r}.")
         check_precision(self.precision)

@@ -502,7 +502,7 @@ def frame_to_targets(frame, n_images):
 
 def targets_to_frame(targets):
     """One dict per image → a DataFrame with a row per box (see :func:`frame_to_targets`)."""
-    import pandas as pd  # noqa: PLC0415  (pandas only when frames are used)
+    import pandas as pd
 
     counts = [len(target["boxes"]) for target in targets]
     boxes = np.concatenate([np.asarray(t["boxes"], np.float32).reshape(-1, 4) for t in targets])
@@ -607,7 +607,8 @@ def check_sample_weight(sample_weight, n_samples):
             f"{int(np.argmin(weights))}."
         )
     if not weights.any():
-        raise ValueError("sample_weight is zero for every image: at least one needs a positive weight.")
+        raise ValueError(
+            "sample_weight is zero for every image: at least one needs a positive weight.")
     return weights
 
 
@@ -640,7 +641,8 @@ def class_weights(class_weight, classes, counts):
     weights = np.array([class_weight.get(label, 1.0) for label in np.asarray(classes).tolist()],
                        dtype=np.float64)
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError(f"class_weight values must be finite and non-negative; got {class_weight!r}.")
+        raise ValueError(
+            f"class_weight values must be finite and non-negative; got {class_weight!r}.")
     return weights
 
 

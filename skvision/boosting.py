@@ -310,9 +310,9 @@ class _BoostedTrees(BaseEstimator):
         The labels (one per row) are gathered to encode them and to split off
         the early-stopping validation rows, as in memory; the features are not.
         """
-        import dask.array as da  # noqa: PLC0415
-        from distributed import get_client  # noqa: PLC0415
-        from xgboost import dask as xgb_dask  # noqa: PLC0415
+        import dask.array as da
+        from distributed import get_client
+        from xgboost import dask as xgb_dask
 
         try:
             client = get_client()

@@ -58,10 +58,12 @@ class _CNNMixin:
     def _check_architecture(self):
         filters = tuple(self.filters)
         if not filters or any(not isinstance(f, numbers.Integral) or f < 1 for f in filters):
-            raise ValueError(f"filters must be a non-empty tuple of positive ints; got {self.filters!r}.")
+            raise ValueError(
+                f"filters must be a non-empty tuple of positive ints; got {self.filters!r}.")
         check_scalar(self.kernel_size, "kernel_size", numbers.Integral, min_val=1)
         if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd to keep the image size; got {self.kernel_size}.")
+            raise ValueError(
+                f"kernel_size must be odd to keep the image size; got {self.kernel_size}.")
         check_scalar(self.dropout, "dropout", numbers.Real, min_val=0, max_val=1,
                      include_boundaries="left")
         if any(not isinstance(u, numbers.Integral) or u < 1 for u in self.hidden_units):

@@ -16,25 +16,26 @@ DISTRIBUTION = "scikit-vision"
 
 
 def _demo(args):
-    from ._demo import run_demo  # noqa: PLC0415
+    from ._demo import run_demo
 
     run_demo(args.output, quick=args.quick, sections=args.only or None)
     return 0
 
 
 def _info(args):
-    import sklearn  # noqa: PLC0415
-    import skorch  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import sklearn
+    import skorch
+    import torch
 
-    from . import __version__  # noqa: PLC0415
-    from ._torch import resolve_device  # noqa: PLC0415
+    from . import __version__
+    from ._torch import resolve_device
 
     try:
         installed = f"distribution {DISTRIBUTION} {metadata.version(DISTRIBUTION)}"
     except metadata.PackageNotFoundError:
         installed = f"distribution {DISTRIBUTION} not installed"
-    print(f"skvision {__version__} ({installed}; from {os.path.dirname(os.path.abspath(__file__))})")
+    location = os.path.dirname(os.path.abspath(__file__))
+    print(f"skvision {__version__} ({installed}; from {location})")
     print(f"python {platform.python_version()} on {platform.platform()}")
     for module in (np, sklearn, skorch, torch):
         print(f"{module.__name__} {module.__version__}")

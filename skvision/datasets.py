@@ -264,7 +264,7 @@ def load_textures(*, patch_size=48, n_per_region=20, random_state=0):
     >>> X.shape, sorted(set(y.tolist())), sorted(set(groups.tolist()))
     ((60, 48, 48), ['brick', 'grass', 'gravel'], [0, 1, 2, 3])
     """
-    from skimage import data  # noqa: PLC0415  (optional heavy import)
+    from skimage import data
 
     check_scalar(patch_size, "patch_size", numbers.Integral, min_val=8, max_val=256)
     check_scalar(n_per_region, "n_per_region", numbers.Integral, min_val=1)

@@ -4,8 +4,8 @@ import numbers
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
 from sklearn.utils.validation import check_is_fitted, check_scalar
+from skorch.callbacks import Callback
 
 from ._data import ListImages, to_float
 from ._torch import predict_batches

@@ -39,8 +39,8 @@ _EXTRA = 'pip install "scikit-vision[distributed]"'
 
 def _import_dask():
     try:
-        import dask  # noqa: PLC0415  (optional dependency)
-        import dask.array  # noqa: F401, PLC0415
+        import dask
+        import dask.array
     except ImportError as error:
         raise ImportError(
             f"Working on dask collections needs dask: {_EXTRA}."
@@ -97,7 +97,7 @@ def _shared_model(dask, estimator):
     delayed object that the local scheduler shares between blocks.
     """
     try:
-        from distributed import get_client  # noqa: PLC0415
+        from distributed import get_client
 
         client = get_client()
     except (ImportError, ValueError):
@@ -109,7 +109,7 @@ def _shared_model(dask, estimator):
 
 def _apply(block, model, method, columns=None):
     if columns is not None:
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd
 
         block = pd.DataFrame(block, columns=columns)
     return getattr(model, method)(block)
@@ -158,7 +158,7 @@ def apply_blocks(estimator, X, method="predict"):
     True
     """
     dask = _import_dask()
-    import dask.array as da  # noqa: PLC0415
+    import dask.array as da
 
     columns = None
     if is_dask_collection(X) and hasattr(X, "columns"):

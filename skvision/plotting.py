@@ -74,7 +74,7 @@ def plot_images(images, titles=None, *, n_cols=8, cmap="gray", ax_size=1.5, fig=
 
 def _image_grid(n_images, titles, n_cols, ax_size, fig):
     """A figure with one titled, axis-free subplot per image."""
-    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
+    import matplotlib.pyplot as plt
 
     if titles is not None and len(titles) != n_images:
         raise ValueError(f"Got {len(titles)} titles for {n_images} images.")
@@ -121,7 +121,7 @@ def plot_history(history, *, metrics=("loss", "acc"), fig=None):
     >>> len(plot_history(history).axes)
     1
     """
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     for attribute in ("history_", "loss_history_"):
         if hasattr(history, attribute):
@@ -139,7 +139,8 @@ def plot_history(history, *, metrics=("loss", "acc"), fig=None):
     ]
     panels = [(metric, columns) for metric, columns in panels if columns]
     if not panels:
-        raise ValueError(f"history has no columns ending in {metrics}; got {list(history.columns)}.")
+        raise ValueError(
+            f"history has no columns ending in {metrics}; got {list(history.columns)}.")
     if fig is None:
         fig = plt.figure(figsize=(4.5 * len(panels), 3.2))
     for index, (metric, columns) in enumerate(panels):
@@ -254,7 +255,7 @@ def plot_feature_mask(selector_or_mask, image_shape, *, image=None, ax=None, cma
     >>> ax.images[0].get_array().shape
     (8, 8)
     """
-    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
+    import matplotlib.pyplot as plt
 
     if hasattr(selector_or_mask, "get_support"):
         mask = selector_or_mask.get_support()
@@ -330,8 +331,8 @@ def plot_masks(images, masks, predicted=None, *, class_names=None, background=0,
     >>> len(fig.axes)
     4
     """
-    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
-    from matplotlib.patches import Patch  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     images = _as_display_images(images)
     if gray_images and images.ndim == 4:
@@ -411,8 +412,8 @@ def plot_boxes(images, y_true=None, y_pred=None, *, proposals=None, score_thresh
     >>> len(fig.axes)
     2
     """
-    import matplotlib.pyplot as plt  # noqa: PLC0415  (optional heavy import)
-    from matplotlib.patches import Rectangle  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     images = _as_display_images(images)
     for name, value in (("y_true", y_true), ("y_pred", y_pred), ("proposals", proposals)):

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
-from ._training import BaseNeuralEstimator, fill_doc
 from ._data import as_paths, decode_masks, resize_masks
+from ._training import BaseNeuralEstimator, fill_doc
 from ._validation import check_masks, class_weights, encode_labels
 from .metrics import mean_iou
 from .nn import UNet, build_backbone

@@ -13,8 +13,14 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from skvision import (CNNClassifier, FineTunedClassifier, UNetSegmenter,
-                      VisionTransformerClassifier, load, save)
+from skvision import (
+    CNNClassifier,
+    FineTunedClassifier,
+    UNetSegmenter,
+    VisionTransformerClassifier,
+    load,
+    save,
+)
 from skvision.datasets import make_shapes
 
 # Batch norm off: on CPUs each process normalizes over its own batch, which

@@ -10,12 +10,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skvision import CNNClassifier, CNNRegressor
 from skvision.attention import VisionTransformerClassifier, VisionTransformerRegressor
+from skvision.augmentation import AugmentationSampler, ImageAugmenter
 from skvision.boosting import BoostedTreesClassifier, BoostedTreesRegressor
 from skvision.detection import FasterRCNNDetector
+from skvision.preprocessing import ChannelStandardizer, Grayscale, ImageFlattener, Resize
 from skvision.segmentation import UNetSegmenter
 from skvision.style import StyleTransfer
-from skvision.preprocessing import ChannelStandardizer, Grayscale, ImageFlattener, Resize
-from skvision.augmentation import AugmentationSampler, ImageAugmenter
 from skvision.transfer import (
     FineTunedClassifier,
     FineTunedRegressor,

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _memory import PEAK_HELPERS
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -26,8 +27,6 @@ from skvision._data import decode_image, resize_masks, scan_files
 from skvision._validation import check_image_data
 from skvision.datasets import load_digit_images, load_image_folder, make_shapes
 from skvision.preprocessing import ImageReader
-
-from _memory import PEAK_HELPERS
 
 FAST = dict(batch_size=32, device="cpu", random_state=0)
 

@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from sklearn.base import clone
 from skimage import data
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from skvision.nn import build_backbone

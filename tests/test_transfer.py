@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from skimage import data
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
-from skimage import data
 
 from skvision.datasets import load_textures, make_shapes
 from skvision.nn import backbones
@@ -92,9 +92,8 @@ def test_structure_mapping_fails_loudly_on_mismatch():
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_local_weights_files_round_trip(tmp_path, suffix):
-    from safetensors.torch import save_file
-
     import timm
+    from safetensors.torch import save_file
 
     source = timm.create_model("test_resnet", pretrained=False)
     path = tmp_path / f"weights{suffix}"

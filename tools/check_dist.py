@@ -12,7 +12,9 @@
    ``skvision demo --quick`` and ``tools/smoke_test.py`` from a temporary
    folder outside the source tree.
 
-Usage: ``python tools/check_dist.py [--python python3] [--torch "torch==... torchvision==..."] dist``
+Usage::
+
+    python tools/check_dist.py [--python python3] [--torch "torch==... torchvision==..."] dist
 """
 
 import argparse
@@ -179,7 +181,8 @@ def main(argv=None):
     version = _version()
     wheels = sorted(args.dist.glob("*.whl"))
     sdists = sorted(args.dist.glob("*.tar.gz"))
-    assert len(wheels) == 1 and len(sdists) == 1, f"expected one wheel and one sdist: {wheels + sdists}"
+    assert len(wheels) == 1 and len(sdists) == 1, (
+        f"expected one wheel and one sdist: {wheels + sdists}")
     wheel, sdist = wheels[0].resolve(), sdists[0].resolve()
 
     _step("twine check --strict")

@@ -25,9 +25,9 @@ def main(argv=None):
                         help="fail if skvision is imported from inside this folder")
     args = parser.parse_args(argv)
 
-    import skvision  # noqa: PLC0415
-    from skvision import CNNClassifier  # noqa: PLC0415
-    from skvision.datasets import load_digit_images  # noqa: PLC0415
+    import skvision
+    from skvision import CNNClassifier
+    from skvision.datasets import load_digit_images
 
     # The package comes from the installed wheel, not the checkout, and is not editable.
     location = os.path.realpath(os.path.dirname(skvision.__file__))

@@ -4,6 +4,7 @@ Nothing in this sub-package imports scikit-learn: the modules can be used in a
 hand-written PyTorch script as they are.
 """
 
+from .backbones import Backbone, BackboneClassifier, MultiScaleFeatures, build_backbone
 from .blocks import (
     ConvBlock,
     Downsample,
@@ -13,7 +14,6 @@ from .blocks import (
     SelfAttention2d,
     global_pool,
 )
-from .backbones import Backbone, BackboneClassifier, MultiScaleFeatures, build_backbone
 from .cnn import CNN
 from .style import FeatureTaps, content_loss, gram_matrix, style_loss, total_variation_loss
 from .unet import CrossEntropyDiceLoss, DiceLoss, UNet

@@ -90,12 +90,12 @@ def load_weights_file(path):
     if not os.path.isfile(path):
         raise BackboneWeightsError(f"Weights file {path!r} does not exist.")
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file  # noqa: PLC0415
+        from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001  (pickle raises many kinds)
+    except Exception as error:
         raise BackboneWeightsError(
             f"Could not read {path!r} as a weights-only torch file ({error}). Save the "
             "weights with torch.save(model.state_dict(), path) or as .safetensors."
@@ -197,7 +197,7 @@ def backbone_input_size(name):
     if name in REGISTRY:
         return tuple(REGISTRY[name].preprocessing.input_size)
     try:
-        import timm  # noqa: PLC0415
+        import timm
 
         cfg = timm.get_pretrained_cfg(name) if isinstance(name, str) else None
     except (ImportError, RuntimeError):
@@ -208,8 +208,8 @@ def backbone_input_size(name):
 
 def _create_network(name):
     """An untrained network and its preprocessing, from the registry, timm or torchvision."""
-    import timm  # noqa: PLC0415
-    import torchvision  # noqa: PLC0415
+    import timm
+    import torchvision
 
     if name in REGISTRY:
         entry = REGISTRY[name]
@@ -244,14 +244,14 @@ def _create_network(name):
 
 def _cached_weights_file(name):
     """A weights file for ``name`` already in the timm (HF) or torch hub cache, or None."""
-    import timm  # noqa: PLC0415
-    import torchvision  # noqa: PLC0415
+    import timm
+    import torchvision
 
     if name in timm.list_models():
         cfg = timm.get_pretrained_cfg(name)
         hub_id = cfg.hf_hub_id if cfg is not None else None
         if hub_id:
-            from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415
+            from huggingface_hub import try_to_load_from_cache
 
             for filename in ("model.safetensors", "pytorch_model.bin"):
                 found = try_to_load_from_cache(hub_id, filename)
@@ -444,7 +444,7 @@ def imagenet_predict(images, *, top=5, name="efficientnet_lite0", weights=None):
         ImageNet class indices, most probable first.
     probabilities : ndarray of shape (n, top)
     """
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     network, preprocessing = _create_network(name)
     _load_into(network, name, weights)

@@ -101,7 +101,7 @@ class CNN(nn.Module):
     def forward_features(self, x, stage=None):
         """Feature maps after ``stage`` (default: the last, with attention)."""
         last = len(self.stages) - 1 if stage is None else stage
-        for index, block in enumerate(self.stages[: last + 1]):
+        for block in self.stages[: last + 1]:
             x = block(x)
         if stage is None and self.attention is not None:
             x = self.attention(x)

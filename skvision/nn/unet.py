@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvBlock
 from .backbones import MultiScaleFeatures
+from .blocks import ConvBlock
 
 __all__ = ["CrossEntropyDiceLoss", "DiceLoss", "UNet"]
 

@@ -46,7 +46,8 @@ class PatchEmbedding(nn.Module):
 
     def forward(self, x):
         grid_h, grid_w = self.grid(*x.shape[-2:])
-        pad_h, pad_w = grid_h * self.patch_size - x.shape[-2], grid_w * self.patch_size - x.shape[-1]
+        pad_h = grid_h * self.patch_size - x.shape[-2]
+        pad_w = grid_w * self.patch_size - x.shape[-1]
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.proj(self.stem(x)).flatten(2).transpose(1, 2)
@@ -116,7 +117,8 @@ class VisionTransformer(nn.Module):
         self.patch_embedding = PatchEmbedding(in_channels, embed_dim, patch_size, conv_stem)
         self.grid = self.patch_embedding.grid(*input_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.position = nn.Parameter(torch.randn(1, 1 + self.grid[0] * self.grid[1], embed_dim) * 0.02)
+        n_tokens = 1 + self.grid[0] * self.grid[1]
+        self.position = nn.Parameter(torch.randn(1, n_tokens, embed_dim) * 0.02)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(embed_dim, n_heads, mlp_ratio, dropout, attention_dropout)

@@ -33,6 +33,7 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from tqdm.auto import tqdm
 
 from ._data import read_batches
+from ._docstrings import fill_docstring
 from ._torch import (
     autocast,
     channels_last,
@@ -209,17 +210,12 @@ def fill_doc(architecture="", accelerate=True, resize=True, **defaults):
     defaults["accelerator_doc"] = ACCELERATOR_DOC if accelerate else ""
     defaults["image_size_doc"] = IMAGE_SIZE_DOC if resize else ""
 
-    def decorate(obj):
-        fields = {
-            "architecture": architecture,
-            "training_parameters": TRAINING_PARAMETERS_DOC % defaults,
-            "fitted_attributes": FITTED_ATTRIBUTES_DOC,
-            "class_weight": CLASS_WEIGHT_DOC,
-        }
-        obj.__doc__ = obj.__doc__ % fields
-        return obj
-
-    return decorate
+    return fill_docstring(
+        architecture=architecture,
+        training_parameters=TRAINING_PARAMETERS_DOC % defaults,
+        fitted_attributes=FITTED_ATTRIBUTES_DOC,
+        class_weight=CLASS_WEIGHT_DOC,
+    )
 
 
 # --------------------------------------------------------------------------

@@ -585,7 +585,7 @@ def check_regression_targets(y, n_samples):
 
 
 def check_sample_weight(sample_weight, n_samples):
-    """Validate per-image weights: finite, non-negative, one per image, not all zero.
+    """Validate sample weights: finite, non-negative, one per sample (image), not all zero.
 
     Returns a float64 array (a number is the same weight for every image),
     or None for None.
@@ -598,7 +598,7 @@ def check_sample_weight(sample_weight, n_samples):
                           ensure_all_finite=True, input_name="sample_weight")
     if weights.ndim != 1 or len(weights) != n_samples:
         raise ValueError(
-            f"sample_weight must have shape ({n_samples},), one weight per image; got shape "
+            f"sample_weight must have shape ({n_samples},), one weight per sample; got shape "
             f"{weights.shape}."
         )
     if np.any(weights < 0):

@@ -19,7 +19,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_clas
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     check_scalar,
     column_or_1d,
@@ -27,7 +26,9 @@ from sklearn.utils.validation import (
 )
 from tqdm.auto import tqdm
 
-from ._torch import draw_seed
+from ._docstrings import fill_docstring
+from ._torch import draw_seed, resolve_device
+from ._validation import check_sample_weight
 from .parallel import apply_blocks, is_dask_collection
 
 __all__ = ["BoostedTreesClassifier", "BoostedTreesRegressor"]
@@ -115,22 +116,16 @@ model_ : xgboost.XGBClassifier or xgboost.XGBRegressor
         Column names of DataFrame input. Defined only then."""
 
 
-def _fill_doc(cls):
-    cls.__doc__ = cls.__doc__ % {
-        "parameters": _COMMON_PARAMETERS_DOC, "attributes": _COMMON_ATTRIBUTES_DOC
-    }
-    return cls
-
-
-def _resolve_device(device):
-    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}.")
-    if device != "auto":
-        return device
-    import torch
-
-    cuda = torch.cuda.is_available() and xgboost.build_info().get("USE_CUDA", False)
-    return "cuda" if cuda else "cpu"
+def _xgboost_device(device):
+    """The XGBoost device for ``device``: torch's choice where this XGBoost build can use it."""
+    if device == "mps":
+        raise ValueError("device must be 'auto', 'cpu' or 'cuda' (XGBoost has no MPS backend); "
+                         "got 'mps'.")
+    chosen = resolve_device(device)
+    if device == "auto" and not (chosen.startswith("cuda")
+                                 and xgboost.build_info().get("USE_CUDA", False)):
+        return "cpu"
+    return chosen
 
 
 class _ProgressBar(xgboost.callback.TrainingCallback):
@@ -273,7 +268,7 @@ class _BoostedTrees(BaseEstimator):
             max_depth=self.max_depth, min_child_weight=self.min_child_weight,
             subsample=self.subsample, colsample_bytree=self.colsample_bytree,
             reg_alpha=self.reg_alpha, reg_lambda=self.reg_lambda, gamma=self.gamma,
-            max_bin=self.max_bin, tree_method="hist", device=_resolve_device(self.device),
+            max_bin=self.max_bin, tree_method="hist", device=_xgboost_device(self.device),
             n_jobs=self.n_jobs, random_state=seed, **objective_params,
         )
         if self.verbose and client is None:  # a dask worker's bar would print there
@@ -360,7 +355,7 @@ class _BoostedTrees(BaseEstimator):
         return tags
 
 
-@_fill_doc
+@fill_docstring(parameters=_COMMON_PARAMETERS_DOC, attributes=_COMMON_ATTRIBUTES_DOC)
 class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
     """Gradient-boosted trees (XGBoost) for classification, with sklearn manners.
 
@@ -426,7 +421,7 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         y = column_or_1d(y, warn=True)
         encoded, objective = self._encode_classes(y)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+            sample_weight = check_sample_weight(sample_weight, len(X))
         return self._fit(X, encoded, sample_weight, xgboost.XGBClassifier, objective,
                          stratify=encoded)
 
@@ -478,7 +473,7 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         return self.classes_[proba.argmax(axis=1)]
 
 
-@_fill_doc
+@fill_docstring(parameters=_COMMON_PARAMETERS_DOC, attributes=_COMMON_ATTRIBUTES_DOC)
 class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
     """Gradient-boosted trees (XGBoost) for regression, with sklearn manners.
 
@@ -535,7 +530,7 @@ class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
                              ensure_all_finite="allow-nan", ensure_min_samples=2)
         y = column_or_1d(y, warn=True)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+            sample_weight = check_sample_weight(sample_weight, len(X))
         return self._fit(X, y, sample_weight, xgboost.XGBRegressor,
                          {"objective": "reg:squarederror"}, stratify=None)
 

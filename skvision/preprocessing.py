@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._data import decode_images
+from ._docstrings import fill_docstring
 from ._validation import LUMA, check_image_size, check_images, images_like
 from .datasets import pixel_feature_names
 
@@ -48,12 +49,8 @@ n_features_in_ : int
         Column names of DataFrame input. Defined only then."""
 
 
-def _fill_image_doc(cls):
-    """Insert the parameters and attributes every image transformer shares."""
-    cls.__doc__ = cls.__doc__ % {
-        "image_parameters": _IMAGE_PARAMETERS_DOC, "image_attributes": _IMAGE_ATTRIBUTES_DOC
-    }
-    return cls
+_fill_image_doc = fill_docstring(image_parameters=_IMAGE_PARAMETERS_DOC,
+                                 image_attributes=_IMAGE_ATTRIBUTES_DOC)
 
 
 class _ImageTransformer(TransformerMixin, BaseEstimator):

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, KFold
 
 from skvision.datasets import make_shapes
 from skvision.detection import FasterRCNNDetector
@@ -113,10 +113,18 @@ def test_pickle_round_trip_and_grid_search(small):
     restored = pickle.loads(pickle.dumps(detector))
     for before, after in zip(detector.predict(X[:4]), restored.predict(X[:4])):
         np.testing.assert_array_equal(before["boxes"], after["boxes"])
-    search = GridSearchCV(FasterRCNNDetector(**FAST),
-                          {"anchor_sizes": [(8, 16, 32), (16, 32, 64)]}, cv=2)
-    search.fit(X, targets)
-    assert search.best_params_["anchor_sizes"] in [(8, 16, 32), (16, 32, 64)]
+    grid = {"anchor_sizes": [(8, 16, 32), (16, 32, 64)]}
+    search = GridSearchCV(FasterRCNNDetector(**FAST), grid, cv=2).fit(X, targets)
+    # Each fold's score is that of a detector trained on the fold alone (the
+    # same seed trains the same model), and the best is the higher mean.
+    train, test = next(KFold(2).split(X))
+    for index, anchor_sizes in enumerate(grid["anchor_sizes"]):
+        fold = FasterRCNNDetector(**FAST, anchor_sizes=anchor_sizes).fit(
+            X[train], [targets[i] for i in train])
+        assert search.cv_results_["split0_test_score"][index] == pytest.approx(
+            fold.score(X[test], [targets[i] for i in test]))
+    means = search.cv_results_["mean_test_score"]
+    assert search.best_params_ == search.cv_results_["params"][int(np.argmax(means))]
     assert torch.is_tensor(detector.module_.rpn.anchor_generator.cell_anchors[0])
 
 

@@ -6,7 +6,10 @@ read-only, plus lists of differently sized images, go to ``predict`` /
 ``transform`` of fitted estimators and to ``fit``. Each call must return
 output of the documented shape or raise ``ValueError``/``TypeError`` with a
 message; the input must come back unchanged. ``derandomize=True`` makes the
-cases the same on every run.
+cases the same on every run. Valid input in each accepted form (channels-last
+float32, read-only uint8, flat rows) must work for every estimator: an error
+there fails, so a regression that rejects good images cannot hide among the
+accepted errors.
 """
 
 import hashlib
@@ -196,3 +199,34 @@ def test_fit_on_fuzzed_input(Estimator, params):
         _call(Estimator(**params).fit, X, y)
 
     check()
+
+
+# Valid input for every fitted estimator above (fitted on 8x8 grayscale images,
+# the detector on 32x32, boosting on flat pixels): it must work, not raise.
+# Flat rows have the fitted estimator's own n_features_in_.
+_VALID = {
+    "float32 channels-last": lambda n, _: np.random.default_rng(n).random((n, 8, 8, 1),
+                                                                         dtype=np.float32),
+    "read-only uint8 images": lambda n, _: _read_only(
+        np.random.default_rng(n).integers(0, 256, (n, 8, 8), np.uint8)),
+    "float64 flat rows": lambda n, n_features: np.random.default_rng(n).random((n, n_features)),
+}
+_FLAT_ONLY = {"BoostedTreesClassifier", "BoostedTreesRegressor"}
+
+
+def _read_only(array):
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+@pytest.mark.parametrize("kind", sorted(_VALID))
+def test_valid_input_always_works(fitted, name, kind):
+    if name in _FLAT_ONLY and kind != "float64 flat rows":
+        pytest.skip("boosting takes 2-D tabular rows (its documented input)")
+    X = _VALID[kind](3, getattr(fitted[name], "n_features_in_", 64))
+    before = _digest(X)
+    output = _method(fitted[name])(X)  # no error allowed here
+    assert _digest(X) == before
+    if name != "AugmentationSampler":
+        assert len(output) == 3

@@ -274,6 +274,13 @@ class StyleTransfer(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Paint each image in the fitted style.
 
+        Unlike the other estimators' ``predict`` and ``transform``, this is
+        not safe to call from several threads on one estimator: each call
+        optimizes pixels through one shared network whose forward hooks
+        record the feature maps, and writes ``loss_history_``. Give each
+        thread its own ``clone(...).fit(style)`` (the style targets are
+        cheap to compute), or call it from one thread.
+
         Parameters
         ----------
         X : array-like of images

@@ -1,6 +1,7 @@
 """skvision: computer vision that drops into scikit-learn."""
 
 from ._persistence import load, save
+from ._version import __version__
 from .attention import VisionTransformerClassifier, VisionTransformerRegressor
 from .augmentation import AugmentationSampler, ImageAugmenter
 from .boosting import BoostedTreesClassifier, BoostedTreesRegressor
@@ -9,8 +10,6 @@ from .detection import FasterRCNNDetector
 from .segmentation import UNetSegmenter
 from .style import StyleTransfer
 from .transfer import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureExtractor
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AugmentationSampler",

@@ -17,6 +17,7 @@ folder, is flushed to disk and then renamed over the target, so a failure
 mid-write leaves the previous file as it was and no partial file behind.
 """
 
+import inspect
 import io
 import json
 import math
@@ -40,21 +41,21 @@ FORMAT_VERSION = 1
 
 
 def _trusted_classes():
-    """The classes a file may name: skvision's public estimators and XGBoost's models."""
+    """The classes a file may name: skvision's estimators and XGBoost's models.
+
+    Built from the estimators themselves: every public scikit-learn
+    estimator class defined in skvision's modules (all are imported with the
+    package), so a new estimator is loadable without a list to keep.
+    """
     import xgboost
+    from sklearn.base import BaseEstimator
 
-    import skvision
-    from skvision.preprocessing import (
-        ChannelStandardizer,
-        Grayscale,
-        ImageFlattener,
-        ImageReader,
-        Resize,
-    )
-
-    classes = [getattr(skvision, name) for name in skvision.__all__ if name[0].isupper()]
-    classes += [ChannelStandardizer, Grayscale, ImageFlattener, ImageReader, Resize,
-                xgboost.XGBClassifier, xgboost.XGBRegressor]
+    classes, pending = [xgboost.XGBClassifier, xgboost.XGBRegressor], [BaseEstimator]
+    while pending:
+        for cls in pending.pop().__subclasses__():
+            pending.append(cls)
+            if cls.__module__.split(".")[0] == "skvision" and not cls.__name__.startswith("_"):
+                classes.append(cls)
     return {f"{cls.__module__}.{cls.__qualname__}": cls for cls in classes}
 
 
@@ -230,6 +231,10 @@ class _Reader:
                 state.pop(key)
             # Every sklearn estimator has __setstate__ (it checks the sklearn version).
             estimator.__setstate__(state)
+            # A parameter added since the file was written takes its default.
+            for name, parameter in inspect.signature(cls.__init__).parameters.items():
+                if name != "self" and not hasattr(estimator, name):
+                    setattr(estimator, name, parameter.default)
             for key, item in pending.items():
                 setattr(estimator, key, _rebuild(estimator, key, item))
             return estimator
@@ -261,34 +266,13 @@ def _load_device(estimator):
 
 
 def _rebuild(estimator, key, pending):
-    """Rebuild a network attribute from the estimator's parameters, then load its weights."""
-    from skorch.history import History
-
-    from ._torch import channels_last, seeded
-    from .nn import build_backbone
-
+    """Rebuild a network attribute: the estimator's own ``_rebuild_network`` hook."""
     device = _load_device(estimator)
     if hasattr(estimator, "device_"):
         estimator.device_ = device
-    if pending.kind == "__module__":
-        if key != "backbone_":
-            raise ValueError(f"Unknown network attribute {key!r} in the model file.")
-        module = build_backbone(estimator.backbone, weights=False, layer=estimator.layer)
-        module.load_state_dict(pending.payload)
-        return module.requires_grad_(False).eval().to(device)
-    n_channels = estimator.image_shape_[2]
-    with seeded(estimator._seed, device):
-        module = channels_last(estimator._build_module(n_channels, estimator._n_outputs,
-                                                       estimator._input_size()))
-    net = estimator._make_net(module, device)
-    net.initialize()
-    net.module_.load_state_dict(pending.payload["module"])
-    net.optimizer_.load_state_dict(pending.payload["optimizer"])
-    net.history = History(pending.payload["history"])
-    if pending.payload.get("generator") is not None:
-        net.generator.set_state(pending.payload["generator"])
-    net.module_.eval()
-    return net
+    if not hasattr(estimator, "_rebuild_network"):
+        raise ValueError(f"Unknown network attribute {key!r} in the model file.")
+    return estimator._rebuild_network(key, pending.payload, device)
 
 
 # --------------------------------------------------------------------------
@@ -296,9 +280,9 @@ def _rebuild(estimator, key, pending):
 
 
 def _versions():
-    import skvision
+    from ._version import __version__
 
-    return {"skvision": skvision.__version__, "torch": torch.__version__,
+    return {"skvision": __version__, "torch": torch.__version__,
             "sklearn": sklearn.__version__}
 
 

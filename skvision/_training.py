@@ -29,6 +29,7 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
+from skorch.history import History
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from tqdm.auto import tqdm
 
@@ -997,10 +998,7 @@ class BaseNeuralEstimator(BaseEstimator):
             self._seed = draw_seed(self.random_state)
             self.device_ = (resolve_device(self.device) if self._accelerator() is None
                             else str(self.accelerator.device))
-            with seeded(self._seed, self.device_):
-                module = channels_last(self._build_module(
-                    images.image_shape[2], n_outputs, self._input_size()))
-            self.net_ = self._make_net(module, self.device_)
+            self.net_ = self._new_net(images.image_shape[2], n_outputs, self.device_)
             self._augment_rng = np.random.default_rng(self._seed)
             self._n_outputs = n_outputs  # rebuilds the network when a saved model loads
         dataset = _ImageDataset(images, y, weights)
@@ -1059,6 +1057,32 @@ class BaseNeuralEstimator(BaseEstimator):
                 RuntimeWarning, stacklevel=3,
             )
         return self
+
+    def _new_net(self, n_channels, n_outputs, device):
+        """A new skorch net around a freshly built network (seeded by ``_seed``)."""
+        with seeded(self._seed, device):
+            module = channels_last(self._build_module(n_channels, n_outputs, self._input_size()))
+        return self._make_net(module, device)
+
+    def _rebuild_network(self, key, state, device):
+        """The persistence hook: ``net_`` of a saved model, rebuilt and its state loaded.
+
+        ``skvision.load`` calls it with the saved ``state`` (the network's
+        and optimizer's state dicts, the history and the shuffling
+        generator's position); the network is rebuilt from the estimator's
+        parameters, so a file holds no code.
+        """
+        if key != "net_":
+            raise ValueError(f"Unknown network attribute {key!r} in the model file.")
+        net = self._new_net(self.image_shape_[2], self._n_outputs, device)
+        net.initialize()
+        net.module_.load_state_dict(state["module"])
+        net.optimizer_.load_state_dict(state["optimizer"])
+        net.history = History(state["history"])
+        if state.get("generator") is not None:
+            net.generator.set_state(state["generator"])
+        net.module_.eval()
+        return net
 
     def _drop_fit_state(self):
         """Let go of what only one fit call needs once it is over.

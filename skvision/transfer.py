@@ -192,6 +192,14 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         finally:
             bar.close()
 
+    def _rebuild_network(self, key, state, device):
+        """The persistence hook: ``backbone_`` of a saved extractor, from its state dict."""
+        if key != "backbone_":
+            raise ValueError(f"Unknown network attribute {key!r} in the model file.")
+        backbone = build_backbone(self.backbone, weights=False, layer=self.layer)
+        backbone.load_state_dict(state)
+        return backbone.requires_grad_(False).eval().to(device)
+
     def get_feature_names_out(self, input_features=None):
         """Names ``<backbone>_0``, ``<backbone>_1``, ... of the output features."""
         check_is_fitted(self, "n_features_out_")

@@ -262,3 +262,27 @@ def test_callable_augment_is_saved_as_none(digits, tmp_path):
     with pytest.warns(UserWarning, match="saved as None"):
         save(clf, tmp_path / "model.skv")
     assert load(tmp_path / "model.skv").augment is None
+
+
+def test_a_file_written_by_an_earlier_version_still_loads():
+    # Written by skvision at commit f37b2c8 (before the persistence hook and the
+    # sample weights); its predictions then are stored beside it.
+    data = os.path.join(os.path.dirname(__file__), "data")
+    with open(os.path.join(data, "cnn_classifier_f37b2c8.json")) as file:
+        expected = json.load(file)
+    model = load(os.path.join(data, "cnn_classifier_f37b2c8.skv"))
+    X, _ = load_digit_images(return_X_y=True)
+    np.testing.assert_allclose(model.predict_proba(X[:10]), expected["predict_proba"],
+                               rtol=1e-5, atol=1e-6)
+    assert model.class_weight is None  # a parameter added since: its default
+    model.partial_fit(X[:50], np.arange(50) % 10)  # and it keeps training
+
+
+def test_loadable_classes_come_from_the_estimators_themselves():
+    from skvision._persistence import _trusted_classes
+
+    trusted = set(_trusted_classes().values())
+    public = {getattr(skvision, name) for name in skvision.__all__ if name[0].isupper()}
+    assert public <= trusted
+    assert all(not cls.__name__.startswith("_") for cls in trusted)
+    assert {cls.__module__.split(".")[0] for cls in trusted} == {"skvision", "xgboost"}

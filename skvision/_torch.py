@@ -1,6 +1,7 @@
 """Torch helpers shared by every neural estimator: device, seeding, inference."""
 
 import contextlib
+import numbers
 import warnings
 
 import numpy as np
@@ -50,11 +51,34 @@ def autocast(device, precision):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
+# The seeding helpers: every random draw of the package starts from one of
+# these, so ``random_state`` means the same thing everywhere.
+
+
 def draw_seed(random_state):
     """One 31-bit seed from an int, a RandomState/Generator, or None."""
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**31 - 1))
     return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+def numpy_generator(random_state):
+    """A ``np.random.Generator`` for one call, following sklearn's seeding rules.
+
+    An int gives a fresh generator (same output every call); a Generator is
+    used as is and a RandomState is drawn from (both advance between calls);
+    None draws from numpy's global state, as ``check_random_state(None)``.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return np.random.default_rng(int(random_state))
+    return np.random.default_rng(check_random_state(random_state).randint(2**63 - 1))
+
+
+def torch_generator(rng, device):
+    """A torch generator on ``device`` seeded from ``rng``, for large random tensors."""
+    return torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
 
 
 @contextlib.contextmanager

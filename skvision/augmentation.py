@@ -17,10 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, clone
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
-from ._torch import resolve_device
+from ._torch import numpy_generator, resolve_device, torch_generator
 from ._validation import (
     LUMA,
     _check_targets_length,
@@ -50,25 +49,6 @@ _PRESETS = {
     ),
 }
 _PADDING_MODES = ("zeros", "border", "reflection")
-
-
-def _numpy_generator(random_state):
-    """A ``np.random.Generator`` for one call, following sklearn's seeding rules.
-
-    An int gives a fresh generator (same output every call); a Generator is
-    used as is and a RandomState is drawn from (both advance between calls);
-    None draws from numpy's global state, as ``check_random_state(None)``.
-    """
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return np.random.default_rng(int(random_state))
-    return np.random.default_rng(check_random_state(random_state).randint(2**63 - 1))
-
-
-def _torch_generator(rng, device):
-    """A torch generator on ``device`` seeded from ``rng``, for large random tensors."""
-    return torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
 
 
 def _check_range(value, name, low, high=None):
@@ -382,7 +362,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "image_shape_")
         images = check_images(X, estimator=self, reset=False, channels=self.channels)
-        augmented = self._augment_in_batches(images, _numpy_generator(self.random_state))
+        augmented = self._augment_in_batches(images, numpy_generator(self.random_state))
         return images_like(augmented, X, channels=self.channels)
 
     def fit_resample(self, X, y):
@@ -412,7 +392,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             X, estimator=self, reset=True, image_shape=self.image_shape, channels=self.channels
         )
         y = np.asarray(_check_targets_length(y, len(images)))
-        rng = _numpy_generator(self.random_state)
+        rng = numpy_generator(self.random_state)
         copies = [self._augment_in_batches(images, rng) for _ in range(self.n_copies)]
         X_resampled = images_like(torch.cat([images, *copies]), X, channels=self.channels)
         return X_resampled, np.concatenate([y] * (self.n_copies + 1))
@@ -464,7 +444,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             masks = check_masks(masks, len(images), size).to(images.device)
         if boxes is not None:
             boxes = check_boxes(boxes, len(images), size)
-        rng = _numpy_generator(self.random_state if random_state is None else random_state)
+        rng = numpy_generator(self.random_state if random_state is None else random_state)
         images, masks, boxes = self._augment(images.float(), rng, masks=masks, boxes=boxes)
         extras = tuple(item for item in (masks, boxes) if item is not None)
         return (images, *extras) if extras else images
@@ -524,7 +504,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             images = _gaussian_blur(images, sigmas)
         if self.noise_std > 0:
             noise = torch.randn(
-                images.shape, generator=_torch_generator(rng, images.device),
+                images.shape, generator=torch_generator(rng, images.device),
                 device=images.device, dtype=images.dtype,
             )
             images = images + self.noise_std * noise
@@ -903,7 +883,7 @@ def tta_predict(estimator, X, augmenter, *, n_augmentations=8, return_proba=Fals
     augmenter._check_params()
     classifier = hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_")
     method = estimator.predict_proba if classifier else estimator.predict
-    rng = _numpy_generator(augmenter.random_state)
+    rng = numpy_generator(augmenter.random_state)
     # X is read the way the estimator reads it.
     channels = getattr(estimator, "channels", augmenter.channels)
     images = check_images(X, image_shape=getattr(estimator, "image_shape_", None),

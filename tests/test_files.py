@@ -355,15 +355,19 @@ print(len(clf.history_), round(before), round(rss_mib("VmHWM") - before))
 
 
 @pytest.mark.slow
-def test_fit_on_20000_jpeg_files_keeps_memory_bounded(tmp_path):
-    """A float32 copy of 20,000 images of 224x224x3 would be 12 GB: growth stays < 1.5 GB."""
+def test_fit_on_10000_jpeg_files_keeps_memory_bounded(tmp_path):
+    """A float32 copy of 10,000 images of 224x224x3 would be 6 GB: growth stays < 1.5 GB.
+
+    The growth does not depend on the number of files (806 MiB measured with
+    20,000, which took 5 minutes of the suite).
+    """
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-c", _FILES_SCRIPT, str(tmp_path), "20000"],
+    result = subprocess.run([sys.executable, "-c", _FILES_SCRIPT, str(tmp_path), "10000"],
                             capture_output=True, text=True, timeout=1200, check=True)
     epochs, before, growth = map(int, result.stdout.split())
-    print(f"20,000 JPEG files of 224 px: peak growth {growth} MiB during fit")
+    print(f"10,000 JPEG files of 224 px: peak growth {growth} MiB during fit")
     assert epochs == 1
     assert growth < 1536, f"peak resident memory grew by {growth} MiB during fit"
 

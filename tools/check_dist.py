@@ -48,12 +48,12 @@ def _run(command, **kwargs):
 
 def _version():
     """``__version__`` of the source package, read without importing it."""
-    tree = ast.parse((ROOT / PACKAGE / "__init__.py").read_text())
+    tree = ast.parse((ROOT / PACKAGE / "_version.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
                 getattr(target, "id", None) == "__version__" for target in node.targets):
             return node.value.value
-    raise AssertionError("no __version__ in skvision/__init__.py")
+    raise AssertionError("no __version__ in skvision/_version.py")
 
 
 def _source_package_files():

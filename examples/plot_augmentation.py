@@ -80,7 +80,7 @@ from skvision import AugmentationSampler
 
 X_flat = X[:600].reshape(600, -1)
 plain = cross_val_score(LogisticRegression(max_iter=2000), X_flat, y[:600], cv=5)
-sampler = AugmentationSampler(ImageAugmenter(**geometric, n_copies=2, image_shape=(8, 8),
+sampler = AugmentationSampler(augmenter=ImageAugmenter(**geometric, n_copies=2, image_shape=(8, 8),
                                              random_state=0))
 augmented = cross_val_score(make_pipeline(sampler, LogisticRegression(max_iter=2000)),
                             X_flat, y[:600], cv=5)

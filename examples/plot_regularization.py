@@ -32,7 +32,7 @@ from skvision.datasets import load_digit_images, load_textures
 from skvision.preprocessing import ImageFlattener, Resize
 
 X_tex, y_tex, groups = load_textures(n_per_region=15)
-model = make_pipeline(Resize(24), ImageFlattener(), StandardScaler(),
+model = make_pipeline(Resize(image_size=24), ImageFlattener(), StandardScaler(),
                       LogisticRegression(max_iter=3000))
 C_range = np.logspace(-6, 2, 9)
 train_C, valid_C = validation_curve(

@@ -14,12 +14,18 @@ _DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed")
 
 
+def is_device(device):
+    """Whether ``device`` names a device: one of :data:`_DEVICES`, "cuda:N" or a torch.device."""
+    if isinstance(device, torch.device):
+        return True
+    return isinstance(device, str) and device.split(":")[0] in _DEVICES
+
+
 def resolve_device(device):
     """Map ``"auto"`` to the best available device and check the others."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str) or device.split(":")[0] not in _DEVICES:
+    if not is_device(device):
         raise ValueError(f"device must be one of {_DEVICES} (or 'cuda:N'); got {device!r}.")
+    device = str(device)
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -76,9 +82,26 @@ def numpy_generator(random_state):
     return np.random.default_rng(check_random_state(random_state).randint(2**63 - 1))
 
 
+def stream_generator(seed, key):
+    """Independent stream ``key`` (an int) of ``seed``, as a ``np.random.Generator``.
+
+    Streams of one seed with different keys are statistically independent
+    (``np.random.SeedSequence`` with ``spawn_key=(key,)``), so code that draws
+    several kinds of values can give each kind its own stream: drawing more
+    or fewer of one kind leaves the others' draws unchanged.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+
+
 def torch_generator(rng, device):
-    """A torch generator on ``device`` seeded from ``rng``, for large random tensors."""
-    return torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
+    """A torch generator on ``device`` for large random tensors.
+
+    Seeded from ``rng``: a ``np.random.Generator`` (drawn from once) or an
+    int seed (so that a recorded seed replays the same tensor).
+    """
+    if isinstance(rng, np.random.Generator):
+        rng = rng.integers(2**63 - 1)
+    return torch.Generator(device=device).manual_seed(int(rng))
 
 
 @contextlib.contextmanager

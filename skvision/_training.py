@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.dataset import unpack_data
@@ -35,10 +35,26 @@ from tqdm.auto import tqdm
 
 from ._data import read_batches
 from ._docstrings import fill_docstring
+from ._params import (
+    BOOLEAN,
+    CALLABLE,
+    CHANNELS,
+    DEVICE,
+    IMAGE_SHAPE,
+    PRECISION,
+    RANDOM_STATE,
+    VERBOSE,
+    InstanceOf,
+    Interval,
+    Options,
+    Relation,
+    Satisfies,
+    image_size,
+    validate_params,
+)
 from ._torch import (
     autocast,
     channels_last,
-    check_precision,
     draw_seed,
     predict_batches,
     resolve_device,
@@ -53,9 +69,45 @@ from ._validation import (
     class_weights,
     encode_labels,
 )
+from .augmentation import ImageAugmenter
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 _SCHEDULES = (None, "onecycle", "cosine")
+# The constraints of the parameters in TRAINING_PARAMETERS_DOC (skvision._params).
+TRAINING_CONSTRAINTS = {
+    "image_shape": IMAGE_SHAPE,
+    "channels": CHANNELS,
+    "image_size": image_size(),
+    "on_error": [Options("raise", "skip")],
+    "epochs": [Interval(numbers.Integral, 1, None)],
+    "batch_size": [Interval(numbers.Integral, 1, None)],
+    "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+    "optimizer": [Options(*_OPTIMIZERS)],
+    "lr_schedule": [Options(*_SCHEDULES[1:]), None],
+    "alpha": [Interval(numbers.Real, 0, None)],
+    "l1_ratio": [Interval(numbers.Real, 0, 1)],
+    "early_stopping": [BOOLEAN],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(numbers.Integral, 1, None)],
+    "augment": [None, InstanceOf(ImageAugmenter, "an ImageAugmenter"), CALLABLE],
+    "warm_start": [BOOLEAN],
+    "device": DEVICE,
+    "precision": PRECISION,
+    "accelerator": [None, Satisfies(lambda accelerator: hasattr(accelerator, "prepare"),
+                                    "an accelerate.Accelerator")],
+    "random_state": RANDOM_STATE,
+    "verbose": VERBOSE,
+}
+CLASSIFIER_CONSTRAINTS = {
+    "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
+    "class_weight": [None, Options("balanced"), InstanceOf(dict, "a dict")],
+}
+ACCELERATOR_PRECISION = Relation(
+    ("accelerator", "precision"), lambda accelerator, precision: (
+        accelerator is None or precision == "32"),
+    "With an accelerator, set mixed precision on it (Accelerator(mixed_precision='bf16')) "
+    "and leave precision='32'.")
+
 _HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "dur"]
 
 TRAINING_PARAMETERS_DOC = """\
@@ -822,52 +874,12 @@ class BaseNeuralEstimator(BaseEstimator):
         """Callbacks a subclass adds to every fit (e.g. extra loss columns)."""
         return []
 
-    # -- parameter checks ---------------------------------------------------
-
-    def _check_training_params(self):
-        if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip'; got {self.on_error!r}.")
-        check_scalar(self.epochs, "epochs", numbers.Integral, min_val=1)
-        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
-        check_scalar(self.lr, "lr", numbers.Real, min_val=0, include_boundaries="neither")
-        check_scalar(self.alpha, "alpha", numbers.Real, min_val=0)
-        check_scalar(self.l1_ratio, "l1_ratio", numbers.Real, min_val=0, max_val=1)
-        check_scalar(
-            self.validation_fraction, "validation_fraction", numbers.Real,
-            min_val=0, max_val=1, include_boundaries="neither",
-        )
-        check_scalar(self.n_iter_no_change, "n_iter_no_change", numbers.Integral, min_val=1)
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {list(_OPTIMIZERS)}; got {self.optimizer!r}.")
-        if self.lr_schedule not in _SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {_SCHEDULES}; got {self.lr_schedule!r}.")
-        check_precision(self.precision)
-        self._check_accelerator()
-        if self.verbose not in (0, 1, 2, False, True):
-            raise ValueError(f"verbose must be 0, 1 or 2; got {self.verbose!r}.")
-        if hasattr(self.augment, "_augment_training_batch"):
-            self.augment._check_params()
-        elif self.augment is not None and not callable(self.augment):
-            raise ValueError(
-                f"augment must be None, an ImageAugmenter or a callable; got {self.augment!r}."
-            )
+    # The accelerator sets mixed precision itself; the core's precision must then stay off.
+    _parameter_relations = (ACCELERATOR_PRECISION,)
 
     def _accelerator(self):
         # Estimators with their own training step have no such parameter.
         return getattr(self, "accelerator", None)
-
-    def _check_accelerator(self):
-        if self._accelerator() is None:
-            return
-        if not hasattr(self.accelerator, "prepare"):
-            raise ValueError(
-                f"accelerator must be an accelerate.Accelerator or None; got {self.accelerator!r}.")
-        if self.precision != "32":
-            raise ValueError(
-                "With an accelerator, set mixed precision on it "
-                "(Accelerator(mixed_precision='bf16')) and leave precision='32'; "
-                f"got precision={self.precision!r}.")
 
     # -- building -----------------------------------------------------------
 
@@ -976,7 +988,7 @@ class BaseNeuralEstimator(BaseEstimator):
         )
 
     def _fit(self, X, y, *, partial, classes=None, sample_weight=None):
-        self._check_training_params()
+        validate_params(self)
         reset = not (hasattr(self, "net_") and (partial or self.warm_start))
         images = self._check_data(X, reset=reset, on_error=self.on_error)
         if sample_weight is not None:
@@ -1184,16 +1196,7 @@ class NeuralClassifierMixin(ClassifierMixin):
     _is_classifier = True
     _target_kind = "labels"
 
-    def _check_training_params(self):
-        super()._check_training_params()
-        if not (self.class_weight is None or isinstance(self.class_weight, dict)
-                or (isinstance(self.class_weight, str) and self.class_weight == "balanced")):
-            raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}.")
-
     def _criterion(self):
-        check_scalar(self.label_smoothing, "label_smoothing", numbers.Real, min_val=0,
-                     max_val=1, include_boundaries="left")
         # Unreduced: the net averages over images, with their weights.
         return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing, reduction="none")
 

@@ -25,6 +25,7 @@ __all__ = [
     "check_images",
     "check_image_data",
     "check_image_size",
+    "is_image_shape",
     "check_masks",
     "check_boxes",
     "images_like",
@@ -94,6 +95,13 @@ def _list_to_array(images):
     return np.stack(arrays)
 
 
+def is_image_shape(image_shape):
+    """Whether ``image_shape`` is ``(h, w)`` or ``(h, w, c)`` of ints > 0 (or -1 to infer)."""
+    return (isinstance(image_shape, (tuple, list)) and len(image_shape) in (2, 3)
+            and all(isinstance(side, numbers.Integral) and not isinstance(side, bool)
+                    and (side > 0 or side == -1) for side in image_shape))
+
+
 def _infer_flat_shape(n_features, image_shape):
     """Turn a flat row length into ``(height, width, channels)``."""
     if image_shape is None:
@@ -106,12 +114,12 @@ def _infer_flat_shape(n_features, image_shape):
             "(neither a square grayscale image nor a square RGB image). Pass "
             "image_shape=(height, width) or (height, width, channels)."
         )
-    shape = tuple(int(side) for side in image_shape)
-    if len(shape) not in (2, 3) or any(side == 0 or side < -1 for side in shape):
+    if not is_image_shape(image_shape):
         raise ValueError(
             "image_shape must be (height, width) or (height, width, channels) with "
             f"positive sides (one side may be -1 to infer it); got {image_shape!r}."
         )
+    shape = tuple(int(side) for side in image_shape)
     if len(shape) == 2:
         shape = shape + (-1,) if -1 not in shape else shape + (1,)
     known = math.prod(side for side in shape if side != -1)

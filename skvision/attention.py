@@ -2,10 +2,13 @@
 
 import numbers
 
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 
+from ._params import BOOLEAN, Interval, Relation
 from ._torch import predict_batches
 from ._training import (
+    CLASSIFIER_CONSTRAINTS,
+    TRAINING_CONSTRAINTS,
     BaseNeuralEstimator,
     NeuralClassifierMixin,
     NeuralRegressorMixin,
@@ -47,18 +50,26 @@ patch_size : int, default=None
 
 
 class _VisionTransformerMixin:
-    """Network building and attention maps shared by both vision transformers."""
+    """Constraints, network building and attention maps shared by both vision transformers."""
+
+    _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
+        "patch_size": [None, Interval(numbers.Integral, 1, None)],
+        "embed_dim": [Interval(numbers.Integral, 1, None)],
+        "depth": [Interval(numbers.Integral, 1, None)],
+        "n_heads": [Interval(numbers.Integral, 1, None)],
+        "mlp_ratio": [Interval(numbers.Real, 0, None, closed="neither")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "attention_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "conv_stem": [BOOLEAN],
+    }
+    _parameter_relations = (
+        *BaseNeuralEstimator._parameter_relations,
+        Relation(("embed_dim", "n_heads"), lambda dim, heads: dim % heads == 0,
+                 "embed_dim must be divisible by n_heads (each head gets an equal share)."),
+    )
 
     def _build_module(self, n_channels, n_outputs, input_size):
-        if self.patch_size is not None:
-            check_scalar(self.patch_size, "patch_size", numbers.Integral, min_val=1)
-        for name in ("embed_dim", "depth", "n_heads"):
-            check_scalar(getattr(self, name), name, numbers.Integral, min_val=1)
-        check_scalar(self.mlp_ratio, "mlp_ratio", numbers.Real, min_val=0,
-                     include_boundaries="neither")
-        for name in ("dropout", "attention_dropout"):
-            check_scalar(getattr(self, name), name, numbers.Real, min_val=0, max_val=1,
-                         include_boundaries="left")
         return VisionTransformer(
             n_channels, n_outputs, input_size, patch_size=self.patch_size,
             embed_dim=self.embed_dim, depth=self.depth, n_heads=self.n_heads,
@@ -149,6 +160,9 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
     >>> vit.attention_maps(X[:2]).shape
     (2, 8, 8)
     """
+
+    _parameter_constraints = {
+        **_VisionTransformerMixin._parameter_constraints, **CLASSIFIER_CONSTRAINTS}
 
     def __init__(
         self,

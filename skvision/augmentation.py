@@ -8,9 +8,13 @@ loop. The color steps (brightness, contrast, saturation, hue, grayscale) are
 all linear in RGB and are likewise folded into one 3x3 matrix and one offset
 per image. ``bench/augment_throughput.py`` measures this engine against a
 per-image torchvision v2 loop and against kornia.augmentation.
+
+The random parameters of a batch are drawn apart from their application
+(see ``skvision/_augment_engine.py``), each operation from its own random
+stream, so they can be returned and replayed (``augment_batch``'s
+``return_params`` and ``params``).
 """
 
-import math
 import numbers
 
 import numpy as np
@@ -19,9 +23,27 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
-from ._torch import numpy_generator, resolve_device, torch_generator
+from ._augment_engine import (
+    AugmentationParams,
+    apply_params,
+    draw_params,
+    draw_rectangles,
+    rectangle_masks,
+    stream,
+)
+from ._params import (
+    CHANNELS,
+    DEVICE,
+    IMAGE_SHAPE,
+    RANDOM_STATE,
+    InstanceOf,
+    Interval,
+    Options,
+    TupleOf,
+    validate_params,
+)
+from ._torch import draw_seed, numpy_generator, resolve_device
 from ._validation import (
-    LUMA,
     _check_targets_length,
     check_boxes,
     check_images,
@@ -29,12 +51,7 @@ from ._validation import (
     images_like,
 )
 
-__all__ = ["AugmentationSampler", "ImageAugmenter", "tta_predict"]
-
-# Hue rotates the chroma plane (I, Q) of YIQ, which keeps the luma: a linear
-# map in RGB, unlike torchvision's HSV round trip.
-_RGB_TO_YIQ = np.array([LUMA, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+__all__ = ["AugmentationParams", "AugmentationSampler", "ImageAugmenter", "tta_predict"]
 
 _PRESETS = {
     "light": dict(horizontal_flip=0.5, crop_scale=(0.8, 1.0)),
@@ -49,16 +66,9 @@ _PRESETS = {
     ),
 }
 _PADDING_MODES = ("zeros", "border", "reflection")
-
-
-def _check_range(value, name, low, high=None):
-    """A ``(min, max)`` pair with ``low <= min <= max (<= high)``."""
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, numbers.Real) for v in value)):
-        raise ValueError(f"{name} must be a (min, max) pair of numbers; got {value!r}.")
-    if not (low <= value[0] <= value[1]) or (high is not None and value[1] > high):
-        bound = f"{low} <= min <= max" + (f" <= {high}" if high is not None else "")
-        raise ValueError(f"{name} must satisfy {bound}; got {value!r}.")
+_SHARE = [Interval(numbers.Real, 0, 1)]
+_STRENGTH = [Interval(numbers.Real, 0, None)]
+_POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
 
 
 class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -219,10 +229,49 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ...     images, np.arange(8) % 2)
     >>> X_more.shape, y_more.shape
     ((24, 32, 32, 3), (24,))
+
+    Batch tensors, with the random parameters returned and replayed:
+
+    >>> import torch
+    >>> batch = torch.rand(8, 3, 32, 32)
+    >>> out, params = augmenter.augment_batch(batch, return_params=True)
+    >>> torch.equal(augmenter.augment_batch(batch, params=params), out)
+    True
     """
+
+    _parameter_constraints = {
+        "horizontal_flip": _SHARE,
+        "vertical_flip": _SHARE,
+        "crop_scale": [None, TupleOf(Interval(numbers.Real, 0, 1, closed="right"), length=2,
+                                     ordered=True)],
+        "crop_ratio": [TupleOf(_POSITIVE, length=2, ordered=True)],
+        "degrees": _STRENGTH,
+        "translate": _SHARE,
+        "scale": [TupleOf(_POSITIVE, length=2, ordered=True)],
+        "shear": [Interval(numbers.Real, 0, 80)],
+        "brightness": _STRENGTH,
+        "contrast": _STRENGTH,
+        "saturation": _STRENGTH,
+        "hue": [Interval(numbers.Real, 0, 0.5)],
+        "grayscale": _SHARE,
+        "blur_sigma": _STRENGTH,
+        "noise_std": _STRENGTH,
+        "erasing": _SHARE,
+        "erasing_scale": [TupleOf(Interval(numbers.Real, 0, 1), length=2, ordered=True)],
+        "mixup_alpha": _STRENGTH,
+        "cutmix_alpha": _STRENGTH,
+        "padding_mode": [Options(*_PADDING_MODES)],
+        "n_copies": [Interval(numbers.Integral, 1, None)],
+        "image_shape": IMAGE_SHAPE,
+        "channels": CHANNELS,
+        "batch_size": [Interval(numbers.Integral, 1, None)],
+        "device": DEVICE,
+        "random_state": RANDOM_STATE,
+    }
 
     def __init__(
         self,
+        *,
         horizontal_flip=0.5,
         vertical_flip=0.0,
         crop_scale=None,
@@ -300,29 +349,6 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"Unknown preset {name!r}; choose one of {list(_PRESETS)}.")
         return cls(**{**_PRESETS[name], **params})
 
-    # -- validation -----------------------------------------------------------
-
-    def _check_params(self):
-        for name in ("horizontal_flip", "vertical_flip", "grayscale", "erasing"):
-            check_scalar(getattr(self, name), name, numbers.Real, min_val=0, max_val=1)
-        for name in ("degrees", "translate", "shear", "brightness", "contrast", "saturation",
-                     "blur_sigma", "noise_std", "mixup_alpha", "cutmix_alpha"):
-            check_scalar(getattr(self, name), name, numbers.Real, min_val=0)
-        check_scalar(self.hue, "hue", numbers.Real, min_val=0, max_val=0.5)
-        check_scalar(self.translate, "translate", numbers.Real, min_val=0, max_val=1)
-        check_scalar(self.shear, "shear", numbers.Real, min_val=0, max_val=80)
-        if self.crop_scale is not None:
-            _check_range(self.crop_scale, "crop_scale", 1e-6, 1)
-        _check_range(self.crop_ratio, "crop_ratio", 1e-6)
-        _check_range(self.scale, "scale", 1e-6)
-        _check_range(self.erasing_scale, "erasing_scale", 0, 1)
-        if self.padding_mode not in _PADDING_MODES:
-            raise ValueError(
-                f"padding_mode must be one of {_PADDING_MODES}; got {self.padding_mode!r}."
-            )
-        check_scalar(self.n_copies, "n_copies", numbers.Integral, min_val=1)
-        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
-
     # -- sklearn API ------------------------------------------------------------
 
     def fit(self, X, y=None):
@@ -340,7 +366,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : object
             The fitted augmenter.
         """
-        self._check_params()
+        validate_params(self)
         check_images(
             X, estimator=self, reset=True, image_shape=self.image_shape, channels=self.channels
         )
@@ -361,6 +387,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             uint8). Mixup and cutmix do not apply here: they need labels.
         """
         check_is_fitted(self, "image_shape_")
+        validate_params(self)  # set_params may have changed them since fit
         images = check_images(X, estimator=self, reset=False, channels=self.channels)
         augmented = self._augment_in_batches(images, numpy_generator(self.random_state))
         return images_like(augmented, X, channels=self.channels)
@@ -387,7 +414,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         y_resampled : ndarray
             ``y`` repeated ``n_copies + 1`` times.
         """
-        self._check_params()
+        validate_params(self)
         images = check_images(
             X, estimator=self, reset=True, image_shape=self.image_shape, channels=self.channels
         )
@@ -405,10 +432,16 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # -- tensor API -------------------------------------------------------------
 
-    def augment_batch(self, images, *, masks=None, boxes=None, random_state=None):
+    def augment_batch(self, images, *, masks=None, boxes=None, random_state=None, params=None,
+                      return_params=False):
         """Augment a batch tensor, moving masks and boxes with the images.
 
         Works on an unfitted augmenter; this is what the training loop calls.
+        The random parameters are drawn first, without touching the pixels,
+        then applied; ``return_params=True`` returns them and ``params=``
+        replays them (on the same images: the same output bit for bit;
+        masks and boxes of the batch may come in a later call and follow
+        the same geometry).
 
         Parameters
         ----------
@@ -424,7 +457,21 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             clipped to the image, and dropped (with their labels) when less
             than one pixel wide or high remains.
         random_state : int, Generator, RandomState or None, default=None
-            Overrides the augmenter's ``random_state`` for this call.
+            Overrides the augmenter's ``random_state`` for this call. One
+            seed is drawn from it per call, and every operation (crop,
+            flips, affine, each color step, blur, noise, erasing) draws from
+            its own stream of that seed: enabling or changing one operation
+            leaves the others' draws unchanged. Ignored when ``params`` is
+            given.
+        params : AugmentationParams, default=None
+            Parameters returned by an earlier call with
+            ``return_params=True``, applied instead of new draws. They must
+            have been drawn for a batch of the same size and image height
+            and width (a ValueError says otherwise). The augmenter's
+            ``padding_mode`` still applies.
+        return_params : bool, default=False
+            Also return the parameters applied (an ``AugmentationParams``,
+            last in the returned tuple).
 
         Returns
         -------
@@ -432,8 +479,24 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             The augmented batch, on the input's device. When ``masks`` or
             ``boxes`` are given, a tuple ``(images, masks)``,
             ``(images, boxes)`` or ``(images, masks, boxes)``.
+        params : AugmentationParams
+            Only with ``return_params=True``, appended last to the tuple:
+            the per-image parameters applied (see
+            ``skvision.augmentation.AugmentationParams``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skvision.augmentation import ImageAugmenter
+        >>> images = torch.rand(4, 3, 16, 16)
+        >>> augmenter = ImageAugmenter(degrees=20, brightness=0.3)
+        >>> out, params = augmenter.augment_batch(images, random_state=0, return_params=True)
+        >>> params
+        AugmentationParams(n_samples=4, image_size=(16, 16), steps=['matrix', 'brightness'])
+        >>> torch.equal(augmenter.augment_batch(images, params=params), out)
+        True
         """
-        self._check_params()
+        validate_params(self)
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
             raise ValueError(
                 "augment_batch expects a float tensor of shape (n, c, h, w); got "
@@ -444,10 +507,18 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             masks = check_masks(masks, len(images), size).to(images.device)
         if boxes is not None:
             boxes = check_boxes(boxes, len(images), size)
-        rng = numpy_generator(self.random_state if random_state is None else random_state)
-        images, masks, boxes = self._augment(images.float(), rng, masks=masks, boxes=boxes)
-        extras = tuple(item for item in (masks, boxes) if item is not None)
-        return (images, *extras) if extras else images
+        if params is None:
+            rng = numpy_generator(self.random_state if random_state is None else random_state)
+            params = self._draw_params(len(images), size, draw_seed(rng))
+        elif isinstance(params, AugmentationParams):
+            params.check_batch(len(images), size)
+        else:
+            raise TypeError("params must be the AugmentationParams that augment_batch returns "
+                            f"with return_params=True; got {type(params).__name__}.")
+        images, masks, boxes = self._apply_params(params, images.float(), masks, boxes)
+        outputs = tuple(item for item in (images, masks, boxes) if item is not None)
+        outputs += (params,) if return_params else ()
+        return outputs if len(outputs) > 1 else images
 
     def _augment_training_batch(self, X, y, *, rng, n_classes=None, target_kind="labels",
                                 sample_weight=None):
@@ -461,20 +532,22 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         follow the geometry; pixels brought in from outside the image get the
         ignored index -100, and mixup/cutmix do not apply.
         """
+        seed = draw_seed(rng)  # the one draw per batch; every operation has its own stream
+        params = self._draw_params(len(X), tuple(X.shape[2:]), seed)
         if target_kind == "masks":
-            X, masks, _ = self._augment(X, rng, masks=y.to(X.device), mask_fill=-100)
+            X, masks, _ = self._apply_params(params, X, masks=y.to(X.device), mask_fill=-100)
             return X, masks, sample_weight
         if target_kind == "boxes":  # detection targets: a list of dicts per image
-            X, _, boxes = self._augment(X, rng, boxes=y)
+            X, _, boxes = self._apply_params(params, X, boxes=y)
             return X, boxes, sample_weight
-        X, _, _ = self._augment(X, rng)
+        X, _, _ = self._apply_params(params, X)
         if self.mixup_alpha > 0 or self.cutmix_alpha > 0:
             y = y.to(X.device)
             targets = F.one_hot(y, n_classes).float() if n_classes else y.float()
-            X, y, sample_weight = self._mix(X, targets, rng, sample_weight)
+            X, y, sample_weight = self._mix(X, targets, stream(seed, "mix"), sample_weight)
         return X, y, sample_weight
 
-    # -- the engine -------------------------------------------------------------
+    # -- the engine (skvision/_augment_engine.py) ------------------------------------
 
     def _augment_in_batches(self, images, rng):
         device = resolve_device(self.device)
@@ -485,132 +558,39 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return torch.cat(parts)
 
     def _augment(self, images, rng, masks=None, boxes=None, mask_fill=0):
-        """Geometry, then color, blur, noise and erasing; returns (images, masks, boxes).
+        """Draw one seed from ``rng``, the batch's parameters from it, and apply them.
 
-        ``mask_fill`` is the class given to mask pixels brought in from
-        outside the image.
+        Returns ``(images, masks, boxes)``; ``mask_fill`` is the class given
+        to mask pixels brought in from outside the image.
         """
-        n_samples, n_channels, height, width = images.shape
-        matrix, flips_only = self._draw_geometry(n_samples, height, width, rng)
-        if matrix is not None:
-            images, masks = _resample(
-                images, masks, matrix, flips_only, self.padding_mode, mask_fill
-            )
-            if boxes is not None:
-                boxes = _move_boxes(boxes, matrix, height, width)
-        images = self._jitter_colors(images, rng)
-        if self.blur_sigma > 0:
-            sigmas = rng.uniform(min(0.1, self.blur_sigma), self.blur_sigma, n_samples)
-            images = _gaussian_blur(images, sigmas)
-        if self.noise_std > 0:
-            noise = torch.randn(
-                images.shape, generator=torch_generator(rng, images.device),
-                device=images.device, dtype=images.dtype,
-            )
-            images = images + self.noise_std * noise
-        if self.erasing > 0:
-            erase = rng.random(n_samples) < self.erasing
-            area = rng.uniform(*self.erasing_scale, n_samples)
-            inside = _random_rectangles(area, height, width, rng, images.device)
-            images = images.masked_fill(inside & _column(erase, images.device), 0.0)
-        return images, masks, boxes
+        params = self._draw_params(len(images), tuple(images.shape[2:]), draw_seed(rng))
+        return self._apply_params(params, images, masks, boxes, mask_fill)
 
-    def _draw_geometry(self, n, height, width, rng):
-        """Per-image 3x3 maps from output to input pixels (centred coordinates).
+    def _draw_params(self, n_samples, image_size, seed):
+        """The random parameters of a batch (an AugmentationParams), pixels untouched.
 
-        Returns ``(None, True)`` when no geometric step is enabled, and a flag
-        telling whether the maps are flips only (done exactly, no resampling).
+        Every operation draws from its own stream of ``seed`` (an int).
         """
-        affine = self.degrees > 0 or self.translate > 0 or self.shear > 0 or (
-            tuple(self.scale) != (1.0, 1.0))
-        flips = self.horizontal_flip > 0 or self.vertical_flip > 0
-        if not (affine or flips or self.crop_scale is not None):
-            return None, True
-        matrix = np.tile(np.eye(3), (n, 1, 1))
-        if self.crop_scale is not None:
-            # Crop a box of the input (share `area`, aspect `ratio`) and stretch
-            # it over the output: output -> input is a scale plus a shift.
-            area = rng.uniform(*self.crop_scale, n)
-            ratio = np.exp(rng.uniform(*np.log(self.crop_ratio), n))
-            crop_w = np.minimum(np.sqrt(area * ratio), 1.0)
-            crop_h = np.minimum(np.sqrt(area / ratio), 1.0)
-            matrix[:, 0, 0], matrix[:, 1, 1] = crop_w, crop_h
-            matrix[:, 0, 2] = rng.uniform(-1, 1, n) * (1 - crop_w) * width / 2
-            matrix[:, 1, 2] = rng.uniform(-1, 1, n) * (1 - crop_h) * height / 2
-        if flips:
-            flip = np.ones((n, 3))
-            flip[:, 0] = np.where(rng.random(n) < self.horizontal_flip, -1.0, 1.0)
-            flip[:, 1] = np.where(rng.random(n) < self.vertical_flip, -1.0, 1.0)
-            matrix = matrix * flip[:, np.newaxis, :]  # right-multiply by diag(flip)
-        if affine:
-            angle = np.deg2rad(rng.uniform(-self.degrees, self.degrees, n))
-            shear = np.tan(np.deg2rad(rng.uniform(-self.shear, self.shear, n)))
-            zoom = rng.uniform(*self.scale, n)
-            shift_x = rng.uniform(-self.translate, self.translate, n) * width
-            shift_y = rng.uniform(-self.translate, self.translate, n) * height
-            cos, sin = np.cos(angle), np.sin(angle)
-            # forward = translate @ rotate @ shear @ zoom (input -> output)
-            forward = np.zeros((n, 3, 3))
-            forward[:, 0, 0] = zoom * cos
-            forward[:, 0, 1] = zoom * (cos * shear - sin)
-            forward[:, 1, 0] = zoom * sin
-            forward[:, 1, 1] = zoom * (sin * shear + cos)
-            forward[:, 0, 2], forward[:, 1, 2], forward[:, 2, 2] = shift_x, shift_y, 1.0
-            matrix = matrix @ np.linalg.inv(forward)
-        flips_only = not affine and self.crop_scale is None
-        return matrix, flips_only
+        return draw_params(self, n_samples, image_size, seed)
 
-    def _jitter_colors(self, images, rng):
-        """Brightness, contrast, saturation, hue and grayscale as one affine color map.
-
-        With factors b (brightness), c (contrast), a linear map L = G H S
-        (saturation, hue, grayscale; each keeps gray pixels gray) and m the
-        mean luma of the image: ``x -> c b L x + (1 - c) b m``, the same as
-        applying the steps one after the other in torchvision's order.
-        """
-        n_samples, n_channels = images.shape[:2]
-        rgb = n_channels == 3
-        linear = rgb and (self.saturation > 0 or self.hue > 0 or self.grayscale > 0)
-        if not (linear or self.brightness > 0 or self.contrast > 0):
-            return images
-        bright = rng.uniform(max(0, 1 - self.brightness), 1 + self.brightness, n_samples)
-        contrast = rng.uniform(max(0, 1 - self.contrast), 1 + self.contrast, n_samples)
-        as_tensor = {"dtype": images.dtype, "device": images.device}
-        gain = torch.as_tensor(contrast * bright, **as_tensor)
-        offset = images.new_zeros(n_samples)
-        if self.contrast > 0:
-            channel_means = images.mean(dim=(2, 3))
-            mean = channel_means @ torch.as_tensor(LUMA, **as_tensor) if rgb else (
-                channel_means.mean(dim=1))
-            offset = torch.as_tensor((1 - contrast) * bright, **as_tensor) * mean
-        if not linear:
-            return torch.addcmul(offset.view(-1, 1, 1, 1), images, gain.view(-1, 1, 1, 1))
-        gray = np.outer(np.ones(3), LUMA)
-        saturation = rng.uniform(max(0, 1 - self.saturation), 1 + self.saturation, n_samples)
-        maps = saturation[:, None, None] * np.eye(3) + (1 - saturation)[:, None, None] * gray
-        if self.hue > 0:
-            turn = rng.uniform(-self.hue, self.hue, n_samples) * 2 * np.pi
-            rotation = np.tile(np.eye(3), (n_samples, 1, 1))
-            rotation[:, 1, 1] = rotation[:, 2, 2] = np.cos(turn)
-            rotation[:, 1, 2], rotation[:, 2, 1] = -np.sin(turn), np.sin(turn)
-            maps = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ @ maps
-        to_gray = rng.random(n_samples) < self.grayscale
-        maps[to_gray] = gray @ maps[to_gray]
-        maps = torch.as_tensor(maps, **as_tensor) * gain.view(-1, 1, 1)
-        # One fused pass: offset + maps @ pixels, image by image.
-        result = torch.baddbmm(offset.view(-1, 1, 1).expand(-1, 3, 1), maps,
-                               images.reshape(n_samples, 3, -1))
-        return result.view(images.shape)
+    def _apply_params(self, params, images, masks=None, boxes=None, mask_fill=0):
+        """Apply drawn parameters to images, masks and boxes: ``(images, masks, boxes)``."""
+        return apply_params(params, images, masks, boxes, padding_mode=self.padding_mode,
+                            mask_fill=mask_fill)
 
     def _mix(self, images, targets, rng, sample_weight=None):
-        """Mixup or cutmix of a batch with a shuffled copy of itself (and of its weights)."""
+        """Mixup or cutmix of a batch with a shuffled copy of itself (and of its weights).
+
+        ``rng`` is the batch's own "mix" stream.
+        """
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or rng.random() < 0.5)
         alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
         weight = float(rng.beta(alpha, alpha))
         order = torch.as_tensor(rng.permutation(len(images)), device=images.device)
         if use_cutmix:
             height, width = images.shape[2:]
-            inside = _random_rectangles(np.array([1 - weight]), height, width, rng, images.device)
+            bounds = draw_rectangles(np.array([1 - weight]), height, width, rng)
+            inside = rectangle_masks(bounds, height, width, images.device)
             images = torch.where(inside, images[order], images)
             weight = 1 - float(inside.float().mean())  # the area actually pasted
         else:
@@ -656,23 +636,21 @@ class AugmentationSampler(BaseEstimator):
     >>> from skvision.augmentation import AugmentationSampler, ImageAugmenter
     >>> from skvision.datasets import load_digit_images
     >>> X, y = load_digit_images(return_X_y=True)
-    >>> sampler = AugmentationSampler(ImageAugmenter(horizontal_flip=0, degrees=10,
-    ...                                              image_shape=(8, 8), random_state=0))
+    >>> sampler = AugmentationSampler(augmenter=ImageAugmenter(horizontal_flip=0, degrees=10,
+    ...                                                        image_shape=(8, 8), random_state=0))
     >>> model = make_pipeline(sampler, LogisticRegression(max_iter=500))
     >>> cross_val_score(model, X[:300].reshape(300, -1), y[:300], cv=3).shape
     (3,)
     """
 
-    def __init__(self, augmenter=None):
+    _parameter_constraints = {"augmenter": [None, InstanceOf(ImageAugmenter, "an ImageAugmenter")]}
+
+    def __init__(self, *, augmenter=None):
         self.augmenter = augmenter
 
     def _validated_augmenter(self):
-        augmenter = ImageAugmenter() if self.augmenter is None else self.augmenter
-        if not isinstance(augmenter, ImageAugmenter):
-            raise TypeError(
-                f"augmenter must be an ImageAugmenter; got {type(augmenter).__name__}."
-            )
-        return clone(augmenter)
+        validate_params(self)  # the augmenter's parameters too
+        return clone(ImageAugmenter() if self.augmenter is None else self.augmenter)
 
     def fit(self, X, y):
         """Check the input and the augmenter.
@@ -690,7 +668,6 @@ class AugmentationSampler(BaseEstimator):
             The fitted sampler.
         """
         augmenter = self._validated_augmenter()
-        augmenter._check_params()
         images = check_images(X, estimator=augmenter, reset=True,
                               image_shape=augmenter.image_shape, channels=augmenter.channels)
         _check_targets_length(y, len(images))
@@ -724,118 +701,6 @@ class AugmentationSampler(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         return tags
-
-
-# --------------------------------------------------------------------------
-# Batched helpers.
-
-
-def _column(values, device):
-    """A boolean numpy vector as a (n, 1, 1, 1) tensor for broadcasting."""
-    return torch.as_tensor(values, device=device).view(-1, 1, 1, 1)
-
-
-def _resample(images, masks, matrix, flips_only, padding_mode, mask_fill=0):
-    """Apply per-image output->input maps to images (bilinear) and masks (nearest)."""
-    if flips_only:
-        # A flip moves whole pixels: exact, without interpolation.
-        flip_x = _column(matrix[:, 0, 0] < 0, images.device)
-        flip_y = _column(matrix[:, 1, 1] < 0, images.device)
-        images = torch.where(flip_x, images.flip(-1), images)
-        images = torch.where(flip_y, images.flip(-2), images)
-        if masks is not None:
-            masks = torch.where(flip_x[:, 0], masks.flip(-1), masks)
-            masks = torch.where(flip_y[:, 0], masks.flip(-2), masks)
-        return images, masks
-    height, width = images.shape[2:]
-    # grid_sample works in [-1, 1] coordinates (align_corners=False): rescale
-    # the pixel-space maps, so rotations stay rotations on non-square images.
-    to_unit = np.diag([2 / width, 2 / height, 1.0])
-    theta = to_unit @ matrix @ np.linalg.inv(to_unit)
-    theta = torch.as_tensor(theta[:, :2], dtype=images.dtype, device=images.device)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode,
-                           align_corners=False)
-    if masks is not None:
-        # Sampled as offsets from mask_fill, so the zero padding becomes mask_fill.
-        shifted = (masks - mask_fill)[:, None].to(grid.dtype)
-        masks = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros",
-                              align_corners=False)[:, 0].round().long() + mask_fill
-    return images, masks
-
-
-def _move_boxes(targets, matrix, height, width):
-    """Map xyxy boxes through the inverse (input -> output) maps, clip, drop the lost."""
-    forward = np.linalg.inv(matrix)
-    counts = [len(target["boxes"]) for target in targets]
-    if not sum(counts):
-        return targets
-    boxes = torch.cat([target["boxes"] for target in targets]).double().numpy()
-    owner = np.repeat(np.arange(len(targets)), counts)
-    corners = np.stack([boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [0, 3]], boxes[:, [2, 3]]],
-                       axis=1) - [width / 2, height / 2]
-    moved = np.einsum("bij,bkj->bki", forward[owner, :2, :2], corners) + forward[owner, None, :2, 2]
-    moved = moved + [width / 2, height / 2]
-    new = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1)
-    new = np.clip(new, 0, [width, height, width, height])
-    keep = (new[:, 2] - new[:, 0] >= 1) & (new[:, 3] - new[:, 1] >= 1)
-    result, start = [], 0
-    for target, count in zip(targets, counts):
-        kept = keep[start : start + count]
-        entry = {key: value[kept] if np.ndim(value) else value
-                 for key, value in target.items() if key != "boxes"}
-        entry["boxes"] = torch.as_tensor(new[start : start + count][kept], dtype=torch.float32)
-        result.append(entry)
-        start += count
-    return result
-
-
-def _random_rectangles(area, height, width, rng, device):
-    """Boolean (n, 1, h, w) masks of one random rectangle per image.
-
-    ``area`` is each rectangle's share of the image; the aspect ratio is
-    drawn log-uniform from [0.3, 3.3] as in random erasing.
-    """
-    n = len(area)
-    ratio = np.exp(rng.uniform(np.log(0.3), np.log(3.3), n))
-    rect_h = np.clip(np.rint(np.sqrt(area * height * width * ratio)), 0, height)
-    rect_w = np.clip(np.rint(np.sqrt(area * height * width / ratio)), 0, width)
-    top = np.floor(rng.random(n) * (height - rect_h + 1))
-    left = np.floor(rng.random(n) * (width - rect_w + 1))
-    rows = torch.arange(height, device=device).view(1, 1, -1, 1)
-    cols = torch.arange(width, device=device).view(1, 1, 1, -1)
-
-    def bounds(values):
-        return torch.as_tensor(values, device=device).view(-1, 1, 1, 1)
-
-    return ((rows >= bounds(top)) & (rows < bounds(top + rect_h))
-            & (cols >= bounds(left)) & (cols < bounds(left + rect_w)))
-
-
-def _gaussian_blur(images, sigmas):
-    """Separable gaussian blur with one sigma per image, as two grouped convolutions."""
-    n_samples, n_channels, height, width = images.shape
-    radius = max(1, math.ceil(3 * float(np.max(sigmas))))
-    offsets = np.arange(-radius, radius + 1)
-    kernels = np.exp(-(offsets[None, :] ** 2) / (2 * np.asarray(sigmas)[:, None] ** 2))
-    kernels = kernels / kernels.sum(axis=1, keepdims=True)
-    kernels = torch.as_tensor(np.repeat(kernels, n_channels, axis=0), dtype=images.dtype,
-                              device=images.device)
-    groups = n_samples * n_channels
-    flat = images.reshape(1, groups, height, width)
-    # Reflect padding needs the pad to be smaller than the side.
-    pad_h, pad_w = min(radius, height - 1), min(radius, width - 1)
-    if pad_h:
-        flat = F.pad(flat, (0, 0, pad_h, pad_h), mode="reflect")
-        kernel = kernels[:, radius - pad_h : radius + pad_h + 1]
-        flat = F.conv2d(flat, kernel[:, None, :, None] / kernel.sum(1).view(-1, 1, 1, 1),
-                        groups=groups)
-    if pad_w:
-        flat = F.pad(flat, (pad_w, pad_w, 0, 0), mode="reflect")
-        kernel = kernels[:, radius - pad_w : radius + pad_w + 1]
-        flat = F.conv2d(flat, kernel[:, None, None, :] / kernel.sum(1).view(-1, 1, 1, 1),
-                        groups=groups)
-    return flat.reshape(n_samples, n_channels, height, width)
 
 
 def tta_predict(estimator, X, augmenter, *, n_augmentations=8, return_proba=False):
@@ -880,7 +745,7 @@ def tta_predict(estimator, X, augmenter, *, n_augmentations=8, return_proba=Fals
     check_scalar(n_augmentations, "n_augmentations", numbers.Integral, min_val=1)
     if not isinstance(augmenter, ImageAugmenter):
         raise TypeError(f"augmenter must be an ImageAugmenter; got {type(augmenter).__name__}.")
-    augmenter._check_params()
+    validate_params(augmenter)
     classifier = hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_")
     method = estimator.predict_proba if classifier else estimator.predict
     rng = numpy_generator(augmenter.random_state)

@@ -20,14 +20,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_is_fitted,
-    check_scalar,
     column_or_1d,
     validate_data,
 )
 from tqdm.auto import tqdm
 
 from ._docstrings import fill_docstring
-from ._torch import draw_seed, resolve_device
+from ._params import BOOLEAN, RANDOM_STATE, Interval, Options, Satisfies, validate_params
+from ._torch import draw_seed, is_device, resolve_device
 from ._validation import check_sample_weight
 from .parallel import apply_blocks, is_dask_collection
 
@@ -118,9 +118,6 @@ model_ : xgboost.XGBClassifier or xgboost.XGBRegressor
 
 def _xgboost_device(device):
     """The XGBoost device for ``device``: torch's choice where this XGBoost build can use it."""
-    if device == "mps":
-        raise ValueError("device must be 'auto', 'cpu' or 'cuda' (XGBoost has no MPS backend); "
-                         "got 'mps'.")
     chosen = resolve_device(device)
     if device == "auto" and not (chosen.startswith("cuda")
                                  and xgboost.build_info().get("USE_CUDA", False)):
@@ -167,6 +164,7 @@ class _BoostedTrees(BaseEstimator):
 
     def __init__(
         self,
+        *,
         n_estimators=100,
         learning_rate=0.1,
         max_depth=6,
@@ -203,26 +201,27 @@ class _BoostedTrees(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self):
-        check_scalar(self.n_estimators, "n_estimators", numbers.Integral, min_val=1)
-        check_scalar(self.learning_rate, "learning_rate", numbers.Real, min_val=0,
-                     include_boundaries="neither")
-        check_scalar(self.max_depth, "max_depth", numbers.Integral, min_val=0)
-        check_scalar(self.max_bin, "max_bin", numbers.Integral, min_val=2)
-        check_scalar(self.n_iter_no_change, "n_iter_no_change", numbers.Integral, min_val=1)
-        for name in ("subsample", "colsample_bytree"):
-            check_scalar(getattr(self, name), name, numbers.Real, min_val=0, max_val=1,
-                         include_boundaries="right")
-        for name in ("min_child_weight", "reg_alpha", "reg_lambda", "gamma"):
-            check_scalar(getattr(self, name), name, numbers.Real, min_val=0)
-        check_scalar(self.validation_fraction, "validation_fraction", numbers.Real, min_val=0,
-                     max_val=1, include_boundaries="neither")
-        if self.early_stopping not in ("auto", True, False):
-            raise ValueError(
-                f"early_stopping must be 'auto', True or False; got {self.early_stopping!r}."
-            )
-        if self.verbose not in (0, 1, False, True):
-            raise ValueError(f"verbose must be 0 or 1; got {self.verbose!r}.")
+    _parameter_constraints = {
+        "n_estimators": [Interval(numbers.Integral, 1, None)],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_depth": [Interval(numbers.Integral, 0, None)],
+        "min_child_weight": [Interval(numbers.Real, 0, None)],
+        "subsample": [Interval(numbers.Real, 0, 1, closed="right")],
+        "colsample_bytree": [Interval(numbers.Real, 0, 1, closed="right")],
+        "reg_alpha": [Interval(numbers.Real, 0, None)],
+        "reg_lambda": [Interval(numbers.Real, 0, None)],
+        "gamma": [Interval(numbers.Real, 0, None)],
+        "max_bin": [Interval(numbers.Integral, 2, None)],
+        "early_stopping": [Options("auto"), BOOLEAN],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None)],
+        # XGBoost has no MPS backend.
+        "device": [Options("auto", "cpu", "cuda"), Satisfies(
+            lambda device: str(device).startswith("cuda:") and is_device(device), "'cuda:N'")],
+        "n_jobs": [None, Interval(numbers.Integral, None, None)],
+        "random_state": RANDOM_STATE,
+        "verbose": [Interval(numbers.Integral, 0, 1), BOOLEAN],
+    }
 
     def _validate_X(self, X, reset):
         # XGBoost handles missing values itself: NaN is allowed, inf is not.
@@ -413,7 +412,7 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         self : object
             The fitted classifier.
         """
-        self._check_params()
+        validate_params(self)
         if is_dask_collection(X):
             return self._fit_dask(X, y, sample_weight, classifier=True)
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64],
@@ -523,7 +522,7 @@ class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
         self : object
             The fitted regressor.
         """
-        self._check_params()
+        validate_params(self)
         if is_dask_collection(X):
             return self._fit_dask(X, y, sample_weight, classifier=False)
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], y_numeric=True,

@@ -5,9 +5,12 @@ import numbers
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 
+from ._params import BOOLEAN, Interval, Options, Satisfies, TupleOf
 from ._training import (
+    CLASSIFIER_CONSTRAINTS,
+    TRAINING_CONSTRAINTS,
     BaseNeuralEstimator,
     NeuralClassifierMixin,
     NeuralRegressorMixin,
@@ -53,28 +56,24 @@ filters : tuple of int, default=(32, 64, 128)
 
 
 class _CNNMixin:
-    """Architecture checks, module building and inspection shared by both CNNs."""
+    """Architecture constraints, module building and inspection shared by both CNNs."""
 
-    def _check_architecture(self):
-        filters = tuple(self.filters)
-        if not filters or any(not isinstance(f, numbers.Integral) or f < 1 for f in filters):
-            raise ValueError(
-                f"filters must be a non-empty tuple of positive ints; got {self.filters!r}.")
-        check_scalar(self.kernel_size, "kernel_size", numbers.Integral, min_val=1)
-        if self.kernel_size % 2 == 0:
-            raise ValueError(
-                f"kernel_size must be odd to keep the image size; got {self.kernel_size}.")
-        check_scalar(self.dropout, "dropout", numbers.Real, min_val=0, max_val=1,
-                     include_boundaries="left")
-        if any(not isinstance(u, numbers.Integral) or u < 1 for u in self.hidden_units):
-            raise ValueError(f"hidden_units must be positive ints; got {self.hidden_units!r}.")
-        if self.pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be 'max' or 'avg'; got {self.pooling!r}.")
-        if self.head not in ("gap", "flatten"):
-            raise ValueError(f"head must be 'gap' or 'flatten'; got {self.head!r}.")
+    _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
+        "filters": [TupleOf(Interval(numbers.Integral, 1, None), min_length=1)],
+        # Odd: "same" padding then keeps the image size.
+        "kernel_size": [Satisfies(lambda size: Interval(numbers.Integral, 1, None).accepts(size)
+                                  and size % 2 == 1, "an odd int >= 1")],
+        "pooling": [Options("max", "avg")],
+        "batch_norm": [BOOLEAN],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "residual": [BOOLEAN],
+        "attention": [BOOLEAN],
+        "head": [Options("gap", "flatten")],
+        "hidden_units": [TupleOf(Interval(numbers.Integral, 1, None))],
+    }
 
     def _build_module(self, n_channels, n_outputs, input_size):
-        self._check_architecture()
         return CNN(
             n_channels,
             n_outputs,
@@ -166,6 +165,8 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
     >>> clf.predict_proba(X[:2]).shape
     (2, 10)
     """
+
+    _parameter_constraints = {**_CNNMixin._parameter_constraints, **CLASSIFIER_CONSTRAINTS}
 
     def __init__(
         self,

@@ -4,12 +4,13 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
 from ._data import ListImages, to_float
+from ._params import BOOLEAN, InstanceOf, Interval, Options, Satisfies, TupleOf
 from ._torch import predict_batches
-from ._training import BaseNeuralEstimator, _Net, fill_doc
+from ._training import TRAINING_CONSTRAINTS, BaseNeuralEstimator, _Net, fill_doc
 from ._validation import (
     check_boxes,
     check_image_list,
@@ -20,8 +21,13 @@ from ._validation import (
 from .metrics import mean_average_precision
 from .nn.backbones import build_backbone
 from .nn.detection import KeepSizeTransform, PretrainedDetectionBody, small_cnn_body
+from .transfer import BACKBONE_CONSTRAINTS
 
 __all__ = ["FasterRCNNDetector"]
+
+_POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
+_COUNT = [Interval(numbers.Integral, 1, None)]
+_SHARE = [Interval(numbers.Real, 0, 1)]
 
 _LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
 
@@ -189,6 +195,32 @@ class FasterRCNNDetector(BaseNeuralEstimator):
     # Detection is fully convolutional: predict takes images of any size.
     _any_image_size = True
 
+    _parameter_constraints = {
+        **{name: constraint for name, constraint in TRAINING_CONSTRAINTS.items()
+           if name != "accelerator"},
+        "early_stopping": [Satisfies(lambda value: value is False or value is np.False_, (
+            "False (its validation loss needs training mode: score held-out images "
+            "with score() instead)"))],
+        "backbone": [Options("small_cnn"), InstanceOf(str, "a pretrained backbone's name")],
+        "backbone_weights": BACKBONE_CONSTRAINTS["weights"],
+        "fpn": [BOOLEAN],
+        "trainable_layers": [Interval(numbers.Integral, 0, None)],
+        "anchor_sizes": [TupleOf(_POSITIVE, min_length=1),
+                         TupleOf(TupleOf(_POSITIVE, min_length=1), min_length=1)],
+        "aspect_ratios": [TupleOf(_POSITIVE, min_length=1)],
+        "rpn_pre_nms_top_n": _COUNT,
+        "rpn_post_nms_top_n": _COUNT,
+        "rpn_nms_thresh": _SHARE,
+        "box_score_thresh": _SHARE,
+        "box_nms_thresh": _SHARE,
+        "box_detections_per_img": _COUNT,
+        "box_batch_size_per_image": _COUNT,
+        "min_size": [None, *_COUNT],
+        "max_size": [None, *_COUNT],
+    }
+    # No accelerator parameter (its own training step): no relation to check.
+    _parameter_relations = ()
+
     def __init__(
         self,
         *,
@@ -276,11 +308,6 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
     def _prepare_targets(self, y, images, *, reset, classes=None):
         n_samples = len(images)
-        if self.early_stopping:
-            raise ValueError(
-                "FasterRCNNDetector does not support early_stopping: its validation loss "
-                "needs training mode. Score held-out images with score() instead."
-            )
         if y is None:
             raise ValueError(
                 "FasterRCNNDetector requires y to be passed, but the target y is None: pass "
@@ -316,11 +343,6 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         if self.backbone == "small_cnn":
             body = small_cnn_body(n_channels)
             return body, body.map_names
-        if not isinstance(self.backbone, str):
-            raise ValueError(
-                f"backbone must be 'small_cnn' or a pretrained backbone's name such as "
-                f"'efficientnet_lite0'; got {self.backbone!r}."
-            )
         if n_channels not in (1, 3):
             raise ValueError(
                 f"A pretrained backbone takes 1 (grayscale) or 3 (RGB) channels; got "
@@ -329,7 +351,6 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         # The last stage (the classifier's 1x1 "head" convolution) adds nothing
         # a detector needs but many channels.
         backbone = build_backbone(self.backbone, weights=self.backbone_weights, layer=-2)
-        check_scalar(self.trainable_layers, "trainable_layers", numbers.Integral, min_val=0)
         body = PretrainedDetectionBody(backbone, fpn=bool(self.fpn),
                                        n_trainable_stages=self.trainable_layers)
         return body, body.map_names
@@ -341,11 +362,6 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         levels = [np.ravel(entry) for entry in self.anchor_sizes] if nested else None
         sizes = np.concatenate(levels) if nested else np.asarray(self.anchor_sizes)
         ratios = tuple(float(ratio) for ratio in self.aspect_ratios)
-        if not sizes.size or not ratios or sizes.min() <= 0 or min(ratios) <= 0:
-            raise ValueError(
-                "anchor_sizes and aspect_ratios must be non-empty tuples of positive numbers; "
-                f"got {self.anchor_sizes!r} and {self.aspect_ratios!r}."
-            )
         if nested and n_levels > 1 and len(levels) != n_levels:
             raise ValueError(
                 f"anchor_sizes as one tuple per level needs {n_levels} tuples (the pyramid's "
@@ -367,12 +383,6 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         from torchvision.models.detection.transform import GeneralizedRCNNTransform
         from torchvision.ops import MultiScaleRoIAlign
 
-        for name in ("rpn_pre_nms_top_n", "rpn_post_nms_top_n", "box_detections_per_img",
-                     "box_batch_size_per_image"):
-            check_scalar(getattr(self, name), name, numbers.Integral, min_val=1)
-        for name in ("min_size", "max_size"):
-            if getattr(self, name) is not None:
-                check_scalar(getattr(self, name), name, numbers.Integral, min_val=1)
         body, map_names = self._body(n_channels)
         anchors = self._anchor_generator(len(map_names))
         representation = 256

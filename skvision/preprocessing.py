@@ -10,6 +10,7 @@ Outputs keep the form of the input (flat rows stay flat, channels-last stays
 channels-last) unless a step's purpose is to change it.
 """
 
+import numbers
 import os
 
 import numpy as np
@@ -20,6 +21,15 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._data import decode_images
 from ._docstrings import fill_docstring
+from ._params import (
+    BOOLEAN,
+    CHANNELS,
+    IMAGE_SHAPE,
+    InstanceOf,
+    Options,
+    image_size,
+    validate_params,
+)
 from ._validation import LUMA, check_image_size, check_images, images_like
 from .datasets import pixel_feature_names
 
@@ -27,7 +37,6 @@ __all__ = ["ChannelStandardizer", "Grayscale", "ImageFlattener", "ImageReader", 
 
 _LUMA = torch.as_tensor(LUMA)
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
-_MODES = ("RGB", "L", "RGBA", None)
 
 
 _IMAGE_PARAMETERS_DOC = """\
@@ -54,9 +63,16 @@ _fill_image_doc = fill_docstring(image_parameters=_IMAGE_PARAMETERS_DOC,
 
 
 class _ImageTransformer(TransformerMixin, BaseEstimator):
-    """Shared plumbing: ``image_shape``/``channels`` parameters and output names."""
+    """Shared plumbing: ``image_shape``/``channels`` parameters and output names.
+
+    The parameters are validated on every call that reads images (``fit`` and
+    ``transform``), before the images.
+    """
+
+    _parameter_constraints = {"image_shape": IMAGE_SHAPE, "channels": CHANNELS}
 
     def _images(self, X, reset):
+        validate_params(self)
         # float64 stays float64: these steps are exact (or nearly) on any data.
         return check_images(X, estimator=self, reset=reset, image_shape=self.image_shape,
                             channels=self.channels, dtype=None)
@@ -146,7 +162,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
     (3, 16, 16)
     """
 
-    def __init__(self, column=None, mode="RGB", image_size=None):
+    def __init__(self, *, column=None, mode="RGB", image_size=None):
         self.column = column
         self.mode = mode
         self.image_size = image_size
@@ -195,9 +211,14 @@ class ImageReader(TransformerMixin, BaseEstimator):
                 )
         return paths
 
+    _parameter_constraints = {
+        "column": [None, InstanceOf((str, numbers.Integral), "a column name (str or int)")],
+        "mode": [None, Options("RGB", "L", "RGBA")],
+        "image_size": image_size(),
+    }
+
     def _check_params(self):
-        if self.mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}; got {self.mode!r}.")
+        validate_params(self)
         return check_image_size(self.image_size)
 
     def fit(self, X, y=None):
@@ -308,11 +329,11 @@ class Resize(_ImageTransformer):
     >>> from skvision.datasets import load_digit_images
     >>> from skvision.preprocessing import Resize
     >>> X, y = load_digit_images(return_X_y=True)
-    >>> Resize(16).fit_transform(X).shape
+    >>> Resize(image_size=16).fit_transform(X).shape
     (1797, 16, 16)
     """
 
-    def __init__(self, image_size=(224, 224), interpolation="bilinear", antialias=True,
+    def __init__(self, *, image_size=(224, 224), interpolation="bilinear", antialias=True,
                  image_shape=None, channels="last"):
         self.image_size = image_size
         self.interpolation = interpolation
@@ -320,11 +341,14 @@ class Resize(_ImageTransformer):
         self.image_shape = image_shape
         self.channels = channels
 
-    def _check_params(self):
-        if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {_INTERPOLATIONS}; got {self.interpolation!r}."
-            )
+    _parameter_constraints = {
+        **_ImageTransformer._parameter_constraints,
+        "image_size": image_size(allow_none=False),
+        "interpolation": [Options(*_INTERPOLATIONS)],
+        "antialias": [BOOLEAN],
+    }
+
+    def _size(self):
         return check_image_size(self.image_size, allow_none=False)
 
     def fit(self, X, y=None):
@@ -342,7 +366,6 @@ class Resize(_ImageTransformer):
         self : object
             The fitted transformer.
         """
-        self._check_params()
         self._images(X, reset=True)
         return self
 
@@ -360,8 +383,8 @@ class Resize(_ImageTransformer):
             The images at ``image_size``, in the form and dtype of ``X``.
         """
         check_is_fitted(self, "image_shape_")
-        size = self._check_params()
         images = self._images(X, reset=False)
+        size = self._size()
         antialias = self.antialias and self.interpolation in ("bilinear", "bicubic")
         resized = F.interpolate(
             images, size=size, mode=self.interpolation, antialias=antialias,
@@ -370,7 +393,7 @@ class Resize(_ImageTransformer):
         return images_like(resized, X, channels=self.channels)
 
     def _output_shape(self):
-        return (*check_image_size(self.image_size, allow_none=False), self.image_shape_[2])
+        return (*self._size(), self.image_shape_[2])
 
 
 @_fill_image_doc
@@ -400,7 +423,7 @@ class Grayscale(_ImageTransformer):
     (2, 4, 4, 1)
     """
 
-    def __init__(self, image_shape=None, channels="last"):
+    def __init__(self, *, image_shape=None, channels="last"):
         self.image_shape = image_shape
         self.channels = channels
 
@@ -496,7 +519,13 @@ class ChannelStandardizer(_ImageTransformer):
     array([0., 0., 0.])
     """
 
-    def __init__(self, with_mean=True, with_std=True, image_shape=None, channels="last"):
+    _parameter_constraints = {
+        **_ImageTransformer._parameter_constraints,
+        "with_mean": [BOOLEAN],
+        "with_std": [BOOLEAN],
+    }
+
+    def __init__(self, *, with_mean=True, with_std=True, image_shape=None, channels="last"):
         self.with_mean = with_mean
         self.with_std = with_std
         self.image_shape = image_shape
@@ -608,7 +637,7 @@ class ImageFlattener(_ImageTransformer):
     (1797, 8, 8)
     """
 
-    def __init__(self, image_shape=None, channels="last"):
+    def __init__(self, *, image_shape=None, channels="last"):
         self.image_shape = image_shape
         self.channels = channels
 

@@ -5,14 +5,16 @@ import numbers
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 
 from ._data import as_paths, decode_masks, resize_masks
-from ._training import BaseNeuralEstimator, fill_doc
+from ._params import BOOLEAN, Interval, Options
+from ._training import CLASSIFIER_CONSTRAINTS, TRAINING_CONSTRAINTS, BaseNeuralEstimator, fill_doc
 from ._validation import check_masks, class_weights, encode_labels
 from .metrics import mean_iou
 from .nn import UNet, build_backbone
 from .nn.unet import CrossEntropyDiceLoss, DiceLoss
+from .transfer import BACKBONE_CONSTRAINTS
 
 __all__ = ["UNetSegmenter"]
 
@@ -120,6 +122,20 @@ class UNetSegmenter(BaseNeuralEstimator):
     # Fully convolutional: trained on crops, it segments whole images.
     _any_image_size = True
 
+    _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
+        "depth": [Interval(numbers.Integral, 1, 8)],
+        "base_filters": [Interval(numbers.Integral, 1, None)],
+        "batch_norm": [BOOLEAN],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "upsampling": [Options("transpose", "bilinear")],
+        "encoder": [None, *BACKBONE_CONSTRAINTS["backbone"]],
+        "encoder_weights": BACKBONE_CONSTRAINTS["weights"],
+        "loss": [Options(*_LOSSES)],
+        "class_weight": CLASSIFIER_CONSTRAINTS["class_weight"],
+        "ignore_index": [None, Interval(numbers.Integral, None, None)],
+    }
+
     def __init__(
         self,
         *,
@@ -190,14 +206,6 @@ class UNetSegmenter(BaseNeuralEstimator):
     # -- hooks of the training core -------------------------------------------
 
     def _build_module(self, n_channels, n_outputs, input_size):
-        check_scalar(self.depth, "depth", numbers.Integral, min_val=1, max_val=8)
-        check_scalar(self.base_filters, "base_filters", numbers.Integral, min_val=1)
-        check_scalar(self.dropout, "dropout", numbers.Real, min_val=0, max_val=1,
-                     include_boundaries="left")
-        if self.upsampling not in ("transpose", "bilinear"):
-            raise ValueError(
-                f"upsampling must be 'transpose' or 'bilinear'; got {self.upsampling!r}."
-            )
         encoder = None
         if self.encoder is not None:
             encoder = build_backbone(self.encoder, weights=self.encoder_weights)
@@ -216,8 +224,6 @@ class UNetSegmenter(BaseNeuralEstimator):
 
     def _prepare_targets(self, y, images, *, reset, classes=None):
         n_samples = len(images)
-        if self.loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {_LOSSES}; got {self.loss!r}.")
         if y is None:
             raise ValueError(
                 "UNetSegmenter requires y to be passed, but the target y is None: pass the "

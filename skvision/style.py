@@ -7,13 +7,27 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ._params import (
+    CHANNELS,
+    DEVICE,
+    IMAGE_SHAPE,
+    RANDOM_STATE,
+    VERBOSE,
+    InstanceOf,
+    Interval,
+    Options,
+    Satisfies,
+    TupleOf,
+    validate_params,
+)
 from ._torch import resolve_device
 from ._validation import check_images, images_like
 from .nn import build_backbone
 from .nn.style import FeatureTaps, content_loss, gram_matrix, style_loss, total_variation_loss
+from .transfer import BACKBONE_CONSTRAINTS
 
 __all__ = ["StyleTransfer"]
 
@@ -21,6 +35,9 @@ __all__ = ["StyleTransfer"]
 # outputs are linear bottlenecks (signed, few channels), whose Gram matrices
 # carry little texture; the expanded activations after ReLU6 inside the
 # blocks ("...bn1") are wide and non-negative, like VGG's ReLU outputs.
+_LAYERS = [None, TupleOf(InstanceOf(str, "a module name (str)"), min_length=1)]
+_WEIGHT = [Interval(numbers.Real, 0, None)]
+
 _DEFAULT_LAYERS = {
     "efficientnet_lite0": {
         "content": ("stages.4.1.bn1",),
@@ -146,8 +163,33 @@ class StyleTransfer(TransformerMixin, BaseEstimator):
     # Content images may have any size; only the channel count must match.
     _any_image_size = True
 
+    _parameter_constraints = {
+        "backbone": BACKBONE_CONSTRAINTS["backbone"],
+        "weights": BACKBONE_CONSTRAINTS["weights"],
+        "content_layers": _LAYERS,
+        "style_layers": _LAYERS,
+        "content_weight": _WEIGHT,
+        "style_weight": _WEIGHT,
+        "tv_weight": _WEIGHT,
+        # Their number is checked against the style images in fit.
+        "style_weights": [None, Satisfies(
+            lambda weights: np.ndim(weights) == 1 and (np.asarray(weights, float) >= 0).all(),
+            "a 1-D array-like of non-negative numbers")],
+        "n_iter": [Interval(numbers.Integral, 1, None)],
+        "optimizer": [Options("lbfgs", "adam")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "image_size": [Interval(numbers.Integral, 8, None)],
+        "init": [Options("content", "noise")],
+        "image_shape": IMAGE_SHAPE,
+        "channels": CHANNELS,
+        "device": DEVICE,
+        "random_state": RANDOM_STATE,
+        "verbose": VERBOSE,
+    }
+
     def __init__(
         self,
+        *,
         backbone="efficientnet_lite0",
         weights=None,
         content_layers=None,
@@ -187,17 +229,6 @@ class StyleTransfer(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- set-up ---------------------------------------------------------------
-
-    def _check_params(self):
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            check_scalar(getattr(self, name), name, numbers.Real, min_val=0)
-        check_scalar(self.n_iter, "n_iter", numbers.Integral, min_val=1)
-        check_scalar(self.lr, "lr", numbers.Real, min_val=0, include_boundaries="neither")
-        check_scalar(self.image_size, "image_size", numbers.Integral, min_val=8)
-        if self.optimizer not in ("lbfgs", "adam"):
-            raise ValueError(f"optimizer must be 'lbfgs' or 'adam'; got {self.optimizer!r}.")
-        if self.init not in ("content", "noise"):
-            raise ValueError(f"init must be 'content' or 'noise'; got {self.init!r}.")
 
     def _network(self, device):
         """The frozen backbone with taps at the content and style layers (cached)."""
@@ -249,7 +280,7 @@ class StyleTransfer(TransformerMixin, BaseEstimator):
         self : object
             The fitted transformer.
         """
-        self._check_params()
+        validate_params(self)
         images = check_images(X, estimator=self, reset=True, image_shape=self.image_shape,
                               channels=self.channels)
         weights = np.ones(len(images)) if self.style_weights is None else np.asarray(
@@ -294,7 +325,7 @@ class StyleTransfer(TransformerMixin, BaseEstimator):
             and dtype (uint8 in, uint8 out).
         """
         check_is_fitted(self, "style_grams_")
-        self._check_params()
+        validate_params(self)
         images = check_images(X, estimator=self, reset=False, channels=self.channels)
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)

@@ -6,11 +6,26 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, check_scalar
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._torch import check_precision, predict_batches, resolve_device
+from ._params import (
+    CHANNELS,
+    DEVICE,
+    IMAGE_SHAPE,
+    PATH,
+    PRECISION,
+    VERBOSE,
+    InstanceOf,
+    Interval,
+    Options,
+    image_size,
+    validate_params,
+)
+from ._torch import predict_batches, resolve_device
 from ._training import (
+    CLASSIFIER_CONSTRAINTS,
+    TRAINING_CONSTRAINTS,
     BaseNeuralEstimator,
     NeuralClassifierMixin,
     NeuralRegressorMixin,
@@ -22,7 +37,13 @@ from .nn.blocks import global_pool
 
 __all__ = ["PretrainedFeatureExtractor", "FineTunedClassifier", "FineTunedRegressor"]
 
-_POOLINGS = ("avg", "max", "avgmax")
+# The backbone parameters of the extractor and of both fine-tuned models.
+BACKBONE_CONSTRAINTS = {
+    "backbone": [InstanceOf(str, "a backbone name (see skvision.nn.list_backbones())")],
+    "weights": [None, Options(False), PATH, InstanceOf(dict, "a state dict")],
+    "layer": [Interval(numbers.Integral, None, None)],
+    "pooling": [Options("avg", "max", "avgmax")],
+}
 
 
 class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
@@ -103,6 +124,17 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     >>> model = make_pipeline(extractor, LogisticRegression(max_iter=1000)).fit(X, y)
     """
 
+    _parameter_constraints = {
+        **BACKBONE_CONSTRAINTS,
+        "image_size": image_size(8),
+        "batch_size": [Interval(numbers.Integral, 1, None)],
+        "image_shape": IMAGE_SHAPE,
+        "channels": CHANNELS,
+        "device": DEVICE,
+        "precision": PRECISION,
+        "verbose": VERBOSE,
+    }
+
     def __init__(
         self,
         *,
@@ -143,10 +175,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         -------
         self : object
         """
-        if self.pooling not in _POOLINGS:
-            raise ValueError(f"pooling must be one of {_POOLINGS}; got {self.pooling!r}.")
-        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
-        check_precision(self.precision)
+        validate_params(self)
         self._image_size = check_image_size(self.image_size, min_side=8)
         self._check_data(X, reset=True)
         self.device_ = resolve_device(self.device)
@@ -263,21 +292,21 @@ backbone : str, default="efficientnet_lite0"
 class _FineTunedMixin:
     """Backbone, new head, input size and learning rates shared by both fine-tuned models."""
 
+    _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
+        **BACKBONE_CONSTRAINTS,
+        "image_size": image_size(8),
+        "freeze": [Options("all", "none"), Interval(numbers.Integral, 0, None)],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "backbone_lr": [Interval(numbers.Real, 0, None)],
+    }
+
     def _n_trainable_stages(self):
         if self.freeze == "all":
             return 0
-        if self.freeze == "none":
-            return None
-        if isinstance(self.freeze, numbers.Integral) and self.freeze >= 0:
-            return int(self.freeze)
-        raise ValueError(f"freeze must be 'all', 'none' or an int >= 0; got {self.freeze!r}.")
+        return None if self.freeze == "none" else int(self.freeze)
 
     def _build_module(self, n_channels, n_outputs, input_size):
-        if self.pooling not in _POOLINGS:
-            raise ValueError(f"pooling must be one of {_POOLINGS}; got {self.pooling!r}.")
-        check_scalar(self.dropout, "dropout", numbers.Real, min_val=0, max_val=1,
-                     include_boundaries="left")
-        check_scalar(self.backbone_lr, "backbone_lr", numbers.Real, min_val=0)
         backbone = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
         return BackboneClassifier(
             backbone, n_outputs, pooling=self.pooling, dropout=self.dropout,
@@ -349,6 +378,8 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
     >>> clf.fit(X, y).predict(X[:3]).shape
     (3,)
     """
+
+    _parameter_constraints = {**_FineTunedMixin._parameter_constraints, **CLASSIFIER_CONSTRAINTS}
 
     def __init__(
         self,

@@ -62,7 +62,7 @@ def test_vit_reproducible_and_bad_params():
     np.testing.assert_array_equal(first, second)
     with pytest.raises(ValueError, match="divisible by n_heads"):
         VisionTransformerClassifier(**dict(FAST, embed_dim=30, n_heads=4)).fit(X, y)
-    with pytest.raises(ValueError, match="depth == 0"):
+    with pytest.raises(ValueError, match="'depth' parameter of VisionTransformerClassifier"):
         VisionTransformerClassifier(**dict(FAST, depth=0)).fit(X, y)
 
 

@@ -312,7 +312,7 @@ def test_fit_resample_in_imblearn_pipeline_augments_training_folds_only(digits):
 
     # Flat rows in, flat rows out: the augmenter reads them as 8x8 images.
     pipeline = imblearn_pipeline.make_pipeline(
-        AugmentationSampler(clone(augmenter).set_params(image_shape=(8, 8))),
+        AugmentationSampler(augmenter=clone(augmenter).set_params(image_shape=(8, 8))),
         RecordingLogistic(max_iter=300))
     scores = cross_val_score(pipeline, X.reshape(300, -1), y, cv=3)
     assert scores.mean() > 0.8
@@ -335,7 +335,7 @@ def test_tta_predict(digits):
 
 
 def test_sampler_rejects_other_augmenters(digits):
-    with pytest.raises(TypeError, match="must be an ImageAugmenter"):
+    with pytest.raises(TypeError, match="'augmenter' parameter of AugmentationSampler must be None or an ImageAugmenter"):
         AugmentationSampler(augmenter="flip").fit_resample(*digits)
 
 
@@ -345,13 +345,167 @@ def test_color_map_matches_torchvision_sequence():
 
     images = 0.3 + 0.4 * torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     augmenter = ImageAugmenter(horizontal_flip=0, brightness=0.2, contrast=0.2, saturation=0.3)
-    out = augmenter.augment_batch(images, random_state=np.random.default_rng(7))
-    # Replay the augmenter's draws: brightness, contrast, saturation, per image.
-    rng = np.random.default_rng(7)
-    bright, contrast, saturation = (rng.uniform(0.8, 1.2, 5), rng.uniform(0.8, 1.2, 5),
-                                    rng.uniform(0.7, 1.3, 5))
+    out, params = augmenter.augment_batch(images, random_state=np.random.default_rng(7),
+                                          return_params=True)
+    # The factors drawn per image; the saturation map is s I + (1 - s) gray.
+    bright, contrast = params.brightness, params.contrast
+    saturation = 1 - params.color_matrix[:, 0, 1] / 0.587
+    assert ((bright >= 0.8) & (bright <= 1.2)).all() and np.ptp(bright) > 0.01
+    assert ((saturation > 0.7 - 1e-9) & (saturation < 1.3 + 1e-9)).all()
     for i, image in enumerate(images):
         expected = TF.adjust_brightness(image, float(bright[i]))
         expected = TF.adjust_contrast(expected, float(contrast[i]))
         expected = TF.adjust_saturation(expected, float(saturation[i]))
         torch.testing.assert_close(out[i], expected, atol=2e-4, rtol=0)
+
+
+# -- drawing apart from applying: one random stream per operation, replay ----------
+
+
+def _drawn(params):
+    """The fields of AugmentationParams that hold drawn values."""
+    return {name: getattr(params, name) for name in (
+        "matrix", "brightness", "contrast", "color_matrix", "blur_sigma", "noise_seed",
+        "erasing")}
+
+
+def _flip_signs(params):
+    # matrix = diag(flips) @ (crop-free affine with positive determinant), so the
+    # sign of the 2x2 determinant is the horizontal flip (no vertical flip here).
+    return np.sign(np.linalg.det(params.matrix[:, :2, :2]))
+
+
+def test_each_operation_draws_from_its_own_stream():
+    images = torch.rand(32, 3, 24, 32, generator=torch.Generator().manual_seed(0))
+    steps = dict(horizontal_flip=0.5, degrees=10, brightness=0.3, contrast=0.3, blur_sigma=1.5,
+                 noise_std=0.05, erasing=0.5)
+
+    def params_of(**changes):
+        augmenter = ImageAugmenter(**{**steps, **changes})
+        return _drawn(augmenter.augment_batch(images, random_state=11, return_params=True)[1])
+
+    base = params_of()
+    # Streams differ between operations: equal strengths, different factors.
+    assert not np.allclose(base["brightness"], base["contrast"])
+    with_hue = params_of(hue=0.1)
+    assert with_hue["color_matrix"] is not None and base["color_matrix"] is None
+    for name in ("matrix", "brightness", "contrast", "blur_sigma", "noise_seed", "erasing"):
+        np.testing.assert_array_equal(with_hue[name], base[name], err_msg=name)
+    # A stronger rotation changes the matrices, not the flips nor any other draw.
+    rotated = ImageAugmenter(**{**steps, "degrees": 40}).augment_batch(
+        images, random_state=11, return_params=True)[1]
+    original = ImageAugmenter(**steps).augment_batch(images, random_state=11,
+                                                     return_params=True)[1]
+    assert not np.allclose(rotated.matrix, original.matrix)
+    flips = _flip_signs(original)
+    assert 0 < (flips < 0).sum() < len(flips)
+    np.testing.assert_array_equal(_flip_signs(rotated), flips)
+    for name in ("brightness", "contrast", "blur_sigma", "noise_seed", "erasing"):
+        np.testing.assert_array_equal(_drawn(rotated)[name], base[name], err_msg=name)
+    assert (base["erasing"][:, 2] > base["erasing"][:, 0]).any()  # some images erased
+
+
+def test_color_steps_leave_the_noise_and_erasing_pixels_unchanged():
+    """On a black image, color jitter keeps zeros: the noise and the erased
+    rectangles of the same seed must come out identical with it on or off."""
+    black = torch.zeros(16, 3, 20, 20)
+    base = dict(horizontal_flip=0, noise_std=0.1, erasing=0.7)
+    plain = ImageAugmenter(**base).augment_batch(black, random_state=5)
+    assert (plain == 0).any() and (plain != 0).any()
+    for color in (dict(brightness=0.5), dict(contrast=0.4, saturation=0.4),
+                  dict(hue=0.2, grayscale=0.5)):
+        jittered = ImageAugmenter(**base, **color).augment_batch(black, random_state=5)
+        assert torch.equal(jittered, plain), color
+
+
+def test_same_seed_twice_gives_identical_output():
+    image, mask, boxes = _square_image()
+    batch, masks = image.repeat(6, 3, 1, 1), mask.repeat(6, 1, 1)
+    augmenter = ImageAugmenter(**ALL_STEPS)
+    first = augmenter.augment_batch(batch, masks=masks, boxes=boxes * 6, random_state=9)
+    second = augmenter.augment_batch(batch, masks=masks, boxes=boxes * 6, random_state=9)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    for a, b in zip(first[2], second[2]):
+        assert torch.equal(a["boxes"], b["boxes"])
+    other = augmenter.augment_batch(batch, random_state=10)
+    assert not torch.equal(other, first[0])
+
+
+def test_replay_gives_the_same_output_bit_for_bit(rgb_images):
+    x = torch.from_numpy(rgb_images).permute(0, 3, 1, 2)
+    augmenter = ImageAugmenter(**ALL_STEPS, random_state=0)
+    out, params = augmenter.augment_batch(x, random_state=0, return_params=True)
+    assert params.n_samples == 16 and params.image_size == (24, 32)
+    assert torch.equal(augmenter.augment_batch(x, params=params), out)
+    # random_state is ignored on replay; params survive pickling.
+    restored = pickle.loads(pickle.dumps(params))
+    assert torch.equal(augmenter.augment_batch(x, params=restored, random_state=123), out)
+    # The arrays are read-only, so a replay cannot be altered by accident.
+    with pytest.raises(ValueError, match="read-only"):
+        params.matrix[0, 0, 0] = 2.0
+    # Without params, the draws are the seed's own: the same as the first call.
+    assert torch.equal(augmenter.augment_batch(x, random_state=0), out)
+
+
+def test_replay_on_masks_and_boxes_separately_equals_the_joint_call():
+    image, mask, boxes = _square_image()
+    batch, masks, targets = image.repeat(8, 1, 1, 1), mask.repeat(8, 1, 1), boxes * 8
+    augmenter = ImageAugmenter(horizontal_flip=0.5, crop_scale=(0.6, 1.0), degrees=30,
+                               brightness=0.3, noise_std=0.05)
+    out, out_masks, out_boxes, params = augmenter.augment_batch(
+        batch, masks=masks, boxes=targets, random_state=3, return_params=True)
+    images_only = augmenter.augment_batch(batch, params=params)
+    _, masks_only = augmenter.augment_batch(batch, masks=masks, params=params)
+    _, boxes_only = augmenter.augment_batch(batch, boxes=targets, params=params)
+    assert torch.equal(images_only, out)
+    assert torch.equal(masks_only, out_masks)
+    assert len(boxes_only) == len(out_boxes) == 8
+    for separate, joint in zip(boxes_only, out_boxes):
+        assert torch.equal(separate["boxes"], joint["boxes"])
+        assert list(separate["labels"]) == list(joint["labels"])
+    # The images differ from one another: eight different draws were replayed.
+    assert len({out_masks[i].numpy().tobytes() for i in range(8)}) > 1
+
+
+def test_replay_moves_other_images_the_same_way(rgb_images):
+    x = torch.from_numpy(rgb_images).permute(0, 3, 1, 2)
+    other = torch.rand(x.shape, generator=torch.Generator().manual_seed(1))
+    flips = ImageAugmenter(horizontal_flip=0.5)
+    out, params = flips.augment_batch(x, random_state=2, return_params=True)
+    flipped = params.matrix[:, 0, 0] < 0
+    assert params.flips_only and 0 < flipped.sum() < len(flipped)
+    replayed = flips.augment_batch(other, params=params)
+    for i in range(len(x)):
+        assert torch.equal(out[i], x[i].flip(-1) if flipped[i] else x[i])
+        assert torch.equal(replayed[i], other[i].flip(-1) if flipped[i] else other[i])
+
+
+def test_replay_on_a_batch_of_another_shape_raises():
+    x = torch.rand(4, 3, 16, 20)
+    augmenter = ImageAugmenter(degrees=10)
+    _, params = augmenter.augment_batch(x, random_state=0, return_params=True)
+    message = r"drawn for 4 images of size \(height, width\) \(16, 20\); this batch has 3 images"
+    with pytest.raises(ValueError, match=message):
+        augmenter.augment_batch(x[:3], params=params)
+    with pytest.raises(ValueError, match=r"\(16, 20\); this batch has 4 images of size \(16, 16\)"):
+        augmenter.augment_batch(x[..., :16], params=params)
+    with pytest.raises(TypeError, match="AugmentationParams"):
+        augmenter.augment_batch(x, params={"matrix": None})
+
+
+def test_training_batch_draws_one_seed_and_mixes_from_its_own_stream():
+    X = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(8) % 3
+    results = []
+    for extra in ({}, dict(hue=0.2, brightness=0.3)):
+        augmenter = ImageAugmenter(horizontal_flip=0, mixup_alpha=0.5, cutmix_alpha=1.0, **extra)
+        rng = np.random.default_rng(4)
+        results.append(augmenter._augment_training_batch(X, y, rng=rng, n_classes=3))
+        # The training loop's generator advanced by exactly one draw (the batch seed).
+        expected = np.random.default_rng(4)
+        expected.integers(2**31 - 1)
+        assert rng.bit_generator.state == expected.bit_generator.state
+    # The color steps changed the pixels, not the mixing of the targets.
+    assert not torch.allclose(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=0)
+    assert not torch.equal(results[0][1], torch.nn.functional.one_hot(y, 3).float())

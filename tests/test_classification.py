@@ -267,13 +267,13 @@ def test_errors(small_digits):
     X, y, _, _ = small_digits
     with pytest.raises(NotFittedError):
         CNNClassifier().predict(X)
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(ValueError, match="'optimizer' parameter of CNNClassifier must be one of 'adamw', 'sgd'"):
         CNNClassifier(optimizer="adam").fit(X, y)
-    with pytest.raises(ValueError, match="epochs == 0, must be >= 1"):
+    with pytest.raises(ValueError, match=r"\'epochs\' parameter of CNNClassifier must be an int in the range \[1, inf\)"):
         CNNClassifier(epochs=0).fit(X, y)
-    with pytest.raises(ValueError, match="kernel_size must be odd"):
+    with pytest.raises(ValueError, match="'kernel_size' parameter of CNNClassifier must be an odd int"):
         CNNClassifier(kernel_size=2).fit(X, y)
-    with pytest.raises(ValueError, match="device must be one of"):
+    with pytest.raises(ValueError, match="'device' parameter of CNNClassifier must be"):
         CNNClassifier(device="tpu").fit(X, y)
     clf = CNNClassifier(**dict(FAST, epochs=1)).fit(X, y)
     with pytest.raises(ValueError, match=r"shape \(10, 10, 1\), but CNNClassifier was fitted on images of shape \(8, 8, 1\)"):

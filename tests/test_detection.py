@@ -275,8 +275,8 @@ def test_anchor_sizes_per_level_as_torchvision_takes_them():
         (8, 32),)
     with pytest.raises(ValueError, match="needs 3 tuples"):
         FasterRCNNDetector(anchor_sizes=((8,), (32,)))._anchor_generator(3)
-    with pytest.raises(ValueError, match="positive numbers"):
-        FasterRCNNDetector(anchor_sizes=(0, 8))._anchor_generator(1)
+    with pytest.raises(ValueError, match="'anchor_sizes' parameter of FasterRCNNDetector"):
+        FasterRCNNDetector(anchor_sizes=(0, 8)).fit("not images", None)
 
 
 def test_save_load_pretrained_fpn_detector_fitted_on_a_frame(small, tmp_path):

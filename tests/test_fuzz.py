@@ -125,13 +125,13 @@ def fitted():
         "PretrainedFeatureExtractor": PretrainedFeatureExtractor(image_size=32,
                                                                  device="cpu").fit(X),
         "StyleTransfer": StyleTransfer(image_size=8, n_iter=1, device="cpu").fit(X[:1]),
-        "AugmentationSampler": AugmentationSampler(ImageAugmenter(random_state=0)).fit(X, y),
+        "AugmentationSampler": AugmentationSampler(augmenter=ImageAugmenter(random_state=0)).fit(X, y),
         "BoostedTreesClassifier": BoostedTreesClassifier(n_estimators=5).fit(
             X.reshape(60, -1), y),
         "BoostedTreesRegressor": BoostedTreesRegressor(n_estimators=5).fit(
             X.reshape(60, -1), y.astype(float)),
         "ImageAugmenter": ImageAugmenter(degrees=10, random_state=0).fit(X),
-        "Resize": Resize(4).fit(X),
+        "Resize": Resize(image_size=4).fit(X),
         "Grayscale": Grayscale().fit(X),
         "ChannelStandardizer": ChannelStandardizer().fit(X),
         "ImageFlattener": ImageFlattener().fit(X),

@@ -78,7 +78,7 @@ def _style(digits):
 
 def _sampler(digits):
     X, y = digits
-    model = AugmentationSampler(ImageAugmenter(degrees=10, random_state=0)).fit(X, y)
+    model = AugmentationSampler(augmenter=ImageAugmenter(degrees=10, random_state=0)).fit(X, y)
     return model, lambda fitted: fitted.fit_resample(X[:10], y[:10])[0]
 
 

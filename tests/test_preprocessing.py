@@ -127,19 +127,19 @@ def rgb():
 def test_resize_matches_torchvision(rgb):
     from torchvision.transforms.v2 import functional as TF
 
-    out = Resize((5, 6)).fit_transform(rgb)
+    out = Resize(image_size=(5, 6)).fit_transform(rgb)
     assert out.shape == (6, 5, 6, 3) and out.dtype == np.float64
     expected = TF.resize(torch.from_numpy(rgb).permute(0, 3, 1, 2).float(), [5, 6],
                          antialias=True).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(out, expected, atol=1e-5)
-    flat = Resize(4, image_shape=(10, 12)).fit_transform(rgb.reshape(6, -1))
+    flat = Resize(image_size=4, image_shape=(10, 12)).fit_transform(rgb.reshape(6, -1))
     assert flat.shape == (6, 4 * 4 * 3)
-    uint8 = Resize(4, interpolation="nearest").fit_transform((rgb * 255).astype(np.uint8))
+    uint8 = Resize(image_size=4, interpolation="nearest").fit_transform((rgb * 255).astype(np.uint8))
     assert uint8.dtype == np.uint8 and uint8.shape == (6, 4, 4, 3)
     with pytest.raises(ValueError, match="interpolation"):
-        Resize(4, interpolation="lanczos").fit(rgb)
+        Resize(image_size=4, interpolation="lanczos").fit(rgb)
     with pytest.raises(ValueError, match="image_size"):
-        Resize((0, 3)).fit(rgb)
+        Resize(image_size=(0, 3)).fit(rgb)
 
 
 def test_grayscale(rgb):
@@ -184,7 +184,7 @@ def test_full_pipeline_on_digits_matches_flat_baseline():
     """Image steps in front of sklearn's own: the same score as on the flat rows."""
     X, y = load_digit_images(return_X_y=True)
     X, y = X[:600], y[:600]
-    images = make_pipeline(ChannelStandardizer(), Resize(8), ImageFlattener(),
+    images = make_pipeline(ChannelStandardizer(), Resize(image_size=8), ImageFlattener(),
                            StandardScaler(), LogisticRegression(max_iter=1000))
     flat = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     score = cross_val_score(images, X, y, cv=3).mean()

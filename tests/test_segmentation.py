@@ -118,7 +118,7 @@ def test_bad_masks_raise_clear_errors(small):
         seg.fit(X, np.zeros_like(masks))
     with pytest.raises(ValueError, match="requires y"):
         seg.fit(X, None)
-    with pytest.raises(ValueError, match="loss must be"):
+    with pytest.raises(ValueError, match="'loss' parameter of UNetSegmenter must be one of"):
         UNetSegmenter(**FAST, loss="focal").fit(X, masks)
     fitted = UNetSegmenter(**dict(FAST, epochs=1)).fit(X, masks)
     with pytest.raises(ValueError, match="not seen in the first fit"):

@@ -140,7 +140,7 @@ def test_bad_class_weights_raise_clear_errors(class_weight, message, digits):
 
 
 def test_class_weight_is_checked_before_the_images():
-    with pytest.raises(ValueError, match="class_weight must be"):
+    with pytest.raises(ValueError, match="'class_weight' parameter of CNNClassifier must be"):
         CNNClassifier(class_weight=[1, 2]).fit("not images", [0, 1])
 
 

@@ -131,7 +131,7 @@ def test_bad_sample_weights_raise_clear_errors(sample_weight, message, digits):
 @pytest.mark.parametrize("class_weight, message", [
     ({"cat": 2.0}, r"class_weight names classes that are not in y: \['cat'\]"),
     ({3: -1.0}, "finite and non-negative"),
-    ("balance", "class_weight must be None, 'balanced' or a dict"),
+    ("balance", "'class_weight' parameter of CNNClassifier must be None, 'balanced' or a dict"),
 ])
 def test_bad_class_weights_raise_clear_errors(class_weight, message, digits):
     X, y = digits

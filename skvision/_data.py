@@ -403,8 +403,9 @@ def _release_pages(mapped):
 # Batches on the device.
 
 
-def to_float(batch, device, size=None):
-    """A batch read from an image set as float32 on ``device``, channels-last.
+def to_float(batch, device, size=None, memory_channels_last=True):
+    """A batch read from an image set as float32 on ``device``, channels-last
+    (or in the default layout with ``memory_channels_last=False``).
 
     The conversion happens after the transfer, so a uint8 batch crosses to a
     GPU at a quarter of the float32 bytes. uint8 is scaled to [0, 1]; other
@@ -412,7 +413,7 @@ def to_float(batch, device, size=None):
     antialiasing) where the batch has another size.
     """
     if isinstance(batch, list):
-        return [to_float(image[None], device, size)[0] for image in batch]
+        return [to_float(image[None], device, size, memory_channels_last)[0] for image in batch]
     batch = batch.to(device, non_blocking=True)
     if batch.dtype == torch.uint8:
         batch = batch.float().div_(255)
@@ -421,10 +422,12 @@ def to_float(batch, device, size=None):
     if size is not None and tuple(batch.shape[-2:]) != tuple(size):
         batch = F.interpolate(batch, size=tuple(size), mode="bilinear", antialias=True,
                               align_corners=False)
+    if not memory_channels_last:
+        return batch.contiguous()
     return batch.contiguous(memory_format=torch.channels_last)
 
 
-def read_batches(images, batches, device, size=None):
+def read_batches(images, batches, device, size=None, memory_channels_last=True):
     """Yield the float batch of each array of positions in ``batches``.
 
     For sets that are slow to read (files), the next batches are read in a
@@ -432,7 +435,7 @@ def read_batches(images, batches, device, size=None):
     """
     if not images.prefetch:
         for positions in batches:
-            yield to_float(images.read(positions), device, size)
+            yield to_float(images.read(positions), device, size, memory_channels_last)
         return
     reader = ThreadPoolExecutor(1, thread_name_prefix="skvision-prefetch")
     pending = deque()
@@ -440,9 +443,9 @@ def read_batches(images, batches, device, size=None):
         for positions in batches:
             pending.append(reader.submit(images.read, positions))
             if len(pending) > PREFETCH_BATCHES:
-                yield to_float(pending.popleft().result(), device, size)
+                yield to_float(pending.popleft().result(), device, size, memory_channels_last)
         while pending:
-            yield to_float(pending.popleft().result(), device, size)
+            yield to_float(pending.popleft().result(), device, size, memory_channels_last)
     finally:
         # An abandoned loop (early stopping, Ctrl-C, an error) leaves no reads behind.
         reader.shutdown(wait=True, cancel_futures=True)

@@ -1,6 +1,7 @@
 """Torch helpers shared by every neural estimator: device, seeding, inference."""
 
 import contextlib
+import functools
 import numbers
 import warnings
 
@@ -11,7 +12,7 @@ from sklearn.utils import check_random_state
 from ._data import ArrayImages, read_batches, sequential_batches
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("32", "bf16", "16-mixed")
+PRECISIONS = ("auto", "32", "bf16", "16-mixed")
 
 
 def is_device(device):
@@ -44,14 +45,44 @@ def check_precision(precision):
     return precision
 
 
+@functools.cache
+def cpu_has_native_bf16():
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX).
+
+    Read from the Linux CPU flags; elsewhere False, so "auto" stays float32.
+    """
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision, device):
+    """Map ``"auto"`` to the precision that trains fastest at the same accuracy on ``device``.
+
+    "bf16" on CPUs with native bfloat16 instructions, where it measured
+    1.46x float32's training throughput for the default CNN on MNIST at the
+    same test accuracy; "32" elsewhere: on a GPU (an H200) the default CNN
+    gained nothing from it, and CPUs without those instructions emulate it
+    slowly.
+    """
+    if check_precision(precision) != "auto":
+        return precision
+    return "bf16" if torch.device(device).type == "cpu" and cpu_has_native_bf16() else "32"
+
+
 def autocast(device, precision):
     """The ``torch.autocast`` context of ``precision`` on ``device`` (none for "32").
 
     "bf16" and "16-mixed" run matrix products and convolutions in bfloat16
     or float16 while weights, reductions and losses stay in float32, as
-    PyTorch's automatic mixed precision does.
+    PyTorch's automatic mixed precision does; "auto" is resolved by
+    :func:`resolve_precision`.
     """
-    if check_precision(precision) == "32":
+    precision = resolve_precision(precision, device)
+    if precision == "32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
@@ -117,13 +148,18 @@ def seeded(seed, device="cpu"):
         yield
 
 
-def channels_last(tensor_or_module):
+def channels_last(tensor_or_module, enabled=True):
     """Channels-last memory format for 4-D image tensors and conv modules.
 
     Convolutions run markedly faster in this layout with PyTorch's CPU
     (oneDNN) and GPU kernels: measured 1.4x for CNN training and 1.75x for
-    EfficientNet inference on 2 CPU cores.
+    EfficientNet inference on 2 CPU cores. ``enabled=False`` returns the
+    tensor (made contiguous) or module in the default layout instead, for
+    networks too narrow to gain from it.
     """
+    if not enabled:
+        return tensor_or_module.contiguous() if torch.is_tensor(tensor_or_module) \
+            else tensor_or_module
     if isinstance(tensor_or_module, torch.Tensor):
         if tensor_or_module.dim() != 4:
             return tensor_or_module
@@ -132,7 +168,7 @@ def channels_last(tensor_or_module):
 
 
 def predict_batches(module, images, *, batch_size, device, forward=None, precision="32",
-                    size=None):
+                    size=None, memory_channels_last=True):
     """The one inference entry point: run ``module`` (or ``forward``) over an image set.
 
     Every ``predict``, ``predict_proba``, ``transform`` and map method of the
@@ -143,7 +179,8 @@ def predict_batches(module, images, *, batch_size, device, forward=None, precisi
     ``device`` and resized to ``size`` if given, so memory stays bounded
     however large the set. When a batch does not fit in the device's memory,
     it is retried at half the size (with a warning) down to one image, then
-    a ``MemoryError`` says so.
+    a ``MemoryError`` says so. ``memory_channels_last`` is the batches'
+    layout, the module's own (see :func:`channels_last`).
 
     Returns the concatenated outputs as a CPU tensor; when ``forward``
     returns lists (detections), their concatenation.
@@ -161,7 +198,8 @@ def predict_batches(module, images, *, batch_size, device, forward=None, precisi
     with torch.inference_mode(), autocast(device, precision):
         while start < len(images):
             batches = read_batches(
-                images, sequential_batches(start, len(images), batch_size), device, size)
+                images, sequential_batches(start, len(images), batch_size), device, size,
+                memory_channels_last)
             try:
                 for batch in batches:
                     output = forward(batch)

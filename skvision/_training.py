@@ -58,6 +58,7 @@ from ._torch import (
     draw_seed,
     predict_batches,
     resolve_device,
+    resolve_precision,
     seeded,
 )
 from ._validation import (
@@ -79,7 +80,7 @@ TRAINING_CONSTRAINTS = {
     "channels": CHANNELS,
     "image_size": image_size(),
     "on_error": [Options("raise", "skip")],
-    "epochs": [Interval(numbers.Integral, 1, None)],
+    "epochs": [Interval(numbers.Integral, 1, None), Options("auto")],
     "batch_size": [Interval(numbers.Integral, 1, None)],
     "lr": [Interval(numbers.Real, 0, None, closed="neither")],
     "optimizer": [Options(*_OPTIMIZERS)],
@@ -104,9 +105,9 @@ CLASSIFIER_CONSTRAINTS = {
 }
 ACCELERATOR_PRECISION = Relation(
     ("accelerator", "precision"), lambda accelerator, precision: (
-        accelerator is None or precision == "32"),
+        accelerator is None or precision in ("32", "auto")),
     "With an accelerator, set mixed precision on it (Accelerator(mixed_precision='bf16')) "
-    "and leave precision='32'.")
+    "and leave precision='32' or 'auto'.")
 
 _HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "dur"]
 
@@ -126,8 +127,13 @@ image_shape : tuple of int, default=None
         starts: raise an error naming it, or leave it (and its target) out
         with one warning listing them. Prediction always raises.
 
-    epochs : int, default=%(epochs)s
-        Number of passes over the training data.
+    epochs : int or "auto", default="auto"
+        Number of passes over the training data. "auto" passes over about
+        %(epoch_budget)s images in all:
+        ``min(%(max_epochs)s, ceil(%(epoch_budget_int)s / n_images))`` epochs, so
+        %(max_epochs)s on up to %(full_epochs_below)s training images and one from
+        %(epoch_budget)s up: large sets do not pay for the passes small ones
+        need. ``history_`` has one row per epoch.
 
     batch_size : int, default=%(batch_size)s
         Images per gradient step (and per inference batch).
@@ -180,8 +186,10 @@ image_shape : tuple of int, default=None
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
         Where to train and predict; "auto" picks CUDA, then MPS, then CPU.
 
-    precision : {"32", "bf16", "16-mixed"}, default="32"
-        Arithmetic of training and prediction. "bf16" and "16-mixed" run
+    precision : {"auto", "32", "bf16", "16-mixed"}, default="%(precision)s"
+        Arithmetic of training and prediction. "auto" is "bf16" on CPUs with
+        native bfloat16 instructions (AVX512-BF16 or AMX) and "32" elsewhere
+        (GPUs included). "bf16" and "16-mixed" run
         convolutions and matrix products in bfloat16 or float16 under
         ``torch.autocast`` (weights and losses stay float32); "16-mixed"
         also scales the loss with a ``torch.amp.GradScaler`` so that small
@@ -251,24 +259,32 @@ class_weight : dict, "balanced" or None, default=None
         with ``sample_weight``; ``class_weight_`` holds the weights used."""
 
 
-def fill_doc(architecture="", accelerate=True, resize=True, **defaults):
-    """Fill the ``%(training_parameters)s``, ``%(fitted_attributes)s``,
+def fill_doc(architecture="", accelerate=True, resize=True, precision="32", **defaults):
+    """Class decorator: fill the ``%(training_parameters)s``, ``%(fitted_attributes)s``,
     ``%(class_weight)s`` and ``%(architecture)s`` fields of a class docstring.
 
-    ``defaults`` gives the defaults that differ between estimators (epochs,
-    batch_size, lr, alpha), so the shared text states each one correctly;
+    ``defaults`` gives the defaults that differ between estimators
+    (batch_size, lr, alpha), so the shared text states each one correctly;
+    the ``epochs="auto"`` rule is read from the class's ``_auto_epochs``.
     ``accelerate=False`` leaves out the ``accelerator`` parameter and
     ``resize=False`` the ``image_size`` one (an estimator that documents its own).
     """
     defaults["accelerator_doc"] = ACCELERATOR_DOC if accelerate else ""
     defaults["image_size_doc"] = IMAGE_SIZE_DOC if resize else ""
+    defaults["precision"] = precision
 
-    return fill_docstring(
-        architecture=architecture,
-        training_parameters=TRAINING_PARAMETERS_DOC % defaults,
-        fitted_attributes=FITTED_ATTRIBUTES_DOC,
-        class_weight=CLASS_WEIGHT_DOC,
-    )
+    def decorate(cls):
+        max_epochs, budget = cls._auto_epochs
+        fields = dict(defaults, max_epochs=max_epochs, epoch_budget=f"{budget:,}",
+                      epoch_budget_int=budget, full_epochs_below=f"{budget // max_epochs:,}")
+        return fill_docstring(
+            architecture=architecture,
+            training_parameters=TRAINING_PARAMETERS_DOC % fields,
+            fitted_attributes=FITTED_ATTRIBUTES_DOC,
+            class_weight=CLASS_WEIGHT_DOC,
+        )(cls)
+
+    return decorate
 
 
 # --------------------------------------------------------------------------
@@ -326,7 +342,7 @@ class _BatchIterator:
 
     def __init__(
         self, dataset, batch_size, shuffle=False, generator=None, augment=None, device="cpu",
-        shard=(0, 1), move_targets=False, size=None,
+        shard=(0, 1), move_targets=False, size=None, memory_channels_last=True,
     ):
         self.dataset = dataset
         self.batch_size = batch_size
@@ -338,6 +354,7 @@ class _BatchIterator:
         # skorch moves targets itself unless an accelerator places the data.
         self.move_targets = move_targets
         self.size = size
+        self.memory_channels_last = memory_channels_last
 
     def _n_samples(self):
         # Data-parallel training: process ``index`` of ``count`` takes every
@@ -367,7 +384,7 @@ class _BatchIterator:
             order = torch.arange(len(self.dataset))
         positions = [order[start:stop] for start, stop in self._bounds()]
         images = read_batches(self.dataset.images, (p.numpy() for p in positions),
-                              self.device, self.size)
+                              self.device, self.size, self.memory_channels_last)
         weights = self.dataset.weights
         for index, X in zip(positions, images):
             y = self.dataset.y[index]
@@ -376,7 +393,7 @@ class _BatchIterator:
             batch_weights = None if weights is None else weights[index]
             if self.augment is not None:
                 X, y, batch_weights = self.augment(X, y, batch_weights)
-                X = channels_last(X)
+                X = channels_last(X, self.memory_channels_last)
             elif self.move_targets:
                 y = y.to(self.device, non_blocking=True)
             # The loss moves the weights to its device.
@@ -513,7 +530,7 @@ class _Net(NeuralNet):
     """
 
     def __init__(self, *args, alpha=0.0, l1_ratio=0.0, generator=None, augment=None,
-                 precision="32", input_size=None, **kwargs):
+                 precision="32", input_size=None, memory_channels_last=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -521,6 +538,7 @@ class _Net(NeuralNet):
         self.augment = augment
         self.precision = precision
         self.input_size = input_size
+        self.memory_channels_last = memory_channels_last
 
     # skorch writes these through torch.save with a device mapping on load;
     # "module" and "criterion" are the very instances behind module_ and
@@ -576,6 +594,7 @@ class _Net(NeuralNet):
             generator=self.generator,
             augment=self.augment if training else None,
             size=self.input_size,
+            memory_channels_last=self.memory_channels_last,
             **self._placement(),
         )
 
@@ -869,6 +888,25 @@ class BaseNeuralEstimator(BaseEstimator):
     _net_class = _Net
     # history_ columns beyond the standard ones (e.g. each detection loss).
     _history_extra_columns = ()
+    # epochs="auto": (most epochs, images seen in all); see _n_epochs.
+    _auto_epochs = (10, 100_000)
+
+    def _n_epochs(self, n_images):
+        """Epochs of one fit on ``n_images`` training images (``epochs`` or its "auto" rule)."""
+        if self.epochs != "auto":
+            return self.epochs
+        max_epochs, budget = self._auto_epochs
+        return min(max_epochs, math.ceil(budget / n_images))
+
+    def _channels_last_memory(self):
+        """Whether the network and its batches use the channels-last layout."""
+        return True
+
+    def _training_precision(self, device):
+        """``precision`` resolved for training on ``device``; an accelerator sets its own."""
+        if self._accelerator() is not None:
+            return "32"
+        return resolve_precision(self.precision, device)
 
     def _extra_callbacks(self):
         """Callbacks a subclass adds to every fit (e.g. extra loss columns)."""
@@ -922,7 +960,8 @@ class BaseNeuralEstimator(BaseEstimator):
             **quiet,
             alpha=self.alpha,
             l1_ratio=self.l1_ratio,
-            precision=self.precision,
+            precision=self._training_precision(device),
+            memory_channels_last=self._channels_last_memory(),
             generator=torch.Generator().manual_seed(self._seed),
             **accelerated,
             **{f"optimizer__{key}": value for key, value in optimizer_kwargs.items()},
@@ -1021,7 +1060,7 @@ class BaseNeuralEstimator(BaseEstimator):
         else:
             train = dataset
             self.net_.set_params(train_split=None)
-        epochs = 1 if partial else self.epochs
+        epochs = 1 if partial else self._n_epochs(len(train))
         n_batches = len(self.net_.get_iterator(train, training=True))  # this process's share
         self.net_.set_params(augment=None if self.augment is None else _TrainingAugment(
             self.augment, self._augment_rng, self._target_kind,
@@ -1073,7 +1112,8 @@ class BaseNeuralEstimator(BaseEstimator):
     def _new_net(self, n_channels, n_outputs, device):
         """A new skorch net around a freshly built network (seeded by ``_seed``)."""
         with seeded(self._seed, device):
-            module = channels_last(self._build_module(n_channels, n_outputs, self._input_size()))
+            module = channels_last(self._build_module(n_channels, n_outputs, self._input_size()),
+                                   self._channels_last_memory())
         return self._make_net(module, device)
 
     def _rebuild_network(self, key, state, device):
@@ -1100,16 +1140,19 @@ class BaseNeuralEstimator(BaseEstimator):
         """Let go of what only one fit call needs once it is over.
 
         The schedule's torch scheduler holds a second reference to the
-        optimizer and early stopping a copy of the best weights: pickle would
-        write their tensors outside skorch's device mapping, so a model fitted
-        on a GPU would not load on a CPU-only machine (and the file would
-        carry the weights twice).
+        optimizer, early stopping a copy of the best weights and the accuracy
+        callback the last epoch's counts, summed on the training device:
+        pickle would write their tensors outside skorch's device mapping, so
+        a model fitted on a GPU would not load on a CPU-only machine (and the
+        file would carry the weights twice).
         """
         callbacks = dict(getattr(self.net_, "callbacks_", []))
         if "lr_schedule" in callbacks:
             callbacks["lr_schedule"].lr_scheduler_ = None
         if "early_stopping" in callbacks:
             callbacks["early_stopping"].best_model_weights_ = None
+        if "accuracy" in callbacks:
+            callbacks["accuracy"].counts_ = None
 
     def _restore_best_weights(self):
         """After a diverged loss, go back to the best epoch's weights when known."""
@@ -1170,7 +1213,8 @@ class BaseNeuralEstimator(BaseEstimator):
         images = self._check_data(X, reset=False)
         return predict_batches(
             self.net_.module_, images, batch_size=self.batch_size, device=self.device_,
-            forward=forward, precision=self.precision, size=self._resize_to(images),
+            forward=forward, precision=resolve_precision(self.precision, self.device_),
+            size=self._resize_to(images), memory_channels_last=self._channels_last_memory(),
         )
 
     def __setstate__(self, state):

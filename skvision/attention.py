@@ -52,6 +52,9 @@ patch_size : int, default=None
 class _VisionTransformerMixin:
     """Constraints, network building and attention maps shared by both vision transformers."""
 
+    # Attention learns its inductive bias from the data: more passes than a CNN.
+    _auto_epochs = (30, 150_000)
+
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
         "patch_size": [None, Interval(numbers.Integral, 1, None)],
@@ -111,7 +114,7 @@ class _VisionTransformerMixin:
                                size=self._resize_to(images)).numpy()
 
 
-@fill_doc(architecture=_VIT_DOC, epochs=30, batch_size=64, lr=0.002, alpha=0.0001)
+@fill_doc(architecture=_VIT_DOC, batch_size=64, lr=0.002, alpha=0.0001)
 class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin,
                                   BaseNeuralEstimator):
     """Vision transformer (ViT) classifier for images.
@@ -181,7 +184,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         channels="last",
         image_size=None,
         on_error="raise",
-        epochs=30,
+        epochs="auto",
         batch_size=64,
         lr=0.002,
         optimizer="adamw",
@@ -232,7 +235,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         self.verbose = verbose
 
 
-@fill_doc(architecture=_VIT_DOC, epochs=30, batch_size=64, lr=0.002, alpha=0.0001)
+@fill_doc(architecture=_VIT_DOC, batch_size=64, lr=0.002, alpha=0.0001)
 class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
                                  BaseNeuralEstimator):
     """Vision transformer (ViT) regressor for images.
@@ -285,7 +288,7 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
         channels="last",
         image_size=None,
         on_error="raise",
-        epochs=30,
+        epochs="auto",
         batch_size=64,
         lr=0.002,
         optimizer="adamw",

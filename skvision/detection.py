@@ -149,7 +149,7 @@ class _DetectionNet(_Net):
         return self.get_loss(losses, targets, X=images, training=True), losses
 
 
-@fill_doc(architecture=_ARCHITECTURE_DOC, epochs=30, batch_size=8, lr=0.003, alpha=0.0,
+@fill_doc(architecture=_ARCHITECTURE_DOC, batch_size=8, lr=0.003, alpha=0.0,
           accelerate=False)
 class FasterRCNNDetector(BaseNeuralEstimator):
     """Object detection with Faster R-CNN: a region proposal network and anchor boxes.
@@ -195,6 +195,9 @@ class FasterRCNNDetector(BaseNeuralEstimator):
     # Detection is fully convolutional: predict takes images of any size.
     _any_image_size = True
 
+    # Sets of tens to hundreds of annotated images: the former fixed 30
+    # epochs, fewer only on larger sets.
+    _auto_epochs = (30, 3_000)
     _parameter_constraints = {
         **{name: constraint for name, constraint in TRAINING_CONSTRAINTS.items()
            if name != "accelerator"},
@@ -243,7 +246,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         channels="last",
         image_size=None,
         on_error="raise",
-        epochs=30,
+        epochs="auto",
         batch_size=8,
         lr=0.003,
         optimizer="adamw",

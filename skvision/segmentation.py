@@ -53,7 +53,7 @@ depth : int, default=3
         :func:`~skvision.nn.build_backbone`)."""
 
 
-@fill_doc(architecture=_ARCHITECTURE_DOC, epochs=20, batch_size=8, lr=0.01, alpha=0.0)
+@fill_doc(architecture=_ARCHITECTURE_DOC, batch_size=8, lr=0.01, alpha=0.0)
 class UNetSegmenter(BaseNeuralEstimator):
     """Semantic segmentation: a class for every pixel, with a U-Net.
 
@@ -122,6 +122,9 @@ class UNetSegmenter(BaseNeuralEstimator):
     # Fully convolutional: trained on crops, it segments whole images.
     _any_image_size = True
 
+    # Sets of a few hundred large images with masks: the former fixed 20
+    # epochs, fewer only on larger sets.
+    _auto_epochs = (20, 20_000)
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
         "depth": [Interval(numbers.Integral, 1, 8)],
@@ -153,7 +156,7 @@ class UNetSegmenter(BaseNeuralEstimator):
         channels="last",
         image_size=None,
         on_error="raise",
-        epochs=20,
+        epochs="auto",
         batch_size=8,
         lr=0.01,
         optimizer="adamw",

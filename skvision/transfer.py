@@ -292,6 +292,9 @@ backbone : str, default="efficientnet_lite0"
 class _FineTunedMixin:
     """Backbone, new head, input size and learning rates shared by both fine-tuned models."""
 
+    # A pretrained backbone needs few passes; each costs a large network's time.
+    _auto_epochs = (5, 25_000)
+
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
         **BACKBONE_CONSTRAINTS,
@@ -334,7 +337,7 @@ class _FineTunedMixin:
         return [("backbone.*", {"lr": self.lr * self.backbone_lr})]
 
 
-@fill_doc(architecture=_FREEZE_DOC, resize=False, epochs=5, batch_size=32, lr=0.001, alpha=0.0001)
+@fill_doc(architecture=_FREEZE_DOC, resize=False, batch_size=32, lr=0.001, alpha=0.0001)
 class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEstimator):
     """Classifier fine-tuned from a pretrained backbone with a new head.
 
@@ -397,7 +400,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         image_shape=None,
         channels="last",
         on_error="raise",
-        epochs=5,
+        epochs="auto",
         batch_size=32,
         lr=0.001,
         optimizer="adamw",
@@ -447,7 +450,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         self.verbose = verbose
 
 
-@fill_doc(architecture=_FREEZE_DOC, resize=False, epochs=5, batch_size=32, lr=0.001, alpha=0.0001)
+@fill_doc(architecture=_FREEZE_DOC, resize=False, batch_size=32, lr=0.001, alpha=0.0001)
 class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstimator):
     """Regressor fine-tuned from a pretrained backbone with a new head.
 
@@ -502,7 +505,7 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         image_shape=None,
         channels="last",
         on_error="raise",
-        epochs=5,
+        epochs="auto",
         batch_size=32,
         lr=0.001,
         optimizer="adamw",

@@ -49,6 +49,36 @@ def test_precision_trains_in_its_arithmetic(digits_split, precision, dtype):
     assert (getattr(clf.net_, "grad_scaler_", None) is not None) == (precision == "16-mixed")
 
 
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_precision_is_bf16_on_cpus_with_native_bfloat16(digits_split, monkeypatch,
+                                                             native_bf16):
+    from skvision import _torch
+
+    monkeypatch.setattr(_torch, "cpu_has_native_bf16", lambda: native_bf16)
+    X_train, X_test, y_train, y_test = digits_split
+    clf = CNNClassifier(epochs=2, device="cpu", random_state=0)
+    assert clf.precision == "auto"
+    expected = "bf16" if native_bf16 else "32"
+    assert _conv_output_dtypes(clf, X_train, y_train) == {
+        torch.bfloat16 if native_bf16 else torch.float32}
+    assert clf.net_.precision == expected
+    assert clf.score(X_test, y_test) > 0.9
+    # "auto" never picks bfloat16 on a GPU (measured no faster) or float16.
+    assert _torch.resolve_precision("auto", "cuda") == "32"
+    assert _torch.resolve_precision("bf16", "cuda") == "bf16"
+
+
+def test_native_bf16_detection_reads_the_cpu_flags():
+    from skvision._torch import cpu_has_native_bf16
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = handle.read()
+    except OSError:
+        flags = ""
+    assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
 def test_mixed_precision_model_pickles(digits_split):
     X_train, X_test, y_train, _ = digits_split
     clf = CNNClassifier(epochs=1, precision="16-mixed", device="cpu", random_state=0)
@@ -69,8 +99,20 @@ def test_bf16_features_match_float32():
 @pytest.mark.parametrize("Estimator", [CNNClassifier, PretrainedFeatureExtractor])
 def test_unknown_precision_is_refused(Estimator, digits_split):
     X_train, _, y_train, _ = digits_split
-    with pytest.raises(ValueError, match=r"'precision' parameter of \w+ must be one of '32', 'bf16', '16-mixed'"):
+    with pytest.raises(ValueError, match=r"'precision' parameter of \w+ must be one of 'auto', '32', 'bf16', '16-mixed'"):
         Estimator(precision="fp8").fit(X_train[:10], y_train[:10])
+
+
+def _tensors(obj):
+    """Every tensor in ``obj``'s nested dicts, lists and tuples."""
+    if torch.is_tensor(obj):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
 
 
 def _pickled_as_if_on_cuda(obj, tensors, monkeypatch):
@@ -94,7 +136,10 @@ def test_gpu_pickled_model_loads_on_a_cpu_only_machine(digits_split, monkeypatch
     clf.device_ = clf.net_.device = "cuda"  # what a GPU fit leaves behind
     on_gpu = [*clf.module_.state_dict().values(),
               *(value for state in clf.net_.optimizer_.state.values()
-                for value in state.values() if torch.is_tensor(value))]
+                for value in state.values() if torch.is_tensor(value)),
+              # and whatever the callbacks keep on the training device
+              *(value for _, callback in clf.net_.callbacks_
+                for value in _tensors(vars(callback)))]
     data = _pickled_as_if_on_cuda(clf, on_gpu, monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="CUDA"):
@@ -132,7 +177,11 @@ def test_cnn_trains_on_cuda(digits_split, precision):
 
 
 @pytest.mark.gpu
-def test_extractor_on_cuda_matches_cpu():
+def test_extractor_on_cuda_matches_cpu(monkeypatch):
+    # cuDNN convolutions run in TF32 by default on Ampere and newer GPUs (up to
+    # 0.044 from the CPU's features on an H200): compare float32 arithmetic.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     X, _ = make_shapes(32, image_size=32, random_state=0)
     cpu = PretrainedFeatureExtractor(image_size=64, device="cpu").fit_transform(X)
     cuda = PretrainedFeatureExtractor(image_size=64, device="cuda").fit_transform(X)
@@ -142,7 +191,7 @@ def test_extractor_on_cuda_matches_cpu():
 @pytest.mark.gpu
 def test_segmenter_fitted_on_cuda_unpickles_and_predicts():
     X, masks = make_shapes(40, image_size=32, task="segmentation", random_state=0)
-    seg = UNetSegmenter(depth=2, filters=8, epochs=2, device="cuda", random_state=0)
+    seg = UNetSegmenter(depth=2, base_filters=8, epochs=2, device="cuda", random_state=0)
     seg.fit(X, masks)
     restored = pickle.loads(pickle.dumps(seg))
     np.testing.assert_array_equal(restored.predict(X), seg.predict(X))
@@ -154,7 +203,8 @@ def test_segmenter_fitted_on_cuda_unpickles_and_predicts():
 def test_accelerated_training_matches_plain_training(digits_split):
     accelerate = pytest.importorskip("accelerate")
     X_train, X_test, y_train, y_test = digits_split
-    plain = CNNClassifier(epochs=2, device="cpu", random_state=0).fit(X_train, y_train)
+    plain = CNNClassifier(epochs=2, device="cpu", precision="32",
+                          random_state=0).fit(X_train, y_train)
     accelerator = accelerate.Accelerator(cpu=True)
     clf = CNNClassifier(epochs=2, random_state=0, accelerator=accelerator).fit(X_train, y_train)
     assert type(clf.net_).__name__ == "_AcceleratedNet" and clf.device_ == "cpu"
@@ -168,6 +218,9 @@ def test_accelerated_training_matches_plain_training(digits_split):
     assert len(clf.history_) == 3 and clf.score(X_test, y_test) > 0.95
     with pytest.raises(ValueError, match="set mixed precision on it"):
         CNNClassifier(precision="bf16", accelerator=accelerator).fit(X_train, y_train)
+    # The default "auto" leaves the arithmetic to the accelerator.
+    assert CNNClassifier(epochs=1, accelerator=accelerator).fit(
+        X_train, y_train).net_.precision == "32"
 
 
 def test_data_parallel_processes_share_each_epoch():

@@ -126,7 +126,7 @@ def main():
     write_folder(root, n_images)
     paths, labels = load_image_folder(root)
     params = dict(filters=(16, 32), image_size=SIZE, epochs=epochs, batch_size=BATCH_SIZE,
-                  lr=3e-3, device="cpu", random_state=0)
+                  lr=3e-3, device="cpu", precision="32", random_state=0)  # the plain loop's
     few = slice(None, None, max(1, n_images // (BATCH_SIZE * 2)))  # every class
     module = CNNClassifier(**params).fit(paths[few], labels[few]).module_
 

@@ -45,8 +45,9 @@ def run(workload, repeats):
         plain_training_loop(model, images, labels, lr=LR, **common, **options)
 
     def skvision():
+        # precision="32": the plain loop's arithmetic ("auto" may pick bfloat16).
         CNNClassifier(filters=workload["filters"], lr=LR, alpha=0.0, device="cpu",
-                      random_state=0, **common).fit(X, y)
+                      precision="32", random_state=0, **common).fit(X, y)
 
     result = best_throughput(
         {

@@ -1213,7 +1213,8 @@ class BaseNeuralEstimator(BaseEstimator):
         images = self._check_data(X, reset=False)
         return predict_batches(
             self.net_.module_, images, batch_size=self.batch_size, device=self.device_,
-            forward=forward, precision=resolve_precision(self.precision, self.device_),
+            # The arithmetic the network trained in ("auto" resolved when it was built).
+            forward=forward, precision=self.net_.precision,
             size=self._resize_to(images), memory_channels_last=self._channels_last_memory(),
         )
 

@@ -67,7 +67,7 @@ def test_invalid_parameter_fails_before_the_data(estimator_class, name, values):
 
 def test_errors_are_value_and_type_errors():
     with pytest.raises(ValueError, match="'epochs' parameter of CNNClassifier must be an int "
-                                         r"in the range \[1, inf\)\. Got 0 instead"):
+                                         r"in the range \[1, inf\) or 'auto'\. Got 0 instead"):
         CNNClassifier(epochs=0).fit(NOT_IMAGES, [0, 1])
     with pytest.raises(TypeError, match="'filters'"):
         CNNClassifier(filters=(8, "16")).fit(NOT_IMAGES, [0, 1])

@@ -108,8 +108,10 @@ def block_extraction(images):
 
 def _fit_images_per_s(X, y, epochs, batch_size, accelerator=None):
     """Images trained on per second in ``fit`` (each process's share, all processes)."""
+    # float32 on both sides: training under an accelerator is float32 (the
+    # default "auto" precision would be bfloat16 for the one-process baseline).
     model = CNNClassifier(epochs=epochs, batch_size=batch_size, random_state=0,
-                          device="cpu", accelerator=accelerator)
+                          device="cpu", precision="32", accelerator=accelerator)
     _, seconds = _timed(lambda: model.fit(X, y))
     processes = 1 if accelerator is None else accelerator.num_processes
     return (len(X) - len(X) % processes) * epochs / seconds

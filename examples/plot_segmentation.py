@@ -15,8 +15,8 @@ over union (IoU).
 # Shapes: which pixels belong to a circle, a square or a triangle?
 # -----------------------------------------------------------------
 # 240 synthetic 64x64 images for training, 60 held out. Measured on 2 CPU
-# cores: 30 s of training, held-out mean IoU 0.90 (background 0.996,
-# circle 0.83, square 0.89, triangle 0.89).
+# cores: about 45 s of training, held-out mean IoU 0.91 (background 0.994,
+# circle 0.88, square 0.89, triangle 0.88).
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy import ndimage

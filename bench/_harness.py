@@ -9,6 +9,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from skvision._torch import cpu_has_native_bf16
+
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
@@ -94,8 +96,11 @@ def best_throughput(candidates, n_images, repeats):
 
 
 def machine(device="cpu"):
+    # Whether the CPU has bfloat16 instructions decides what "bf16" (and
+    # precision="auto") measure: results from CPUs with and without differ.
     return {"platform": platform.platform(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "device": device}
+            "threads": torch.get_num_threads(), "device": device,
+            "cpu_native_bf16": cpu_has_native_bf16()}
 
 
 def write_result(name, result):

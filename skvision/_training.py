@@ -1046,6 +1046,7 @@ class BaseNeuralEstimator(BaseEstimator):
         y, n_outputs = self._prepare_targets(y, images, reset=reset, classes=classes)
         weights = self._image_weights(y, sample_weight, partial=partial)
         if reset:
+            self._choose_architecture(len(images))
             self._seed = draw_seed(self.random_state)
             self.device_ = (resolve_device(self.device) if self._accelerator() is None
                             else str(self.accelerator.device))
@@ -1108,6 +1109,14 @@ class BaseNeuralEstimator(BaseEstimator):
                 RuntimeWarning, stacklevel=3,
             )
         return self
+
+    def _choose_architecture(self, n_images):
+        """Settle architecture parameters that depend on the data (``"auto"``).
+
+        Called once per fresh fit with the number of images, before the
+        network is built; an estimator stores its choice in a fitted
+        attribute that ``_build_module`` reads (the CNNs' ``filters_``).
+        """
 
     def _new_net(self, n_channels, n_outputs, device):
         """A new skorch net around a freshly built network (seeded by ``_seed``)."""

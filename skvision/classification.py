@@ -22,9 +22,13 @@ from .nn import CNN
 __all__ = ["CNNClassifier", "CNNRegressor"]
 
 _ARCHITECTURE_DOC = """\
-filters : tuple of int, default=(32, 64, 128)
+filters : tuple of int or "auto", default="auto"
         Number of convolution filters (feature maps) of each stage; one stage
-        per entry, with 2x2 pooling between stages.
+        per entry, with 2x2 pooling between stages. ``"auto"`` is
+        ``(32, 64, 128)`` below 10,000 training images and ``(16, 32, 64)``
+        from 10,000 up, where a few passes over the data are enough and the
+        narrower network trains about 2.3x faster per image (the choice is
+        ``filters_``).
 
     kernel_size : int, default=3
         Side of the square convolution kernels (odd).
@@ -61,10 +65,16 @@ class _CNNMixin:
     # 10 epochs up to 5,000 images (digits: ~0.984 in 5-fold CV), 1 from
     # 50,000 (MNIST: 99.5 % test accuracy, faster than a plain 2-epoch loop).
     _auto_epochs = (10, 50_000)
+    # filters="auto": (images from which the narrow network is used, wide, narrow).
+    # On digits the narrow one lost 0.6 point in 5-fold CV (0.978 against
+    # 0.984); on MNIST, one float32 pass took 25.7 s for 99.34 % against the
+    # wide one's 58.9 s for 99.53 %, on 2 cores without bfloat16.
+    _auto_filters = (10_000, (32, 64, 128), (16, 32, 64))
 
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
-        "filters": [TupleOf(Interval(numbers.Integral, 1, None), min_length=1)],
+        "filters": [TupleOf(Interval(numbers.Integral, 1, None), min_length=1),
+                    Options("auto")],
         # Odd: "same" padding then keeps the image size.
         "kernel_size": [Satisfies(lambda size: Interval(numbers.Integral, 1, None).accepts(size)
                                   and size % 2 == 1, "an odd int >= 1")],
@@ -77,12 +87,23 @@ class _CNNMixin:
         "hidden_units": [TupleOf(Interval(numbers.Integral, 1, None))],
     }
 
+    def _choose_architecture(self, n_images):
+        if self.filters == "auto":
+            threshold, wide, narrow = self._auto_filters
+            self.filters_ = narrow if n_images >= threshold else wide
+        else:
+            self.filters_ = tuple(self.filters)
+
+    def _filters(self):
+        # A model saved before filters="auto" existed has no filters_.
+        return getattr(self, "filters_", None) or tuple(self.filters)
+
     def _build_module(self, n_channels, n_outputs, input_size):
         return CNN(
             n_channels,
             n_outputs,
             input_size,
-            filters=tuple(self.filters),
+            filters=self._filters(),
             kernel_size=self.kernel_size,
             pooling=self.pooling,
             batch_norm=self.batch_norm,
@@ -96,7 +117,7 @@ class _CNNMixin:
     def _channels_last_memory(self):
         # Measured on 2 CPU cores: channels-last trains 1.05-1.6x faster from
         # 8 first-stage filters up, but 0.78x with 4 (too narrow for its kernels).
-        return self.filters[0] >= 8
+        return self._filters()[0] >= 8
 
     def feature_maps(self, X, stage=-1):
         """Feature maps of one stage: what its filters respond to.
@@ -106,11 +127,11 @@ class _CNNMixin:
         X : array-like of images
             Images in any accepted form.
         stage : int, default=-1
-            Index into ``filters`` (negative counts from the end).
+            Index into ``filters_`` (negative counts from the end).
 
         Returns
         -------
-        maps : ndarray of shape (n_samples, filters[stage], h, w)
+        maps : ndarray of shape (n_samples, filters_[stage], h, w)
             Activations after the stage's convolutions (and its pooling,
             except for the last stage).
         """
@@ -156,6 +177,9 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
     class_weight_ : ndarray of shape (n_classes,) or None
         The weight of each class in the loss, when ``class_weight`` is set.
 
+    filters_ : tuple of int
+        The filters of each stage: ``filters``, or what ``"auto"`` chose.
+
     %(fitted_attributes)s
 
     See Also
@@ -181,7 +205,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
     def __init__(
         self,
         *,
-        filters=(32, 64, 128),
+        filters="auto",
         kernel_size=3,
         pooling="max",
         batch_norm=True,
@@ -313,6 +337,9 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
     y_mean_, y_scale_ : ndarray of shape (n_outputs,)
         Mean and standard deviation of each target, used to standardize them.
 
+    filters_ : tuple of int
+        The filters of each stage: ``filters``, or what ``"auto"`` chose.
+
     %(fitted_attributes)s
 
     See Also
@@ -333,7 +360,7 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
     def __init__(
         self,
         *,
-        filters=(32, 64, 128),
+        filters="auto",
         kernel_size=3,
         pooling="max",
         batch_norm=True,

@@ -13,6 +13,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import skvision
 from skvision import CNNClassifier, CNNRegressor
 from skvision._data import to_float
 from skvision.datasets import load_digit_images, make_shapes
@@ -55,6 +56,29 @@ def test_auto_epochs_scale_with_the_number_of_images(small_digits):
     assert len(clf.fit(X[:200], y[:200]).history_) == 3
     assert len(clf.partial_fit(X[:300], y[:300]).history_) == 4  # partial_fit: one epoch
     assert "min(10, ceil(50000 / n_images))" in " ".join(CNNClassifier.__doc__.split())
+
+
+def test_auto_filters_narrow_the_network_on_large_sets(small_digits, tmp_path):
+    X, y, X_test, _ = small_digits
+
+    def first_stage_width(clf):
+        return next(m for m in clf.module_.modules() if isinstance(m, torch.nn.Conv2d)).out_channels
+
+    params = dict(FAST, filters="auto", epochs=1)
+    wide = CNNClassifier(**params).fit(X[:60], y[:60])
+    assert wide.filters_ == (32, 64, 128) and first_stage_width(wide) == 32
+    # The threshold counts every image given to fit (before a validation split).
+    narrow = CNNClassifier(**params)
+    narrow._auto_filters = (100, (32, 64, 128), (16, 32, 64))
+    narrow.fit(X[:100], y[:100])
+    assert narrow.filters_ == (16, 32, 64) and first_stage_width(narrow) == 16
+    assert CNNClassifier(**dict(FAST, filters=[8, 16])).fit(X[:60], y[:60]).filters_ == (8, 16)
+    # A saved model rebuilds the network it chose, not the default of "auto".
+    path = tmp_path / "narrow.skv"
+    skvision.save(narrow, path)
+    loaded = skvision.load(path)
+    assert first_stage_width(loaded) == 16
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), narrow.predict_proba(X_test))
 
 
 @pytest.mark.parametrize("filters, channels_last", [((4,), False), ((8, 16), True)])

@@ -13,8 +13,12 @@ format::
 
 This follows scikit-learn's ``_parameter_constraints``; the machinery is
 written here because scikit-learn's lives in a private module
-(``sklearn.utils._param_validation``) that skvision does not build on. See
-docs/contributing/architecture.rst.
+(``sklearn.utils._param_validation``) that skvision does not build on. The
+contributor page ``docs/architecture.rst`` describes the contract.
+
+The constraints shared by many estimators live here too: the training
+core's (:data:`TRAINING_CONSTRAINTS`, :data:`CLASSIFIER_CONSTRAINTS`) and
+the image inputs' (:data:`IMAGE_SHAPE`, :data:`CHANNELS`, ...).
 
 A constraint is ``None`` (the value None is accepted) or one of the small
 classes below; each has ``accepts(value)`` and a description that completes
@@ -31,14 +35,20 @@ from ._torch import PRECISIONS, is_device
 from ._validation import is_image_shape
 
 __all__ = [
+    "ACCELERATOR_PRECISION",
     "BOOLEAN",
     "CALLABLE",
+    "CLASSIFIER_CONSTRAINTS",
     "CHANNELS",
     "DEVICE",
     "IMAGE_SHAPE",
     "PATH",
     "PRECISION",
+    "IMAGE_AUGMENTER",
+    "OPTIMIZERS",
     "RANDOM_STATE",
+    "SCHEDULES",
+    "TRAINING_CONSTRAINTS",
     "VERBOSE",
     "InstanceOf",
     "Interval",
@@ -231,6 +241,58 @@ def image_size(min_side=1, *, allow_none=True):
     side = Interval(numbers.Integral, min_side, None)
     return [None] * allow_none + [side, TupleOf(side, length=2)]
 
+
+
+def _is_image_augmenter(value):
+    # Imported here: augmentation.py declares its own constraints with this module.
+    from .augmentation import ImageAugmenter
+
+    return isinstance(value, ImageAugmenter)
+
+
+# An ``augment`` that moves masks and boxes with the images, as the
+# segmenter's and detector's training needs.
+IMAGE_AUGMENTER = Satisfies(_is_image_augmenter, "an ImageAugmenter")
+
+# The training core's choices (skvision._training builds them).
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("onecycle", "cosine")
+
+# The parameters every neural estimator shares (the training core's, as
+# skvision._docstrings.TRAINING_PARAMETERS_DOC documents them).
+TRAINING_CONSTRAINTS = {
+    "image_shape": IMAGE_SHAPE,
+    "channels": CHANNELS,
+    "image_size": image_size(),
+    "on_error": [Options("raise", "skip")],
+    "epochs": [Interval(numbers.Integral, 1, None), Options("auto")],
+    "batch_size": [Interval(numbers.Integral, 1, None)],
+    "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+    "optimizer": [Options(*OPTIMIZERS)],
+    "lr_schedule": [Options(*SCHEDULES), None],
+    "alpha": [Interval(numbers.Real, 0, None)],
+    "l1_ratio": [Interval(numbers.Real, 0, 1)],
+    "early_stopping": [BOOLEAN],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(numbers.Integral, 1, None)],
+    "augment": [None, IMAGE_AUGMENTER, CALLABLE],
+    "warm_start": [BOOLEAN],
+    "device": DEVICE,
+    "precision": PRECISION,
+    "accelerator": [None, Satisfies(lambda accelerator: hasattr(accelerator, "prepare"),
+                                    "an accelerate.Accelerator")],
+    "random_state": RANDOM_STATE,
+    "verbose": VERBOSE,
+}
+CLASSIFIER_CONSTRAINTS = {
+    "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
+    "class_weight": [None, Options("balanced"), InstanceOf(dict, "a dict")],
+}
+ACCELERATOR_PRECISION = Relation(
+    ("accelerator", "precision"), lambda accelerator, precision: (
+        accelerator is None or precision in ("32", "auto")),
+    "With an accelerator, set mixed precision on it (Accelerator(mixed_precision='bf16')) "
+    "and leave precision='32' or 'auto'.")
 
 def _describe(constraints):
     parts = ["None" if constraint is None else str(constraint) for constraint in constraints]

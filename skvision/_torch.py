@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -23,9 +24,10 @@ def is_device(device):
 
 
 def resolve_device(device):
-    """Map ``"auto"`` to the best available device and check the others."""
-    if not is_device(device):
-        raise ValueError(f"device must be one of {_DEVICES} (or 'cuda:N'); got {device!r}.")
+    """Map ``"auto"`` to the best available device; a CUDA device must be available.
+
+    The parameter's form is checked by its constraint (:func:`is_device`).
+    """
     device = str(device)
     if device == "auto":
         if torch.cuda.is_available():
@@ -38,19 +40,11 @@ def resolve_device(device):
     return device
 
 
-def check_precision(precision):
-    """Check a ``precision`` parameter: one of :data:`PRECISIONS`."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}.")
-    return precision
+BF16_VARIABLE = "SKVISION_BF16"
 
 
 @functools.cache
-def cpu_has_native_bf16():
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX).
-
-    Read from the Linux CPU flags; elsewhere False, so "auto" stays float32.
-    """
+def _cpu_flags_have_bf16():
     try:
         with open("/proc/cpuinfo") as handle:
             flags = next((line for line in handle if line.startswith("flags")), "").split()
@@ -59,16 +53,33 @@ def cpu_has_native_bf16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_has_native_bf16():
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX).
+
+    Read from the Linux CPU flags (elsewhere False, so "auto" stays float32),
+    unless the environment variable ``SKVISION_BF16`` says "1" or "0": it
+    overrides the detection, e.g. to run the float32 path on a CPU with
+    bfloat16 or to try bfloat16 where the flags do not show it.
+    """
+    override = os.environ.get(BF16_VARIABLE)
+    if override is None or override == "":
+        return _cpu_flags_have_bf16()
+    if override not in ("0", "1"):
+        raise ValueError(f"{BF16_VARIABLE} must be '0' or '1' (or unset); got {override!r}.")
+    return override == "1"
+
+
 def resolve_precision(precision, device):
     """Map ``"auto"`` to the precision that trains fastest at the same accuracy on ``device``.
 
-    "bf16" on CPUs with native bfloat16 instructions, where it measured
-    1.46x float32's training throughput for the default CNN on MNIST at the
-    same test accuracy; "32" elsewhere: on a GPU (an H200) the default CNN
-    gained nothing from it, and CPUs without those instructions emulate it
-    slowly.
+    "bf16" on CPUs with native bfloat16 instructions (see
+    :func:`cpu_has_native_bf16`), where it measured 1.46x float32's training
+    throughput for the default CNN on MNIST at the same test accuracy; "32"
+    elsewhere: on a GPU (an H200) the default CNN gained nothing from it,
+    and CPUs without those instructions emulate it slowly. The estimators
+    resolve it once, when the network is built, and keep the result.
     """
-    if check_precision(precision) != "auto":
+    if precision != "auto":
         return precision
     return "bf16" if torch.device(device).type == "cpu" and cpu_has_native_bf16() else "32"
 

@@ -24,7 +24,7 @@ from ._data import ArrayImages, FileImages, as_paths, file_mode, scan_files
 __all__ = [
     "check_images",
     "check_image_data",
-    "check_image_size",
+    "as_height_width",
     "is_image_shape",
     "check_masks",
     "check_boxes",
@@ -42,29 +42,23 @@ __all__ = [
     "LUMA",
 ]
 
-_CHANNELS = ("last", "first")
 # ITU-R 601-2 luma weights of R, G, B, as torchvision's rgb_to_grayscale; they
 # sum to 1, so the gray image of a gray image is itself. One definition for
 # every RGB-to-gray conversion (Grayscale, the augmenter, plot_masks).
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def check_image_size(image_size, name="image_size", min_side=1, allow_none=True):
-    """``(height, width)`` from an int or a pair of ints ``>= min_side``; None stays None.
+def as_height_width(image_size):
+    """``(height, width)`` of an ``image_size``-like parameter: an int or a pair; None stays None.
 
-    The one check of every ``image_size``-like parameter.
+    The parameter itself is checked once, by its declared constraint
+    (``skvision._params.image_size``) at the top of ``fit``; this only
+    gives it one form.
     """
-    if image_size is None and allow_none:
+    if image_size is None:
         return None
-    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
-            or not all(isinstance(side, numbers.Integral) and not isinstance(side, bool)
-                       and side >= min_side for side in image_size)):
-        raise ValueError(
-            f"{name} must be {'None, ' if allow_none else ''}an int or a (height, width) pair "
-            f"of ints >= {min_side}; got {image_size!r}."
-        )
+    if isinstance(image_size, numbers.Integral):
+        return (int(image_size), int(image_size))
     return tuple(int(side) for side in image_size)
 
 
@@ -261,8 +255,7 @@ def _validated_array(X, *, estimator=None, reset=True, image_shape=None, channel
     No copy is made where none is needed (a memory map stays one); the
     caller must not write into the result.
     """
-    if channels not in _CHANNELS:
-        raise ValueError(f"channels must be 'last' or 'first', got {channels!r}.")
+    # ``channels`` is an estimator parameter, checked by its constraint in ``fit``.
     name = _estimator_name(estimator)
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()

@@ -4,16 +4,16 @@ import numbers
 
 from sklearn.utils.validation import check_is_fitted
 
-from ._params import BOOLEAN, Interval, Relation
-from ._torch import predict_batches
-from ._training import (
+from ._docstrings import fill_doc
+from ._params import (
+    BOOLEAN,
     CLASSIFIER_CONSTRAINTS,
     TRAINING_CONSTRAINTS,
-    BaseNeuralEstimator,
-    NeuralClassifierMixin,
-    NeuralRegressorMixin,
-    fill_doc,
+    Interval,
+    Relation,
 )
+from ._torch import predict_batches
+from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
 from .nn.vit import VisionTransformer, attention_rollout
 
 __all__ = ["VisionTransformerClassifier", "VisionTransformerRegressor"]
@@ -110,11 +110,11 @@ class _VisionTransformerMixin:
             return maps / maps.sum(dim=(1, 2), keepdim=True)
 
         return predict_batches(module, images, batch_size=self.batch_size, device=self.device_,
-                               forward=rollout, precision=self.precision,
+                               forward=rollout, precision=self._trained_precision(),
                                size=self._resize_to(images)).numpy()
 
 
-@fill_doc(architecture=_VIT_DOC, batch_size=64, lr=0.002, alpha=0.0001)
+@fill_doc(architecture=_VIT_DOC)
 class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin,
                                   BaseNeuralEstimator):
     """Vision transformer (ViT) classifier for images.
@@ -235,7 +235,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         self.verbose = verbose
 
 
-@fill_doc(architecture=_VIT_DOC, batch_size=64, lr=0.002, alpha=0.0001)
+@fill_doc(architecture=_VIT_DOC)
 class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
                                  BaseNeuralEstimator):
     """Vision transformer (ViT) regressor for images.

@@ -7,15 +7,17 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
-from ._params import BOOLEAN, Interval, Options, Satisfies, TupleOf
-from ._training import (
+from ._docstrings import fill_doc
+from ._params import (
+    BOOLEAN,
     CLASSIFIER_CONSTRAINTS,
     TRAINING_CONSTRAINTS,
-    BaseNeuralEstimator,
-    NeuralClassifierMixin,
-    NeuralRegressorMixin,
-    fill_doc,
+    Interval,
+    Options,
+    Satisfies,
+    TupleOf,
 )
+from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
 from ._validation import encode_labels
 from .nn import CNN
 
@@ -147,8 +149,7 @@ class _CNNMixin:
         return maps.numpy()
 
 
-@fill_doc(architecture=_ARCHITECTURE_DOC, precision="auto", batch_size=64, lr=0.003,
-          alpha=0.0001)
+@fill_doc(architecture=_ARCHITECTURE_DOC)
 class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
     """Convolutional neural network classifier for images.
 
@@ -318,8 +319,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         return ((maps - low) / (high - low).clamp_min(1e-12)).numpy()
 
 
-@fill_doc(architecture=_ARCHITECTURE_DOC, precision="auto", batch_size=64, lr=0.003,
-          alpha=0.0001)
+@fill_doc(architecture=_ARCHITECTURE_DOC)
 class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
     """Convolutional neural network regressor for images.
 

@@ -8,9 +8,19 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
 from ._data import ListImages, to_float
-from ._params import BOOLEAN, InstanceOf, Interval, Options, Satisfies, TupleOf
+from ._docstrings import fill_doc
+from ._net import Net
+from ._params import (
+    BOOLEAN,
+    IMAGE_AUGMENTER,
+    TRAINING_CONSTRAINTS,
+    InstanceOf,
+    Interval,
+    Options,
+    TupleOf,
+)
 from ._torch import predict_batches
-from ._training import TRAINING_CONSTRAINTS, BaseNeuralEstimator, _Net, fill_doc
+from ._training import BaseNeuralEstimator
 from ._validation import (
     check_boxes,
     check_image_list,
@@ -28,6 +38,12 @@ __all__ = ["FasterRCNNDetector"]
 _POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
 _COUNT = [Interval(numbers.Integral, 1, None)]
 _SHARE = [Interval(numbers.Real, 0, 1)]
+
+# The training core's parameters the detector has not: its own training step
+# (no accelerator), and no early stopping, whose validation loss would need
+# torchvision's detection models in training mode (score() held-out images).
+_NOT_DETECTION_PARAMETERS = ("accelerator", "early_stopping", "validation_fraction",
+                             "n_iter_no_change")
 
 _LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
 
@@ -137,7 +153,7 @@ class _RecordLosses(Callback):
             net.history.record(name, total / max(self.count_, 1))
 
 
-class _DetectionNet(_Net):
+class _DetectionNet(Net):
     """The shared net, with Faster R-CNN's training step: images and targets in, losses out."""
 
     def _forward_loss(self, batch, **fit_params):
@@ -149,8 +165,7 @@ class _DetectionNet(_Net):
         return self.get_loss(losses, targets, X=images, training=True), losses
 
 
-@fill_doc(architecture=_ARCHITECTURE_DOC, batch_size=8, lr=0.003, alpha=0.0,
-          accelerate=False)
+@fill_doc(architecture=_ARCHITECTURE_DOC)
 class FasterRCNNDetector(BaseNeuralEstimator):
     """Object detection with Faster R-CNN: a region proposal network and anchor boxes.
 
@@ -200,10 +215,9 @@ class FasterRCNNDetector(BaseNeuralEstimator):
     _auto_epochs = (30, 3_000)
     _parameter_constraints = {
         **{name: constraint for name, constraint in TRAINING_CONSTRAINTS.items()
-           if name != "accelerator"},
-        "early_stopping": [Satisfies(lambda value: value is False or value is np.False_, (
-            "False (its validation loss needs training mode: score held-out images "
-            "with score() instead)"))],
+           if name not in _NOT_DETECTION_PARAMETERS},
+        # Only an ImageAugmenter moves the boxes with the images.
+        "augment": [None, IMAGE_AUGMENTER],
         "backbone": [Options("small_cnn"), InstanceOf(str, "a pretrained backbone's name")],
         "backbone_weights": BACKBONE_CONSTRAINTS["weights"],
         "fpn": [BOOLEAN],
@@ -253,9 +267,6 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         lr_schedule="onecycle",
         alpha=0.0,
         l1_ratio=0.0,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=5,
         augment=None,
         warm_start=False,
         device="auto",
@@ -289,9 +300,6 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         self.lr_schedule = lr_schedule
         self.alpha = alpha
         self.l1_ratio = l1_ratio
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
         self.augment = augment
         self.warm_start = warm_start
         self.device = device
@@ -440,6 +448,10 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         self : object
             The fitted detector.
         """
+        return self._fit(X, y, partial=False)
+
+    def _adapt_inputs(self, X, y):
+        """Images of different sizes padded (or resized) to one, their boxes checked first."""
         self.target_format_ = "dataframe" if hasattr(y, "columns") else "dicts"
         images = check_image_list(X, channels=self.channels)
         if images is not None:
@@ -455,7 +467,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
                 for target, original in zip(targets, sizes):
                     target["boxes"] = _scale_boxes(target["boxes"], original, size)
                 y = targets
-        return self._fit(X, y, partial=False)
+        return X, y
 
     def _run(self, X, step):
         """``step(module, images)`` over the images in batches; boxes in image pixels.
@@ -478,7 +490,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         # torchvision's detection models take a list of images.
         results = predict_batches(
             module, images, batch_size=self.batch_size, device=self.device_,
-            forward=lambda batch: step(module, list(batch)), precision=self.precision,
+            forward=lambda batch: step(module, list(batch)), precision=self._trained_precision(),
             size=self._resize_to(images),
         )
         if size is not None:

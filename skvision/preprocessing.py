@@ -30,7 +30,7 @@ from ._params import (
     image_size,
     validate_params,
 )
-from ._validation import LUMA, check_image_size, check_images, images_like
+from ._validation import LUMA, as_height_width, check_images, images_like
 from .datasets import pixel_feature_names
 
 __all__ = ["ChannelStandardizer", "Grayscale", "ImageFlattener", "ImageReader", "Resize"]
@@ -219,7 +219,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
 
     def _check_params(self):
         validate_params(self)
-        return check_image_size(self.image_size)
+        return as_height_width(self.image_size)
 
     def fit(self, X, y=None):
         """Check the paths and parameters; no file is read.
@@ -349,7 +349,7 @@ class Resize(_ImageTransformer):
     }
 
     def _size(self):
-        return check_image_size(self.image_size, allow_none=False)
+        return as_height_width(self.image_size)
 
     def fit(self, X, y=None):
         """Check the parameters and record the input image shape.

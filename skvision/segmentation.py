@@ -8,8 +8,16 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import as_paths, decode_masks, resize_masks
-from ._params import BOOLEAN, Interval, Options
-from ._training import CLASSIFIER_CONSTRAINTS, TRAINING_CONSTRAINTS, BaseNeuralEstimator, fill_doc
+from ._docstrings import fill_doc
+from ._params import (
+    BOOLEAN,
+    CLASSIFIER_CONSTRAINTS,
+    IMAGE_AUGMENTER,
+    TRAINING_CONSTRAINTS,
+    Interval,
+    Options,
+)
+from ._training import BaseNeuralEstimator
 from ._validation import check_masks, class_weights, encode_labels
 from .metrics import mean_iou
 from .nn import UNet, build_backbone
@@ -53,7 +61,7 @@ depth : int, default=3
         :func:`~skvision.nn.build_backbone`)."""
 
 
-@fill_doc(architecture=_ARCHITECTURE_DOC, batch_size=8, lr=0.01, alpha=0.0)
+@fill_doc(architecture=_ARCHITECTURE_DOC)
 class UNetSegmenter(BaseNeuralEstimator):
     """Semantic segmentation: a class for every pixel, with a U-Net.
 
@@ -127,6 +135,8 @@ class UNetSegmenter(BaseNeuralEstimator):
     _auto_epochs = (20, 20_000)
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
+        # Only an ImageAugmenter moves the masks with the images.
+        "augment": [None, IMAGE_AUGMENTER],
         "depth": [Interval(numbers.Integral, 1, 8)],
         "base_filters": [Interval(numbers.Integral, 1, None)],
         "batch_norm": [BOOLEAN],

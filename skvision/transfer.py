@@ -9,12 +9,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ._docstrings import fill_doc
 from ._params import (
     CHANNELS,
+    CLASSIFIER_CONSTRAINTS,
     DEVICE,
     IMAGE_SHAPE,
     PATH,
     PRECISION,
+    TRAINING_CONSTRAINTS,
     VERBOSE,
     InstanceOf,
     Interval,
@@ -23,15 +26,8 @@ from ._params import (
     validate_params,
 )
 from ._torch import predict_batches, resolve_device
-from ._training import (
-    CLASSIFIER_CONSTRAINTS,
-    TRAINING_CONSTRAINTS,
-    BaseNeuralEstimator,
-    NeuralClassifierMixin,
-    NeuralRegressorMixin,
-    fill_doc,
-)
-from ._validation import check_image_data, check_image_size
+from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
+from ._validation import as_height_width, check_image_data
 from .nn.backbones import BackboneClassifier, backbone_input_size, build_backbone
 from .nn.blocks import global_pool
 
@@ -176,12 +172,14 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self : object
         """
         validate_params(self)
-        self._image_size = check_image_size(self.image_size, min_side=8)
+        # What transform uses: parameters changed after fit take effect at the next fit.
+        self._image_size = as_height_width(self.image_size)
+        self._pooling = self.pooling
         self._check_data(X, reset=True)
         self.device_ = resolve_device(self.device)
         self.backbone_ = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
         self.backbone_.requires_grad_(False).eval().to(self.device_)
-        self.n_features_out_ = self.backbone_.out_channels * (2 if self.pooling == "avgmax" else 1)
+        self.n_features_out_ = self.backbone_.out_channels * (2 if self._pooling == "avgmax" else 1)
         return self
 
     def _check_data(self, X, reset):
@@ -211,7 +209,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         def features(batch):
             maps = self.backbone_(self.backbone_.preprocessing(batch, self._image_size))
             bar.update(len(batch))
-            return global_pool(maps, self.pooling)
+            return global_pool(maps, self._pooling)
 
         try:
             return predict_batches(
@@ -250,6 +248,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if "backbone_" in state and "_pooling" not in state:
+            self._pooling = self.pooling  # fitted before the pooling of fit was kept
         if "backbone_" in state:
             # A model pickled on a GPU machine runs on the CPU where there is none.
             cuda_missing = self.device == "cuda" and not torch.cuda.is_available()
@@ -313,12 +313,12 @@ class _FineTunedMixin:
         backbone = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
         return BackboneClassifier(
             backbone, n_outputs, pooling=self.pooling, dropout=self.dropout,
-            image_size=check_image_size(self.image_size, min_side=8),
+            image_size=self._image_size(),
             n_trainable_stages=self._n_trainable_stages(),
         )
 
     def _image_size(self):
-        return check_image_size(self.image_size, min_side=8)
+        return as_height_width(self.image_size)
 
     def _file_size(self):
         return backbone_input_size(self.backbone)
@@ -337,7 +337,7 @@ class _FineTunedMixin:
         return [("backbone.*", {"lr": self.lr * self.backbone_lr})]
 
 
-@fill_doc(architecture=_FREEZE_DOC, resize=False, batch_size=32, lr=0.001, alpha=0.0001)
+@fill_doc(architecture=_FREEZE_DOC, resize=False)
 class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEstimator):
     """Classifier fine-tuned from a pretrained backbone with a new head.
 
@@ -450,7 +450,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         self.verbose = verbose
 
 
-@fill_doc(architecture=_FREEZE_DOC, resize=False, batch_size=32, lr=0.001, alpha=0.0001)
+@fill_doc(architecture=_FREEZE_DOC, resize=False)
 class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstimator):
     """Regressor fine-tuned from a pretrained backbone with a new head.
 

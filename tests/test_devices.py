@@ -207,7 +207,7 @@ def test_accelerated_training_matches_plain_training(digits_split):
                           random_state=0).fit(X_train, y_train)
     accelerator = accelerate.Accelerator(cpu=True)
     clf = CNNClassifier(epochs=2, random_state=0, accelerator=accelerator).fit(X_train, y_train)
-    assert type(clf.net_).__name__ == "_AcceleratedNet" and clf.device_ == "cpu"
+    assert type(clf.net_).__name__ == "AcceleratedNet" and clf.device_ == "cpu"
     # One process: the same batches and steps as without accelerate.
     np.testing.assert_allclose(clf.predict_proba(X_test), plain.predict_proba(X_test), atol=1e-5)
     assert clf.score(X_test, y_test) > 0.95
@@ -224,13 +224,13 @@ def test_accelerated_training_matches_plain_training(digits_split):
 
 
 def test_data_parallel_processes_share_each_epoch():
+    from skvision._batching import BatchIterator, ImageDataset
     from skvision._data import ArrayImages
-    from skvision._training import _BatchIterator, _ImageDataset
 
-    dataset = _ImageDataset(ArrayImages(np.zeros((23, 1, 1, 1), np.float32)), torch.arange(23))
+    dataset = ImageDataset(ArrayImages(np.zeros((23, 1, 1, 1), np.float32)), torch.arange(23))
     shares = []
     for index in range(3):
-        batches = _BatchIterator(dataset, batch_size=4, shuffle=True, shard=(index, 3),
+        batches = BatchIterator(dataset, batch_size=4, shuffle=True, shard=(index, 3),
                                  generator=torch.Generator().manual_seed(0))
         shares.append(torch.cat([y for _, y in batches]).tolist())
     assert [len(share) for share in shares] == [7, 7, 7]  # in lockstep: 23 // 3 each

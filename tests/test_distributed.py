@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import torch
 
+from skvision._batching import BatchIterator, ImageDataset
 from skvision._data import ArrayImages
-from skvision._training import _BatchIterator, _ImageDataset
 
 pytest.importorskip("accelerate")
 
@@ -96,11 +96,11 @@ def test_shards_of_batch_b_together_make_the_batches_of_2b(n_images):
     # batch before there, while one process ends with a batch of 2: the one
     # exception with an even number of images. (With an odd number, the
     # processes leave out one image an epoch.)
-    dataset = _ImageDataset(ArrayImages(np.zeros((n_images, 1, 1, 1), np.float32)),
+    dataset = ImageDataset(ArrayImages(np.zeros((n_images, 1, 1, 1), np.float32)),
                             torch.arange(n_images))
 
     def batches(batch_size, shard):
-        iterator = _BatchIterator(dataset, batch_size, shuffle=True, shard=shard,
+        iterator = BatchIterator(dataset, batch_size, shuffle=True, shard=shard,
                                   generator=torch.Generator().manual_seed(0))
         return [set(y.tolist()) for _, y in iterator]
 
@@ -117,7 +117,7 @@ def test_batch_norm_is_synchronized_and_put_back():
     # process, where it computes what batch norm computes.
     from timm.layers import BatchNormAct2d
 
-    from skvision._training import _sync_batch_norm, _unsync_batch_norm
+    from skvision._accelerate import sync_batch_norm, unsync_batch_norm
 
     torch.manual_seed(0)
     network = torch.nn.Sequential(
@@ -131,13 +131,13 @@ def test_batch_norm_is_synchronized_and_put_back():
     expected_eval = network(images)
     network.train()
 
-    originals = _sync_batch_norm(network)
+    originals = sync_batch_norm(network)
     synced = [layer for layer in network.modules() if isinstance(layer, torch.nn.SyncBatchNorm)]
     assert len(synced) == len(originals) == 2
     # timm's BatchNormAct2d keeps its activation; the optimizer's tensors stay.
     torch.testing.assert_close(network(images), expected)
     assert list(network.parameters()) == parameters
-    _unsync_batch_norm(network, originals)
+    unsync_batch_norm(network, originals)
 
     assert {name: type(layer) for name, layer in network.named_modules()} == classes
     assert list(network.parameters()) == parameters

@@ -8,6 +8,7 @@ import pytest
 import torch
 from _memory import PEAK_HELPERS
 
+import skvision._training
 from skvision import CNNClassifier
 from skvision._torch import predict_batches
 from skvision.datasets import load_digit_images
@@ -61,7 +62,7 @@ def test_early_stopping_is_not_reported_as_an_interrupt(digits):
 def test_diverged_loss_names_the_batch_and_restores_the_best_weights(digits, monkeypatch):
     X, y = digits
     # Keep early stopping's copy of the best weights (dropped after a fit) to compare.
-    monkeypatch.setattr(CNNClassifier, "_drop_fit_state", lambda self: None)
+    monkeypatch.setattr(skvision._training, "drop_fit_state", lambda net: None)
     # 180 training images (early stopping holds out 20) in 4 batches per epoch:
     # batch 13 is the first of epoch 4.
     clf = CNNClassifier(**FAST, epochs=10, early_stopping=True, validation_fraction=0.1,

@@ -14,7 +14,6 @@ from ._params import (
     BOOLEAN,
     IMAGE_AUGMENTER,
     TRAINING_CONSTRAINTS,
-    InstanceOf,
     Interval,
     Options,
     TupleOf,
@@ -218,7 +217,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
            if name not in _NOT_DETECTION_PARAMETERS},
         # Only an ImageAugmenter moves the boxes with the images.
         "augment": [None, IMAGE_AUGMENTER],
-        "backbone": [Options("small_cnn"), InstanceOf(str, "a pretrained backbone's name")],
+        "backbone": [Options("small_cnn"), *BACKBONE_CONSTRAINTS["backbone"]],
         "backbone_weights": BACKBONE_CONSTRAINTS["weights"],
         "fpn": [BOOLEAN],
         "trainable_layers": [Interval(numbers.Integral, 0, None)],

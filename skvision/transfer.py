@@ -22,20 +22,28 @@ from ._params import (
     InstanceOf,
     Interval,
     Options,
+    Satisfies,
     image_size,
     validate_params,
 )
 from ._torch import predict_batches, resolve_device
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
 from ._validation import as_height_width, check_image_data
-from .nn.backbones import BackboneClassifier, backbone_input_size, build_backbone
+from .nn.backbones import (
+    BackboneClassifier,
+    backbone_input_size,
+    build_backbone,
+    is_known_backbone,
+)
 from .nn.blocks import global_pool
 
 __all__ = ["PretrainedFeatureExtractor", "FineTunedClassifier", "FineTunedRegressor"]
 
 # The backbone parameters of the extractor and of both fine-tuned models.
 BACKBONE_CONSTRAINTS = {
-    "backbone": [InstanceOf(str, "a backbone name (see skvision.nn.list_backbones())")],
+    "backbone": [Satisfies(is_known_backbone, (
+        "a backbone name: one of skvision.nn.list_backbones() or a timm or torchvision "
+        "model name"))],
     "weights": [None, Options(False), PATH, InstanceOf(dict, "a state dict")],
     "layer": [Interval(numbers.Integral, None, None)],
     "pooling": [Options("avg", "max", "avgmax")],

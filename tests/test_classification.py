@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 import skvision
 from skvision import CNNClassifier, CNNRegressor
 from skvision._data import to_float
+from skvision._torch import autocast
 from skvision.datasets import load_digit_images, make_shapes
 
 FAST = dict(filters=(16, 32), epochs=10, batch_size=32, lr=0.01, device="cpu", random_state=0)
@@ -213,7 +214,8 @@ def test_early_stopping_restores_best_weights(small_digits):
     assert {"valid_loss", "valid_acc"} <= set(history.columns)
     assert len(history) < 40
     valid = clf.net_.train_split.keywords["valid_ds"]
-    with torch.no_grad():
+    # In the arithmetic the validation loss was recorded in (bf16 where "auto" chose it).
+    with torch.no_grad(), autocast("cpu", clf.precision_):
         clf.module_.eval()
         images = to_float(valid.images.read(np.arange(len(valid))), "cpu")
         loss = clf.net_.get_loss(clf.module_(images), valid.y).item()
@@ -236,7 +238,9 @@ def test_partial_fit_and_warm_start(small_digits):
     assert clf.classes_.tolist() == list(range(10))
     for _ in range(3):
         clf.partial_fit(X, y)
-    assert clf.score(X_test, y_test) > 0.7
+    # Five one-epoch calls on 300 images, measured over seeds 0-3: 0.74-0.885
+    # in float32, 0.64-0.84 in bf16 (chance is 0.1).
+    assert clf.score(X_test, y_test) > 0.5
     warm = CNNClassifier(**dict(FAST, warm_start=True)).fit(X, y)
     first = warm.predict_proba(X_test)
     warm.fit(X, y)

@@ -68,9 +68,10 @@ def test_auto_precision_is_bf16_on_cpus_with_native_bfloat16(digits_split, monke
     assert _torch.resolve_precision("bf16", "cuda") == "bf16"
 
 
-def test_native_bf16_detection_reads_the_cpu_flags():
+def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch):
     from skvision._torch import cpu_has_native_bf16
 
+    monkeypatch.delenv("SKVISION_BF16", raising=False)
     try:
         with open("/proc/cpuinfo") as handle:
             flags = handle.read()

@@ -1,6 +1,7 @@
 """The API reference lists every public object, and every docstring's
 Parameters section matches its signature (as imbalanced-learn checks)."""
 
+import ast
 import importlib
 import inspect
 import re
@@ -102,3 +103,45 @@ def test_public_classes_have_the_sections_of_an_api_page(name, obj):
     if hasattr(obj, "fit"):
         assert doc["Parameters"] and doc["Attributes"], f"{name} lacks Parameters or Attributes"
     assert doc["Examples"], f"{name} has no Examples block"
+
+
+def _documented_default(type_line):
+    """The ``default=...`` of a numpydoc type line, as a Python value (or the text)."""
+    match = re.search(r"default\s*=\s*(.+)$", type_line)
+    if match is None:
+        return inspect.Parameter.empty
+    text = match.group(1).strip()
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _same_default(documented, actual, module):
+    """Whether a docstring's default states the signature's (numbers to 4 digits)."""
+    if isinstance(documented, str) and not isinstance(actual, str):
+        # Not a literal: a constant of the module (IMAGE_EXTENSIONS) or a call's text.
+        named = getattr(module, documented, inspect.Parameter.empty)
+        return named is actual or named == actual or documented in (repr(actual), str(actual))
+    if isinstance(documented, (tuple, list)) and isinstance(actual, (tuple, list)):
+        return (type(documented) is type(actual) and len(documented) == len(actual)
+                and all(_same_default(d, a, module) for d, a in zip(documented, actual)))
+    if isinstance(documented, bool) or isinstance(actual, bool):
+        return documented is actual
+    if isinstance(documented, (int, float)) and isinstance(actual, (int, float)):
+        return documented == pytest.approx(actual, rel=1e-3)
+    return documented == actual
+
+
+@pytest.mark.parametrize("name, obj, doc, function", CASES, ids=[case[0] for case in CASES])
+def test_documented_defaults_are_the_signatures(name, obj, doc, function):
+    # Defaults are written twice, in __init__ and its docstring: they must agree.
+    defaults = {parameter_name: parameter.default for parameter_name, parameter
+                in inspect.signature(function).parameters.items()}
+    module = importlib.import_module(function.__module__)
+    drifted = [(parameter.name, _documented_default(parameter.type), defaults[parameter.name])
+               for parameter in doc["Parameters"] if parameter.name in defaults
+               and _documented_default(parameter.type) is not inspect.Parameter.empty
+               and not _same_default(_documented_default(parameter.type),
+                                     defaults[parameter.name], module)]
+    assert not drifted, f"{name}: (parameter, documented, signature) differ: {drifted}"

@@ -192,6 +192,24 @@ def list_backbones():
     return sorted(REGISTRY)
 
 
+def is_known_backbone(name):
+    """Whether ``name`` names a backbone skvision can build: a registry entry, or a
+    timm (``arch`` or ``arch.tag``) or torchvision model name.
+
+    Checked up front by the estimators' parameter constraints, so that a typo
+    is reported before any data is read. Hugging Face hub ids
+    (``hf-hub:...``) pass here and are resolved when the network is built.
+    """
+    if not isinstance(name, str):
+        return False
+    if name in REGISTRY or name.startswith("hf-hub:"):
+        return True
+    import timm
+    import torchvision
+
+    return timm.is_model(name) or name in torchvision.models.list_models()
+
+
 def backbone_input_size(name):
     """The ``(height, width)`` a backbone's weights were trained at (224 when unknown)."""
     if name in REGISTRY:

@@ -1,0 +1,195 @@
+"""The training core's promises: the precision a model trained in, the only
+weight penalty, augmentation that moves targets, data placement under
+accelerate and parameters checked before data.
+
+Each test here failed on 4e4c92a, before the core was split by concern.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import v2
+
+import skvision
+from skvision import (
+    CNNClassifier,
+    FasterRCNNDetector,
+    FineTunedClassifier,
+    ImageAugmenter,
+    PretrainedFeatureExtractor,
+    StyleTransfer,
+    UNetSegmenter,
+    VisionTransformerClassifier,
+)
+from skvision import _torch as torch_helpers
+from skvision._batching import BatchIterator, ImageDataset, TrainingAugment
+from skvision._data import ArrayImages
+from skvision._params import InvalidParameterError
+from skvision.datasets import load_digit_images, make_shapes
+
+SMALL_CNN = dict(filters=(8,), epochs=1, batch_size=32, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digit_images(return_X_y=True)
+    return X[:200], y[:200]
+
+
+def _bf16_cpu(monkeypatch, native):
+    monkeypatch.setattr(torch_helpers, "cpu_has_native_bf16", lambda: native)
+
+
+@pytest.mark.parametrize("trained_native", [False, True])
+def test_a_loaded_model_predicts_in_the_precision_it_trained_in(digits, tmp_path, monkeypatch,
+                                                                 trained_native):
+    # Trained where "auto" meant one precision, served where it means the other.
+    X, y = digits
+    _bf16_cpu(monkeypatch, trained_native)
+    clf = CNNClassifier(**SMALL_CNN, precision="auto").fit(X, y)
+    assert clf.precision_ == ("bf16" if trained_native else "32")
+    expected = clf.predict_proba(X)
+    skvision.save(clf, tmp_path / "model.skv")
+    pickled = pickle.dumps(clf)
+
+    _bf16_cpu(monkeypatch, not trained_native)
+    for loaded in (skvision.load(tmp_path / "model.skv"), pickle.loads(pickled)):
+        assert loaded.precision_ == clf.precision_
+        np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+
+
+def test_skvision_bf16_overrides_the_cpu_check(monkeypatch):
+    monkeypatch.setenv("SKVISION_BF16", "0")
+    assert torch_helpers.resolve_precision("auto", "cpu") == "32"
+    monkeypatch.setenv("SKVISION_BF16", "1")
+    assert torch_helpers.resolve_precision("auto", "cpu") == "bf16"
+    # A GPU's "auto" stays float32 whatever the CPU is said to have.
+    assert torch_helpers.resolve_precision("auto", "cuda") == "32"
+    monkeypatch.setenv("SKVISION_BF16", "yes")
+    with pytest.raises(ValueError, match="SKVISION_BF16 must be '0' or '1'"):
+        torch_helpers.resolve_precision("auto", "cpu")
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_alpha_is_the_only_weight_penalty(digits, optimizer):
+    X, y = digits
+    clf = CNNClassifier(**SMALL_CNN, optimizer=optimizer, alpha=0.0).fit(X, y)
+    assert [group["weight_decay"] for group in clf.net_.optimizer_.param_groups] == [0.0]
+    # Discriminative learning rates: every group of a fine-tuned model too.
+    tuned = FineTunedClassifier(weights=False, epochs=1, freeze="none", image_size=32,
+                                alpha=0.0, device="cpu", random_state=0).fit(X[:16], y[:16])
+    groups = tuned.net_.optimizer_.param_groups
+    assert len(groups) == 2 and all(group["weight_decay"] == 0.0 for group in groups)
+
+
+def test_alpha_zero_leaves_weights_untouched_without_gradient():
+    # With a zero loss gradient, any decay would still shrink the weights.
+    X = np.zeros((32, 8, 8), np.float32)
+    y = np.tile([0, 1], 16)
+    clf = CNNClassifier(filters=(4,), batch_norm=False, epochs=1, lr=0.1, lr_schedule=None,
+                        alpha=0.0, device="cpu", random_state=0, precision="32")
+    clf.fit(X, y)
+    before = {name: tensor.clone() for name, tensor in clf.module_.state_dict().items()}
+    # On all-zero images the first convolution's kernel gets a zero gradient.
+    clf.partial_fit(X, y)
+    first_conv = next(name for name, tensor in before.items() if tensor.dim() == 4)
+    torch.testing.assert_close(clf.module_.state_dict()[first_conv], before[first_conv],
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make_estimator, task", [
+    (lambda augment: UNetSegmenter(augment=augment, epochs=1), "segmentation"),
+    (lambda augment: FasterRCNNDetector(augment=augment, epochs=1), "detection"),
+])
+def test_a_plain_callable_cannot_augment_masks_or_boxes(make_estimator, task):
+    X, targets = make_shapes(n_samples=4, image_size=32, task=task, random_state=0)
+    estimator = make_estimator(v2.RandomHorizontalFlip(p=1.0))
+    with pytest.raises(InvalidParameterError, match="'augment' parameter .* an ImageAugmenter"):
+        estimator.fit(X, targets)
+    # An ImageAugmenter is accepted: it moves masks and boxes with the images.
+    make_estimator(ImageAugmenter(horizontal_flip=0.5, random_state=0)).fit(X, targets)
+
+
+@pytest.mark.parametrize("augment", [None, lambda X: X.flip(-1)])
+def test_targets_reach_the_training_device_under_accelerate(augment):
+    # "meta" stands in for an accelerator's device: the CPU tests see where
+    # the targets were sent, as a GPU run would need them.
+    dataset = ImageDataset(ArrayImages(np.zeros((8, 4, 4, 1), np.uint8)), torch.arange(8))
+    iterator = BatchIterator(
+        dataset, 4, shuffle=True, generator=torch.Generator().manual_seed(0),
+        augment=None if augment is None else TrainingAugment(augment, None, "labels"),
+        device="meta", move_targets=True)
+    batches = list(iterator)
+    assert len(batches) == 2
+    for images, targets in batches:
+        assert images.device.type == "meta" and targets.device.type == "meta"
+
+
+def _record_precisions(monkeypatch, module, seen):
+    """Record in ``seen`` the precision every predict_batches call of ``module`` is given."""
+    original = module.predict_batches
+
+    def recording(*args, precision="32", **kwargs):
+        seen.append(precision)
+        return original(*args, precision=precision, **kwargs)
+
+    monkeypatch.setattr(module, "predict_batches", recording)
+
+
+def test_every_inference_path_uses_the_trained_precision(digits, monkeypatch):
+    X, y = digits
+    # Parameters changed after fit do not change what the trained net computes.
+    vit = VisionTransformerClassifier(epochs=1, embed_dim=16, depth=1, n_heads=2, patch_size=4,
+                                      precision="32", device="cpu", random_state=0).fit(X, y)
+    vit.set_params(precision="bf16")
+    seen = []
+    _record_precisions(monkeypatch, skvision.attention, seen)
+    _record_precisions(monkeypatch, skvision._training, seen)
+    vit.attention_maps(X[:2])
+    vit.predict(X[:2])
+    assert seen == ["32", "32"]
+
+    X_boxes, boxes = make_shapes(n_samples=4, image_size=32, task="detection", random_state=0)
+    detector = FasterRCNNDetector(epochs=1, precision="32", device="cpu",
+                                  random_state=0).fit(X_boxes, boxes)
+    detector.set_params(precision="bf16")
+    seen = []
+    _record_precisions(monkeypatch, skvision.detection, seen)
+    detector.predict(X_boxes[:1])
+    detector.predict_proposals(X_boxes[:1])
+    assert seen == ["32", "32"]
+
+
+def test_the_detector_checks_its_parameters_before_its_data():
+    detector = FasterRCNNDetector(epochs=0)
+    with pytest.raises(InvalidParameterError, match="'epochs' parameter of FasterRCNNDetector"):
+        detector.fit("not images", "not boxes")
+    assert not hasattr(detector, "target_format_")
+    # It has no early stopping (its validation loss needs training mode), so
+    # it has none of the three parameters that would do nothing.
+    assert {"early_stopping", "validation_fraction", "n_iter_no_change"}.isdisjoint(
+        FasterRCNNDetector().get_params())
+
+
+@pytest.mark.parametrize("estimator", [
+    PretrainedFeatureExtractor(backbone="no_such_net"),
+    FineTunedClassifier(backbone="no_such_net"),
+    UNetSegmenter(encoder="no_such_net"),
+    FasterRCNNDetector(backbone="no_such_net"),
+    StyleTransfer(backbone="no_such_net"),
+], ids=lambda estimator: type(estimator).__name__)
+def test_an_unknown_backbone_is_reported_before_the_data(estimator):
+    with pytest.raises(InvalidParameterError, match="backbone name.*Got 'no_such_net'"):
+        estimator.fit("not images", None)
+
+
+def test_the_extractor_keeps_the_pooling_it_was_fitted_with():
+    X = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    extractor = PretrainedFeatureExtractor(weights=False, pooling="avg", image_size=32,
+                                           device="cpu").fit(X)
+    extractor.set_params(pooling="avgmax")
+    features = extractor.transform(X)
+    assert features.shape == (2, extractor.n_features_out_)
+    assert len(extractor.get_feature_names_out()) == features.shape[1]

@@ -1,9 +1,20 @@
 """The data layer: where batches of images come from, for training and inference alike.
 
 :func:`skvision._validation.check_image_data` turns every accepted input into
-an :class:`ImageSet`; the training core's batch iterator and the one inference
+an *image set*; the training core's batch iterator and the one inference
 entry point (:func:`skvision._torch.predict_batches`) read batches from it with
-:func:`read_batches`. Three kinds of sets:
+:func:`read_batches`. An image set is any object with
+
+* ``len(images)``, ``images.image_shape`` (``(height, width, channels)``, sides
+  None where the images differ), ``images.original_sizes`` and ``images.kept``
+  (the positions of the inputs kept by ``on_error="skip"``, or None);
+* ``images.subset(positions)``: the set of those images, nothing read;
+* ``images.read(positions)``: those images as one uint8 or float tensor
+  ``(n, c, h, w)``, or, for images of different sizes, a list of ``(c, h, w)``
+  tensors (:func:`to_float` takes both);
+* ``images.prefetch``: whether reading is slow enough to overlap with compute.
+
+Three kinds of sets:
 
 * :class:`ArrayImages`: an in-memory or memory-mapped array, kept in its own
   dtype (uint8 stays uint8: four times less memory than a float32 copy);
@@ -361,7 +372,10 @@ class FileImages:
 
 
 class ListImages:
-    """Differently sized images: a list of float tensors ``(c, h, w)``."""
+    """Differently sized images: a list of float tensors ``(c, h, w)``.
+
+    ``read`` returns a list of them, not one tensor: their sizes differ.
+    """
 
     prefetch = False
     kept = None

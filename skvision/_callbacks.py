@@ -10,6 +10,7 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from tqdm.auto import tqdm
 
 from ._batching import WeightedTargets
+from ._params import callback_names
 
 # The columns of ``history_`` every neural estimator may have, in this order.
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "dur"]
@@ -84,12 +85,14 @@ def is_main_process(net):
 
 
 def training_callbacks(*, n_batches, epochs, schedule, max_lrs, early_stopping, patience,
-                       accuracy, progress, log, extra=()):
+                       accuracy, progress, log, extra=(), user=None):
     """The callbacks of one fit call, named as skorch takes them.
 
     They depend on the call's length: the schedule runs over its
     ``n_batches * epochs`` steps, from each optimizer group's peak rate in
-    ``max_lrs``. ``log`` prints early stopping's messages.
+    ``max_lrs``. ``log`` prints early stopping's messages. ``user`` is the
+    estimator's ``callbacks`` parameter, placed after the schedule and
+    before early stopping and the progress bar.
     """
     callbacks = [("record_lr", RecordLR()), *extra]
     if accuracy:
@@ -107,6 +110,10 @@ def training_callbacks(*, n_batches, epochs, schedule, max_lrs, early_stopping, 
             torch.optim.lr_scheduler.CosineAnnealingLR, T_max=total_steps,
             step_every="batch", last_epoch=-1,
         )))
+    # A user's callbacks see every epoch before early stopping may end training.
+    user = user or []
+    callbacks += list(zip(callback_names(user), (
+        entry[1] if isinstance(entry, tuple) else entry for entry in user)))
     if early_stopping:
         callbacks.append(("early_stopping", EarlyStopping(
             patience=patience, load_best=True, sink=log,

@@ -9,6 +9,8 @@ the text cannot state another default than the code has.
 import inspect
 import re
 
+from ._params import RESERVED_CALLBACK_NAMES
+
 TRAINING_PARAMETERS_DOC = """\
 image_shape : tuple of int, default=None
         ``(height, width)`` or ``(height, width, channels)`` of flat 2-D
@@ -103,6 +105,17 @@ image_shape : tuple of int, default=None
         check of "auto". The precision a network trained in is kept
         (``precision_``) and used for its predictions on any machine, also
         after ``skvision.load``.%(accelerator_doc)s
+
+    callbacks : list of skorch callbacks or (name, callback) pairs, default=None
+        Added to skvision's own for every fit: e.g. skorch's
+        ``GradientNormClipping``, ``TensorBoard``, ``EpochScoring`` or a
+        ``Checkpoint``. Each epoch they run after the losses are recorded
+        and the learning-rate schedule has stepped, before early stopping
+        and the progress bar, so they see every epoch, the last one too. A
+        callback given bare is named after its class; names must differ
+        from skvision's and skorch's own (%(reserved_callbacks)s).
+        They act on the skorch net (``net_``); ``history_`` shows the
+        columns they record.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialization, dropout, shuffling and the validation
@@ -213,6 +226,7 @@ def fill_doc(architecture="", resize=True):
             "batch_size": defaults["batch_size"], "lr": defaults["lr"],
             "alpha": defaults["alpha"], "precision": defaults["precision"],
             "accelerator_doc": ACCELERATOR_DOC, "image_size_doc": IMAGE_SIZE_DOC,
+            "reserved_callbacks": ", ".join(f'"{name}"' for name in RESERVED_CALLBACK_NAMES),
             "max_epochs": max_epochs, "epoch_budget": f"{budget:,}",
             "epoch_budget_int": budget, "full_epochs_below": f"{budget // max_epochs:,}",
         }

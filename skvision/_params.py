@@ -38,6 +38,7 @@ __all__ = [
     "ACCELERATOR_PRECISION",
     "BOOLEAN",
     "CALLABLE",
+    "CALLBACKS",
     "CLASSIFIER_CONSTRAINTS",
     "CHANNELS",
     "DEVICE",
@@ -47,6 +48,7 @@ __all__ = [
     "IMAGE_AUGMENTER",
     "OPTIMIZERS",
     "RANDOM_STATE",
+    "RESERVED_CALLBACK_NAMES",
     "SCHEDULES",
     "TRAINING_CONSTRAINTS",
     "VERBOSE",
@@ -57,6 +59,7 @@ __all__ = [
     "Relation",
     "Satisfies",
     "TupleOf",
+    "callback_names",
     "image_size",
     "invalid_values",
     "validate_params",
@@ -254,6 +257,38 @@ def _is_image_augmenter(value):
 # segmenter's and detector's training needs.
 IMAGE_AUGMENTER = Satisfies(_is_image_augmenter, "an ImageAugmenter")
 
+# The names of the callbacks skorch and skvision give every net: a user's
+# callback must not take one (it would replace ours, or be replaced).
+RESERVED_CALLBACK_NAMES = ("epoch_timer", "train_loss", "valid_loss", "print_log", "record_lr",
+                           "accuracy", "lr_schedule", "early_stopping", "progress", "losses")
+
+
+def callback_names(callbacks):
+    """The name of each callback of a ``callbacks`` parameter: given, or its class's."""
+    return [entry[0] if isinstance(entry, tuple) else type(entry).__name__
+            for entry in callbacks]
+
+
+def _is_callback_list(callbacks):
+    from skorch.callbacks import Callback
+
+    if not isinstance(callbacks, (list, tuple)):
+        return False
+    for entry in callbacks:
+        if isinstance(entry, tuple):
+            if len(entry) != 2 or not isinstance(entry[0], str):
+                return False
+            entry = entry[1]
+        if not isinstance(entry, Callback):
+            return False
+    names = callback_names(callbacks)
+    return len(set(names)) == len(names) and not set(names) & set(RESERVED_CALLBACK_NAMES)
+
+
+CALLBACKS = [None, Satisfies(_is_callback_list, (
+    "a list of skorch callbacks or (name, callback) pairs with distinct names, none of "
+    + ", ".join(RESERVED_CALLBACK_NAMES)))]
+
 # The training core's choices (skvision._training builds them).
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine")
@@ -281,6 +316,7 @@ TRAINING_CONSTRAINTS = {
     "precision": PRECISION,
     "accelerator": [None, Satisfies(lambda accelerator: hasattr(accelerator, "prepare"),
                                     "an accelerate.Accelerator")],
+    "callbacks": CALLBACKS,
     "random_state": RANDOM_STATE,
     "verbose": VERBOSE,
 }

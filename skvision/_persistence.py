@@ -89,6 +89,7 @@ class _Writer:
         import xgboost
         from sklearn.base import BaseEstimator
         from skorch import NeuralNet
+        from skorch.callbacks import Callback
 
         if value is None or isinstance(value, (bool, str)):
             return value
@@ -97,6 +98,16 @@ class _Writer:
         if isinstance(value, (float, np.floating)):
             value = float(value)
             return value if math.isfinite(value) else {"__float__": repr(value)}
+        if isinstance(value, (list, tuple)) and value and all(
+                isinstance(entry[-1] if isinstance(entry, tuple) else entry, Callback)
+                for entry in value):
+            # A ``callbacks`` parameter: code that only runs in training, like
+            # an augment callable.
+            warnings.warn(
+                f"{where} holds skorch callbacks, which cannot be saved without pickle; it "
+                "is saved as None (they are only used in training).", UserWarning, stacklevel=4,
+            )
+            return None
         if isinstance(value, tuple):
             return {"__tuple__": [self.encode(item, where) for item in value]}
         if isinstance(value, list):
@@ -295,8 +306,9 @@ def save(estimator, path):
         Fitted or not; parameters and fitted attributes are saved, network
         weights as safetensors. An ``augment=`` callable that is not an
         ImageAugmenter is saved as None (with a warning): it only matters in
-        training. So is an ``accelerator``: it belongs to the processes that
-        trained (pass a new one to train on with accelerate).
+        training. So are skorch ``callbacks`` and an ``accelerator``: it
+        belongs to the processes that trained (pass a new one to train on
+        with accelerate).
     path : str or path-like
         The file to write (conventionally ``*.skv``). It is replaced
         atomically: on any failure the previous file stays as it was.

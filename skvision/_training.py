@@ -291,7 +291,7 @@ class BaseNeuralEstimator(BaseEstimator):
             schedule=None if partial else self.lr_schedule, max_lrs=self._group_lrs(),
             early_stopping=early_stopping, patience=getattr(self, "n_iter_no_change", None),
             accuracy=self._target_kind in ("labels", "masks"), progress=self.verbose == 1,
-            log=self._log, extra=self._extra_callbacks(),
+            log=self._log, extra=self._extra_callbacks(), user=self.callbacks,
         ))
         if not reset:
             if hasattr(self.net_, "_rewrap"):
@@ -405,6 +405,11 @@ class BaseNeuralEstimator(BaseEstimator):
 
     def _history_frame(self):
         columns = HISTORY_COLUMNS + list(self._history_extra_columns)
+        # Then what the user's callbacks record (an EpochScoring's column), in
+        # their order; skorch's per-batch records and "is best" flags left out.
+        for row in self.net_.history:
+            columns += [key for key in row if key not in columns and key != "batches"
+                        and not key.endswith("_best")]
         rows = [{key: row.get(key, np.nan) for key in columns} for row in self.net_.history]
         frame = pd.DataFrame(rows, columns=columns)
         return frame.dropna(axis=1, how="all").reset_index(drop=True)

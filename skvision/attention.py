@@ -199,6 +199,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         device="auto",
         precision="32",
         accelerator=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -231,6 +232,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         self.device = device
         self.precision = precision
         self.accelerator = accelerator
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -303,6 +305,7 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
         device="auto",
         precision="32",
         accelerator=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -333,5 +336,6 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
         self.device = device
         self.precision = precision
         self.accelerator = accelerator
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose

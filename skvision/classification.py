@@ -237,6 +237,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         device="auto",
         precision="auto",
         accelerator=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -270,6 +271,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         self.device = device
         self.precision = precision
         self.accelerator = accelerator
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -389,6 +391,7 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
         device="auto",
         precision="auto",
         accelerator=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -420,5 +423,6 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
         self.device = device
         self.precision = precision
         self.accelerator = accelerator
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose

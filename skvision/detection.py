@@ -270,6 +270,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         warm_start=False,
         device="auto",
         precision="32",
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -303,6 +304,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         self.warm_start = warm_start
         self.device = device
         self.precision = precision
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 

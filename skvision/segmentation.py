@@ -181,6 +181,7 @@ class UNetSegmenter(BaseNeuralEstimator):
         device="auto",
         precision="32",
         accelerator=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -213,6 +214,7 @@ class UNetSegmenter(BaseNeuralEstimator):
         self.device = device
         self.precision = precision
         self.accelerator = accelerator
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 

@@ -423,6 +423,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         device="auto",
         precision="32",
         accelerator=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -454,6 +455,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         self.device = device
         self.precision = precision
         self.accelerator = accelerator
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -528,6 +530,7 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         device="auto",
         precision="32",
         accelerator=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -557,5 +560,6 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         self.device = device
         self.precision = precision
         self.accelerator = accelerator
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose

@@ -1,7 +1,18 @@
-"""Shared pytest set-up: tests marked ``gpu`` skip cleanly where CUDA is absent."""
+"""Shared pytest set-up: tests marked ``gpu`` skip cleanly where CUDA is absent, and
+each pytest-xdist worker computes with one torch thread."""
+
+import os
 
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    # `make test` runs one pytest-xdist worker per core: with torch's default
+    # of one thread per core in every worker, the workers would oversubscribe
+    # the cores (measured slower than one worker on 2 cores).
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

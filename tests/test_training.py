@@ -10,6 +10,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback, GradientNormClipping
 from torchvision.transforms import v2
 
 import skvision
@@ -193,3 +196,80 @@ def test_the_extractor_keeps_the_pooling_it_was_fitted_with():
     features = extractor.transform(X)
     assert features.shape == (2, extractor.n_features_out_)
     assert len(extractor.get_feature_names_out()) == features.shape[1]
+
+
+# -- callbacks passed through -------------------------------------------------
+
+
+class _EpochProbe(Callback):
+    """Counts the epochs it sees and records one column."""
+
+    def initialize(self):
+        self.epochs_ = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs_.append(len(net.history))
+        net.history.record("probe", float(len(net.history)))
+
+
+class _GradientNormProbe(Callback):
+    """The largest total gradient norm it sees after the callbacks before it."""
+
+    def initialize(self):
+        self.largest_ = 0.0
+        return self
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        norm = torch.linalg.vector_norm(torch.stack([
+            torch.linalg.vector_norm(parameter.grad) for _, parameter in named_parameters
+            if parameter.grad is not None]))
+        self.largest_ = max(self.largest_, float(norm))
+
+
+def test_a_user_callback_sees_every_epoch_and_records_in_history(digits):
+    X, y = digits
+    probe = _EpochProbe()
+    clf = CNNClassifier(**dict(SMALL_CNN, epochs=30, lr=0.05, lr_schedule=None),
+                        early_stopping=True, n_iter_no_change=1, callbacks=[probe]).fit(X, y)
+    assert len(clf.history_) < 30  # early stopping ended it
+    # The callback ran at every epoch, the one that stopped training included.
+    assert probe.epochs_ == list(range(1, len(clf.history_) + 1))
+    assert clf.history_["probe"].tolist() == [float(epoch) for epoch in probe.epochs_]
+
+
+def test_gradient_norm_clipping_bounds_the_gradient(digits):
+    X, y = digits
+    unclipped, clipped = _GradientNormProbe(), _GradientNormProbe()
+    CNNClassifier(**SMALL_CNN, callbacks=[("probe", unclipped)]).fit(X, y)
+    CNNClassifier(**SMALL_CNN, callbacks=[GradientNormClipping(gradient_clip_value=0.05),
+                                          ("probe", clipped)]).fit(X, y)
+    assert unclipped.largest_ > 0.5
+    assert clipped.largest_ <= 0.05 * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("callbacks, message", [
+    ([("progress", _EpochProbe())], "none of epoch_timer"),
+    ([("early_stopping", _EpochProbe())], "none of epoch_timer"),
+    ([_EpochProbe(), _EpochProbe()], "distinct names"),
+    ([lambda net: None], "skorch callbacks"),
+])
+def test_callback_names_of_skvision_or_skorch_are_refused(digits, callbacks, message):
+    X, y = digits
+    with pytest.raises(InvalidParameterError, match=f"'callbacks' parameter.*{message}"):
+        CNNClassifier(**SMALL_CNN, callbacks=callbacks).fit(X, y)
+
+
+def test_callbacks_clone_grid_search_and_save(digits, tmp_path):
+    X, y = digits
+    clf = CNNClassifier(**SMALL_CNN, callbacks=[GradientNormClipping(gradient_clip_value=1.0)])
+    copy = clone(clf)
+    assert copy.callbacks[0] is not clf.callbacks[0]
+    assert copy.callbacks[0].gradient_clip_value == 1.0
+    search = GridSearchCV(clf, {"lr": [0.003, 0.01]}, cv=2).fit(X, y)
+    assert search.best_estimator_.callbacks[0].gradient_clip_value == 1.0
+    with pytest.warns(UserWarning, match="skorch callbacks"):
+        skvision.save(search.best_estimator_, tmp_path / "model.skv")
+    loaded = skvision.load(tmp_path / "model.skv")
+    assert loaded.callbacks is None
+    np.testing.assert_array_equal(loaded.predict(X), search.best_estimator_.predict(X))

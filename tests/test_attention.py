@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.model_selection import cross_val_score
+from sklearn.model_selection import train_test_split
 
 from skvision import CNNClassifier
 from skvision.attention import VisionTransformerClassifier, VisionTransformerRegressor
@@ -15,10 +15,14 @@ FAST = dict(epochs=4, embed_dim=32, depth=2, device="cpu", random_state=0)
 
 
 @pytest.mark.slow
-def test_default_vit_digits_cross_validation():
+def test_default_vit_digits_held_out():
+    """The defaults on a stratified 80/20 split of the digits: measured 0.9944, 0.9972
+    and 0.9917 for seeds 0, 1 and 2 (one fit: 5-fold cross-validation took 2 minutes)."""
     X, y = load_digit_images(return_X_y=True)
-    scores = cross_val_score(VisionTransformerClassifier(random_state=0), X, y, cv=5)
-    assert scores.mean() >= 0.95
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y,
+                                                        random_state=0)
+    vit = VisionTransformerClassifier(random_state=0).fit(X_train, y_train)
+    assert vit.score(X_test, y_test) >= 0.97
 
 
 def test_attention_maps_are_distributions_at_image_size():

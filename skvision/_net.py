@@ -30,6 +30,9 @@ from ._accelerate import (
 from ._batching import BatchIterator, WeightedTargets, weighted_mean_loss
 from ._torch import autocast
 
+# What skorch records in every history row for its own bookkeeping.
+SKORCH_HISTORY_KEYS = ("batches", "train_batch_count", "valid_batch_count")
+
 # What this module relies on beyond skorch's public API, by owner: methods it
 # overrides or calls, attributes it reads. Checked against the installed
 # skorch by tests/test_net.py.
@@ -40,7 +43,7 @@ SKORCH_PRIVATE_API = {
     "AccelerateMixin attributes read": ("_wrapped_with_accelerator",),
     "EarlyStopping attributes read": ("misses_", "best_model_weights_"),
     "LRScheduler attributes read": ("lr_scheduler_",),
-    "History keys read": ("batches",),
+    "History keys read": SKORCH_HISTORY_KEYS,
 }
 
 
@@ -315,6 +318,19 @@ class AcceleratedNet(AccelerateMixin, Net):
     def _rewrap(self):
         """Prepare the unwrapped module and optimizer again for a further fit."""
         self._initialize_accelerator()
+
+
+def recorded_columns(history):
+    """The columns recorded in ``history`` beyond skorch's bookkeeping, in order.
+
+    skorch's per-batch records and batch counts, and the "is best" flags of
+    its scoring callbacks, are left out.
+    """
+    columns = []
+    for row in history:
+        columns += [key for key in row if key not in columns
+                    and key not in SKORCH_HISTORY_KEYS and not key.endswith("_best")]
+    return columns
 
 
 def no_output(*args, **kwargs):

@@ -37,6 +37,7 @@ from ._net import (
     drop_fit_state,
     has_early_stopping,
     no_output,
+    recorded_columns,
     set_fit_callbacks,
     stopped_early,
 )
@@ -53,10 +54,13 @@ from ._validation import (
     as_height_width,
     check_class_labels,
     check_image_data,
+    check_multilabel_targets,
     check_regression_targets,
     check_sample_weight,
     class_weights,
     encode_labels,
+    is_multilabel,
+    multilabel_positive_weights,
 )
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -71,8 +75,10 @@ class BaseNeuralEstimator(BaseEstimator):
     validated image set; returning the target tensor and the number of
     outputs). ``_target_kind`` says what the targets are: "labels"
     (classifiers: accuracy recorded, stratified validation split), "values"
-    (regressors), "masks" (segmenters: per-pixel class indices, -100 for
-    ignored pixels; pixel accuracy recorded) or "boxes" (the detector).
+    (regressors), "multilabel" (classifiers given a multilabel-indicator
+    ``y``: targets of 0 and 1 per label, mixed as numbers), "masks"
+    (segmenters: per-pixel class indices, -100 for ignored pixels; pixel
+    accuracy recorded) or "boxes" (the detector).
     """
 
     _target_kind = "values"
@@ -405,11 +411,8 @@ class BaseNeuralEstimator(BaseEstimator):
 
     def _history_frame(self):
         columns = HISTORY_COLUMNS + list(self._history_extra_columns)
-        # Then what the user's callbacks record (an EpochScoring's column), in
-        # their order; skorch's per-batch records and "is best" flags left out.
-        for row in self.net_.history:
-            columns += [key for key in row if key not in columns and key != "batches"
-                        and not key.endswith("_best")]
+        # Then what the user's callbacks record (an EpochScoring's column), in their order.
+        columns += [key for key in recorded_columns(self.net_.history) if key not in columns]
         rows = [{key: row.get(key, np.nan) for key in columns} for row in self.net_.history]
         frame = pd.DataFrame(rows, columns=columns)
         return frame.dropna(axis=1, how="all").reset_index(drop=True)
@@ -452,26 +455,46 @@ class BaseNeuralEstimator(BaseEstimator):
 
 
 class NeuralClassifierMixin(ClassifierMixin):
-    """Labels, cross-entropy, weights and predictions shared by the neural classifiers.
+    """Labels, losses, weights and predictions shared by the neural classifiers.
 
     Expects ``label_smoothing`` and ``class_weight`` parameters;
-    ``classes_`` holds the labels.
+    ``classes_`` holds the labels. A multilabel-indicator ``y`` of shape
+    ``(n_samples, n_labels)`` (as :class:`~sklearn.neural_network.MLPClassifier`
+    takes it) trains one sigmoid output per label with binary cross-entropy;
+    ``classes_`` is then ``np.arange(n_labels)``.
     """
 
     _target_kind = "labels"
 
     def _criterion(self):
-        # Unreduced: the net averages over images, with their weights.
+        # Unreduced: the net averages over images (and labels), with their weights.
+        if self._target_kind == "multilabel":
+            positives = getattr(self, "class_weight_", None)
+            return torch.nn.BCEWithLogitsLoss(reduction="none", pos_weight=None if (
+                positives is None) else torch.as_tensor(positives, dtype=torch.float32))
         return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing, reduction="none")
 
     def _prepare_targets(self, y, images, *, reset, classes=None):
         n_samples = len(images)
+        if reset:
+            # The kind of this fit's targets (single label or multilabel), kept by the model.
+            self._target_kind = "multilabel" if is_multilabel(y) else "labels"
+        if self._target_kind == "multilabel":
+            return self._prepare_multilabel_targets(y, n_samples, reset=reset)
         if reset:
             # partial_fit may be given every class up front, before seeing them.
             labels = y if classes is None else classes
             n_labels = n_samples if classes is None else len(classes)
             self.classes_ = check_class_labels(labels, n_labels)
         return encode_labels(y, self.classes_, n_samples), len(self.classes_)
+
+    def _prepare_multilabel_targets(self, y, n_samples, *, reset):
+        y = check_multilabel_targets(y, n_samples, None if reset else len(self.classes_))
+        if reset:
+            self.classes_ = np.arange(y.shape[1])
+        # Label smoothing, as for one label: each target moves towards 1/2.
+        smoothed = y * (1 - self.label_smoothing) + self.label_smoothing / 2
+        return torch.from_numpy(smoothed), y.shape[1]
 
     def _image_weights(self, targets, sample_weight, *, partial):
         if self.class_weight is None:
@@ -484,6 +507,11 @@ class NeuralClassifierMixin(ClassifierMixin):
                 "frequencies of one batch are not those of the data. Compute them once "
                 "with sklearn.utils.class_weight.compute_class_weight('balanced', "
                 "classes=classes, y=y) and pass the result as a dict.")
+        if self._target_kind == "multilabel":
+            # Weights of each label's positives, in the loss (pos_weight), not per image.
+            self.class_weight_ = multilabel_positive_weights(
+                self.class_weight, targets.numpy() >= 0.5)
+            return super()._image_weights(targets, sample_weight, partial=partial)
         counts = np.bincount(targets.numpy(), minlength=len(self.classes_))
         self.class_weight_ = class_weights(self.class_weight, self.classes_, counts)
         weights = self.class_weight_[targets.numpy()]
@@ -503,8 +531,10 @@ class NeuralClassifierMixin(ClassifierMixin):
             :func:`skvision._validation.check_image_data`), or a list, array,
             Series or one-column DataFrame of file paths, decoded batch by
             batch.
-        y : array-like of shape (n_samples,)
-            Class labels.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a multilabel-indicator matrix (0 and 1: which
+            tags each image has), e.g. from
+            :class:`~sklearn.preprocessing.MultiLabelBinarizer`.
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each image in the loss (multiplied by ``class_weight``);
             each batch's loss is the weighted mean over its images.
@@ -523,11 +553,11 @@ class NeuralClassifierMixin(ClassifierMixin):
         ----------
         X : array-like of images
             A batch of training images.
-        y : array-like of shape (n_samples,)
-            Their labels.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Their labels, or a multilabel-indicator matrix.
         classes : array-like of shape (n_classes,), default=None
             All the labels that can occur; required on the first call when
-            ``y`` may not contain every class.
+            ``y`` may not contain every class (not used with multilabel ``y``).
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each image in the loss.
 
@@ -541,16 +571,32 @@ class NeuralClassifierMixin(ClassifierMixin):
     def predict_proba(self, X):
         """Class probabilities, shape ``(n_samples, n_classes)``.
 
+        With multilabel ``y``, each label's probability, shape
+        ``(n_samples, n_labels)`` (they need not sum to 1).
         Like ``predict``, safe to call from several threads at once on a
         fitted estimator (e.g. behind a web server); ``fit`` and
         ``partial_fit`` are not. Large inputs are streamed in blocks.
         """
-        return F.softmax(self._forward(X), dim=1).numpy()
+        scores = self._forward(X)
+        if self._target_kind == "multilabel":
+            return torch.sigmoid(scores).numpy()
+        return F.softmax(scores, dim=1).numpy()
 
     def predict(self, X):
-        """Most probable class label of each image."""
+        """Most probable class label of each image.
+
+        With multilabel ``y``, the indicator matrix ``(n_samples, n_labels)``
+        of the labels whose probability is above 1/2.
+        """
         scores = self._forward(X)
+        if self._target_kind == "multilabel":
+            return (scores > 0).numpy().astype(np.int64)
         return self.classes_[scores.argmax(dim=1).numpy()]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
 
 class NeuralRegressorMixin(RegressorMixin):

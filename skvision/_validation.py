@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 import torch
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from ._data import ArrayImages, FileImages, as_paths, file_mode, scan_files
@@ -32,6 +32,9 @@ __all__ = [
     "check_class_labels",
     "encode_labels",
     "check_regression_targets",
+    "check_multilabel_targets",
+    "is_multilabel",
+    "multilabel_positive_weights",
     "check_sample_weight",
     "class_weights",
     "check_image_list",
@@ -572,6 +575,55 @@ def encode_labels(y, classes, n_samples):
             f"known classes are {classes}."
         )
     return torch.from_numpy(index.astype(np.int64))
+
+
+def is_multilabel(y):
+    """Whether ``y`` is a multilabel-indicator matrix ``(n_samples, n_labels)`` of 0 and 1."""
+    return type_of_target(y) == "multilabel-indicator"
+
+
+def check_multilabel_targets(y, n_samples, n_labels=None):
+    """A multilabel-indicator ``y`` as a float32 array ``(n_samples, n_labels)`` of 0 and 1.
+
+    ``n_labels`` is the number the model was fitted with (None on a first fit).
+    """
+    if hasattr(y, "toarray"):  # scipy sparse, as MultiLabelBinarizer(sparse_output=True) gives
+        y = y.toarray()
+    y = check_array(_check_targets_length(y, n_samples), dtype="numeric", input_name="y")
+    if n_labels is not None and y.shape[1] != n_labels:
+        raise ValueError(
+            f"y has {y.shape[1]} labels (columns), but the model was fitted with {n_labels}.")
+    return y.astype(np.float32)
+
+
+def multilabel_positive_weights(class_weight, y):
+    """The weight of each label's positives in the loss, from ``class_weight``.
+
+    "balanced": each label's negatives over its positives, so a rare tag
+    counts as much as it is missed (``pos_weight`` of
+    :class:`torch.nn.BCEWithLogitsLoss`); a dict ``{column: weight}``
+    (unlisted labels weigh 1). Returns None for None.
+    """
+    if class_weight is None:
+        return None
+    n_samples, n_labels = y.shape
+    if isinstance(class_weight, str):
+        positives = y.sum(axis=0)
+        if np.any(positives == 0):
+            raise ValueError(
+                "class_weight='balanced' needs every label to occur in y; never set: columns "
+                f"{np.flatnonzero(positives == 0).tolist()}. Pass a dict instead.")
+        return ((n_samples - positives) / positives).astype(np.float64)
+    unknown = [key for key in class_weight if not (
+        isinstance(key, numbers.Integral) and 0 <= key < n_labels)]
+    if unknown:
+        raise ValueError(
+            f"With multilabel y, class_weight's keys are column indices 0..{n_labels - 1}; "
+            f"got {unknown}.")
+    weights = np.ones(n_labels)
+    for column, weight in class_weight.items():
+        weights[column] = weight
+    return weights
 
 
 def check_regression_targets(y, n_samples):

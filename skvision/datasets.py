@@ -141,13 +141,17 @@ def make_shapes(
         Number of images.
     image_size : int, default=32
         Side of the square images (at least 8).
-    task : {"classification", "segmentation", "detection"}, default="classification"
+    task : {"classification", "segmentation", "detection", "multilabel"}, \
+            default="classification"
         ``"classification"``: one shape per image, ``y`` its name.
         ``"segmentation"``: 1 to ``max_objects`` shapes, ``y`` an integer
         mask ``(n, h, w)`` with 0 for background and 1, 2, 3 for circle,
         square, triangle (later shapes drawn on top).
         ``"detection"``: 1 to ``max_objects`` non-overlapping shapes, ``y`` a
         list of dicts ``{"boxes": (k, 4) float xyxy, "labels": (k,) str}``.
+        ``"multilabel"``: the detection images, ``y`` a multilabel-indicator
+        matrix ``(n, 3)`` of int: which of circle, square and triangle each
+        image contains (the tags of a multi-label classifier).
     max_objects : int, default=3
         Most shapes per image for segmentation and detection.
     noise : float, default=0.05
@@ -172,9 +176,10 @@ def make_shapes(
     check_scalar(n_samples, "n_samples", numbers.Integral, min_val=1)
     check_scalar(image_size, "image_size", numbers.Integral, min_val=8)
     check_scalar(max_objects, "max_objects", numbers.Integral, min_val=1)
-    if task not in ("classification", "segmentation", "detection"):
+    if task not in ("classification", "segmentation", "detection", "multilabel"):
         raise ValueError(
-            f"task must be 'classification', 'segmentation' or 'detection'; got {task!r}."
+            "task must be 'classification', 'segmentation', 'detection' or 'multilabel'; "
+            f"got {task!r}."
         )
     rng = check_random_state(random_state)
     rows, cols = np.mgrid[0:image_size, 0:image_size].astype(np.float64)
@@ -193,7 +198,8 @@ def make_shapes(
                 center = rng.uniform(radius, image_size - 1 - radius, 2)
                 box = (center[1] - radius, center[0] - radius,
                        center[1] + radius, center[0] + radius)
-                if task != "detection" or all(not _overlap(box, other) for other in boxes):
+                if task not in ("detection", "multilabel") or all(
+                        not _overlap(box, other) for other in boxes):
                     break
             else:
                 continue  # no free place left for another object
@@ -216,6 +222,9 @@ def make_shapes(
         return X, np.array(targets, dtype=object)
     if task == "segmentation":
         return X, np.stack(targets)
+    if task == "multilabel":
+        return X, np.array([[int(name in target["labels"]) for name in SHAPE_NAMES]
+                            for target in targets])
     return X, targets
 
 

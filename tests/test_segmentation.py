@@ -250,12 +250,14 @@ def test_pretrained_encoder_beats_scratch_on_few_images(shapes):
     """Transfer learning for segmentation: 120 images, 10 epochs.
 
     Measured: the shipped ImageNet EfficientNet-Lite0 encoder 0.744 held-out
-    mean IoU, the same budget from scratch 0.242 (20 epochs: 0.867 / 0.631).
+    mean IoU, the same budget from scratch 0.242 (20 epochs: 0.867 / 0.631);
+    0.686 for the encoder since AdamW no longer decays the weights on its own
+    (the segmenter's alpha is 0).
     """
     X, masks = shapes
     params = dict(depth=3, epochs=10, device="cpu", random_state=0)
     pretrained = UNetSegmenter(encoder="efficientnet_lite0", **params).fit(X[:120], masks[:120])
     scratch = UNetSegmenter(**params).fit(X[:120], masks[:120])
     pretrained_iou = pretrained.score(X[240:], masks[240:])
-    assert pretrained_iou >= 0.7
+    assert pretrained_iou >= 0.6
     assert pretrained_iou > scratch.score(X[240:], masks[240:]) + 0.2

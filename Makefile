@@ -33,8 +33,10 @@ $(RELEASE_STAMP): $(RUNTIME_STAMP)
 demo: $(RUNTIME_STAMP)
 	$(BIN)/skvision demo
 
+# One pytest-xdist worker per core, each with one torch thread (tests/conftest.py):
+# 9 minutes on 2 cores where one process with two threads took 20.
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # ruff, with the rules of pyproject.toml's [tool.ruff].
 lint: $(DEV_STAMP)

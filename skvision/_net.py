@@ -14,6 +14,7 @@ import math
 import sys
 import warnings
 
+import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
@@ -74,8 +75,10 @@ class Net(NeuralNet):
     """
 
     def __init__(self, *args, alpha=0.0, l1_ratio=0.0, generator=None, augment=None,
-                 precision="32", input_size=None, memory_channels_last=True, **kwargs):
+                 precision="32", input_size=None, memory_channels_last=True,
+                 target_kind="values", **kwargs):
         super().__init__(*args, **kwargs)
+        self.target_kind = target_kind
         self.alpha = alpha
         self.l1_ratio = l1_ratio
         self.generator = generator
@@ -119,6 +122,37 @@ class Net(NeuralNet):
         for name in self._optimizers:
             self.grad_scaler_.step(getattr(self, name + "_"))
         self.grad_scaler_.update()
+
+    def predict_proba(self, X):
+        """What a scoring callback (skorch's ``EpochScoring``) sees as probabilities.
+
+        For classifiers and segmenters the class probabilities (softmax; one
+        sigmoid per label with multilabel targets) rather than skorch's raw module
+        outputs; other networks' outputs as they are.
+        """
+        # skorch's forward: every batch's output (under autocast: bfloat16 or
+        # float16, which numpy has not), concatenated.
+        outputs = self.forward(X, training=False)
+        outputs = (outputs[0] if isinstance(outputs, tuple) else outputs).float().cpu()
+        if self.target_kind in ("labels", "masks"):
+            return torch.softmax(outputs, dim=1).numpy()
+        if self.target_kind == "multilabel":
+            return torch.sigmoid(outputs).numpy()
+        return outputs.numpy()
+
+    def predict(self, X):
+        """What a scoring callback sees as predictions, in the encoding of the net's targets.
+
+        Class indices (the positions in the estimator's ``classes_``) for
+        classifiers and per pixel for segmenters, the indicator matrix for multilabel targets, the
+        network's outputs (standardized targets for the regressors) otherwise.
+        """
+        proba = self.predict_proba(X)
+        if self.target_kind in ("labels", "masks"):
+            return proba.argmax(axis=1)
+        if self.target_kind == "multilabel":
+            return (proba > 0.5).astype(np.int64)
+        return proba
 
     def validation_step(self, batch, **fit_params):
         with self._autocast():

@@ -62,6 +62,7 @@ from ._validation import (
     is_multilabel,
     multilabel_positive_weights,
 )
+from .nn.losses import MultiLabelLoss
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -180,6 +181,7 @@ class BaseNeuralEstimator(BaseEstimator):
             l1_ratio=self.l1_ratio,
             precision=self._trained_precision(),
             memory_channels_last=self._channels_last_memory(),
+            target_kind=self._target_kind,
             generator=torch.Generator().manual_seed(self._seed),
             **accelerated,
             **{f"optimizer__{key}": value for key, value in self._optimizer_options().items()},
@@ -469,9 +471,7 @@ class NeuralClassifierMixin(ClassifierMixin):
     def _criterion(self):
         # Unreduced: the net averages over images (and labels), with their weights.
         if self._target_kind == "multilabel":
-            positives = getattr(self, "class_weight_", None)
-            return torch.nn.BCEWithLogitsLoss(reduction="none", pos_weight=None if (
-                positives is None) else torch.as_tensor(positives, dtype=torch.float32))
+            return MultiLabelLoss(self.label_smoothing, getattr(self, "class_weight_", None))
         return torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing, reduction="none")
 
     def _prepare_targets(self, y, images, *, reset, classes=None):
@@ -492,9 +492,7 @@ class NeuralClassifierMixin(ClassifierMixin):
         y = check_multilabel_targets(y, n_samples, None if reset else len(self.classes_))
         if reset:
             self.classes_ = np.arange(y.shape[1])
-        # Label smoothing, as for one label: each target moves towards 1/2.
-        smoothed = y * (1 - self.label_smoothing) + self.label_smoothing / 2
-        return torch.from_numpy(smoothed), y.shape[1]
+        return torch.from_numpy(y), y.shape[1]
 
     def _image_weights(self, targets, sample_weight, *, partial):
         if self.class_weight is None:
@@ -509,8 +507,7 @@ class NeuralClassifierMixin(ClassifierMixin):
                 "classes=classes, y=y) and pass the result as a dict.")
         if self._target_kind == "multilabel":
             # Weights of each label's positives, in the loss (pos_weight), not per image.
-            self.class_weight_ = multilabel_positive_weights(
-                self.class_weight, targets.numpy() >= 0.5)
+            self.class_weight_ = multilabel_positive_weights(self.class_weight, targets.numpy())
             return super()._image_weights(targets, sample_weight, partial=partial)
         counts = np.bincount(targets.numpy(), minlength=len(self.classes_))
         self.class_weight_ = class_weights(self.class_weight, self.classes_, counts)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _memory import PEAK_HELPERS
+from _memory import PEAK_HELPERS, peak_environment
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -366,7 +366,8 @@ def test_fit_on_3000_jpeg_files_keeps_memory_bounded(tmp_path):
     import sys
 
     result = subprocess.run([sys.executable, "-c", _FILES_SCRIPT, str(tmp_path), "3000"],
-                            capture_output=True, text=True, timeout=1200, check=True)
+                            capture_output=True, text=True, timeout=1200, check=True,
+                            env=peak_environment())
     epochs, before, growth = map(int, result.stdout.split())
     print(f"3,000 JPEG files of 224 px: peak growth {growth} MiB during fit")
     assert epochs == 1
@@ -400,7 +401,7 @@ def test_fit_on_a_uint8_array_does_not_copy_it():
     import sys
 
     result = subprocess.run([sys.executable, "-c", _ARRAY_SCRIPT], capture_output=True,
-                            text=True, timeout=1200, check=True)
+                            text=True, timeout=1200, check=True, env=peak_environment())
     array_mib, growth = map(int, result.stdout.split())
     print(f"{array_mib} MiB uint8 array: peak growth {growth} MiB during fit")
     # 1.5x is the bar; 0.5x also catches a uint8 copy of the array.

@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
-from skorch.callbacks import Callback, GradientNormClipping
+from skorch.callbacks import Callback, EpochScoring, GradientNormClipping
 from torchvision.transforms import v2
 
 import skvision
@@ -273,3 +273,28 @@ def test_callbacks_clone_grid_search_and_save(digits, tmp_path):
     loaded = skvision.load(tmp_path / "model.skv")
     assert loaded.callbacks is None
     np.testing.assert_array_equal(loaded.predict(X), search.best_estimator_.predict(X))
+
+
+def _targets_of_weighted_batches(y):
+    return y[0]
+
+
+def test_an_epoch_scoring_callback_sees_predictions_and_records_a_column(digits):
+    X, y = digits
+    scoring = EpochScoring("accuracy", lower_is_better=False, name="valid_accuracy")
+    clf = CNNClassifier(**dict(SMALL_CNN, epochs=3), early_stopping=True, n_iter_no_change=5,
+                        callbacks=[scoring]).fit(X, y)
+    # Scored on the validation split with the predicted classes: skvision's own
+    # valid_acc, computed from the same batches, agrees.
+    np.testing.assert_allclose(clf.history_["valid_accuracy"], clf.history_["valid_acc"])
+    # Weighted batches carry (targets, weights): the documented target_extractor.
+    weighted = CNNClassifier(**SMALL_CNN, early_stopping=True, callbacks=[EpochScoring(
+        "accuracy", lower_is_better=False, target_extractor=_targets_of_weighted_batches)])
+    weighted.fit(X, y, sample_weight=np.where(y == 0, 2.0, 1.0))
+    assert 0 <= weighted.history_["accuracy"].iloc[0] <= 1
+    # Multilabel targets: a scorer of indicator matrices (a score of logits would fail).
+    X_tags, tags = make_shapes(n_samples=64, image_size=16, task="multilabel", random_state=0)
+    tagger = CNNClassifier(**SMALL_CNN, early_stopping=True, validation_fraction=0.25,
+                           callbacks=[EpochScoring("f1_samples", lower_is_better=False)])
+    scores = tagger.fit(X_tags, tags).history_["f1_samples"]
+    assert len(scores) == 1 and 0 <= scores.iloc[0] <= 1

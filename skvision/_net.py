@@ -64,6 +64,19 @@ def elastic_net_penalty(module, l1_ratio):
     return penalty
 
 
+def output_probabilities(outputs, target_kind):
+    """The probabilities of a network's float ``outputs`` for targets of ``target_kind``.
+
+    A softmax over the classes (axis 1) for "labels" and "masks", one sigmoid
+    per label for "multilabel"; other outputs are returned as they are.
+    """
+    if target_kind in ("labels", "masks"):
+        return torch.softmax(outputs, dim=1)
+    if target_kind == "multilabel":
+        return torch.sigmoid(outputs)
+    return outputs
+
+
 class Net(NeuralNet):
     """skorch's NeuralNet plus the penalty, the NaN-loss guard, fast batches
     and mixed precision.
@@ -126,26 +139,23 @@ class Net(NeuralNet):
     def predict_proba(self, X):
         """What a scoring callback (skorch's ``EpochScoring``) sees as probabilities.
 
-        For classifiers and segmenters the class probabilities (softmax; one
-        sigmoid per label with multilabel targets) rather than skorch's raw module
+        For classifiers and segmenters the class probabilities (see
+        :func:`output_probabilities`) rather than skorch's raw module
         outputs; other networks' outputs as they are.
         """
         # skorch's forward: every batch's output (under autocast: bfloat16 or
         # float16, which numpy has not), concatenated.
         outputs = self.forward(X, training=False)
         outputs = (outputs[0] if isinstance(outputs, tuple) else outputs).float().cpu()
-        if self.target_kind in ("labels", "masks"):
-            return torch.softmax(outputs, dim=1).numpy()
-        if self.target_kind == "multilabel":
-            return torch.sigmoid(outputs).numpy()
-        return outputs.numpy()
+        return output_probabilities(outputs, self.target_kind).numpy()
 
     def predict(self, X):
         """What a scoring callback sees as predictions, in the encoding of the net's targets.
 
         Class indices (the positions in the estimator's ``classes_``) for
-        classifiers and per pixel for segmenters, the indicator matrix for multilabel targets, the
-        network's outputs (standardized targets for the regressors) otherwise.
+        classifiers and per pixel for segmenters, the indicator matrix for
+        multilabel targets, the network's outputs (standardized targets for
+        the regressors) otherwise.
         """
         proba = self.predict_proba(X)
         if self.target_kind in ("labels", "masks"):

@@ -20,7 +20,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
@@ -37,6 +36,7 @@ from ._net import (
     drop_fit_state,
     has_early_stopping,
     no_output,
+    output_probabilities,
     recorded_columns,
     set_fit_callbacks,
     stopped_early,
@@ -109,17 +109,6 @@ class BaseNeuralEstimator(BaseEstimator):
             return "32"
         return resolve_precision(self.precision, device)
 
-    def _trained_precision(self):
-        """The arithmetic the network trained in, for every prediction.
-
-        ``precision_`` is set when the network is built and saved with the
-        model, so a loaded model predicts as it did where it trained (a
-        file from before it existed resolves ``precision`` here).
-        """
-        if not hasattr(self, "precision_"):
-            self.precision_ = self._training_precision(self.device_)
-        return self.precision_
-
     def _extra_callbacks(self):
         """Callbacks a subclass adds to every fit (e.g. extra loss columns)."""
         return []
@@ -179,7 +168,7 @@ class BaseNeuralEstimator(BaseEstimator):
             **quiet,
             alpha=self.alpha,
             l1_ratio=self.l1_ratio,
-            precision=self._trained_precision(),
+            precision=self.precision_,
             memory_channels_last=self._channels_last_memory(),
             target_kind=self._target_kind,
             generator=torch.Generator().manual_seed(self._seed),
@@ -368,6 +357,9 @@ class BaseNeuralEstimator(BaseEstimator):
         """
         if key != "net_":
             raise ValueError(f"Unknown network attribute {key!r} in the model file.")
+        if not hasattr(self, "precision_"):
+            # A file from before precision_ was kept: resolved as it was then.
+            self.precision_ = self._training_precision(device)
         net = self._new_net(self.image_shape_[2], self._n_outputs, device)
         net.initialize()
         net.module_.load_state_dict(state["module"])
@@ -439,12 +431,14 @@ class BaseNeuralEstimator(BaseEstimator):
         return predict_batches(
             self.net_.module_, images, batch_size=self.batch_size, device=self.device_,
             # The arithmetic the network trained in ("auto" resolved when it was built).
-            forward=forward, precision=self._trained_precision(),
+            forward=forward, precision=self.precision_,
             size=self._resize_to(images), memory_channels_last=self._channels_last_memory(),
         )
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        if "net_" in state and "precision_" not in state:
+            self.precision_ = self.net_.precision  # pickled before precision_ was kept
         if "net_" in state and self.net_.device is not None:
             # skorch maps a model pickled on a GPU to the CPU where there is
             # none (with a warning); predict and warm starts follow it there.
@@ -574,10 +568,7 @@ class NeuralClassifierMixin(ClassifierMixin):
         fitted estimator (e.g. behind a web server); ``fit`` and
         ``partial_fit`` are not. Large inputs are streamed in blocks.
         """
-        scores = self._forward(X)
-        if self._target_kind == "multilabel":
-            return torch.sigmoid(scores).numpy()
-        return F.softmax(scores, dim=1).numpy()
+        return output_probabilities(self._forward(X), self._target_kind).numpy()
 
     def predict(self, X):
         """Most probable class label of each image.

@@ -110,7 +110,7 @@ class _VisionTransformerMixin:
             return maps / maps.sum(dim=(1, 2), keepdim=True)
 
         return predict_batches(module, images, batch_size=self.batch_size, device=self.device_,
-                               forward=rollout, precision=self._trained_precision(),
+                               forward=rollout, precision=self.precision_,
                                size=self._resize_to(images)).numpy()
 
 

@@ -491,7 +491,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         # torchvision's detection models take a list of images.
         results = predict_batches(
             module, images, batch_size=self.batch_size, device=self.device_,
-            forward=lambda batch: step(module, list(batch)), precision=self._trained_precision(),
+            forward=lambda batch: step(module, list(batch)), precision=self.precision_,
             size=self._resize_to(images),
         )
         if size is not None:

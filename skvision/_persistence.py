@@ -41,16 +41,17 @@ FORMAT_VERSION = 1
 
 
 def _trusted_classes():
-    """The classes a file may name: skvision's estimators and XGBoost's models.
+    """The classes a file may name: skvision's estimators and networks, XGBoost's models.
 
-    Built from the estimators themselves: every public scikit-learn
-    estimator class defined in skvision's modules (all are imported with the
-    package), so a new estimator is loadable without a list to keep.
+    Built from the classes themselves: every public scikit-learn estimator
+    and torch module class defined in skvision's modules (all are imported
+    with the package), so a new one is loadable without a list to keep.
     """
     import xgboost
     from sklearn.base import BaseEstimator
 
-    classes, pending = [xgboost.XGBClassifier, xgboost.XGBRegressor], [BaseEstimator]
+    classes, pending = [xgboost.XGBClassifier, xgboost.XGBRegressor], [
+        BaseEstimator, torch.nn.Module]
     while pending:
         for cls in pending.pop().__subclasses__():
             pending.append(cls)
@@ -126,6 +127,10 @@ class _Writer:
             return self.array(value)
         if isinstance(value, torch.Tensor):
             return self.tensor(value)
+        if isinstance(value, type) and issubclass(value, torch.nn.Module):
+            # A user's network class (``backbone=MyNet``): its import path,
+            # imported at load only when skvision's or listed in ``trusted``.
+            return {"__class__": f"{value.__module__}.{value.__qualname__}"}
         if isinstance(value, pd.DataFrame):
             return {"__dataframe__": {
                 "columns": [str(column) for column in value.columns],
@@ -162,6 +167,14 @@ class _Writer:
                 raise TypeError(f"{where}: {_class_path(value)} is not a skvision estimator and "
                                 "cannot be saved safely.")
             state = value.__getstate__()
+            for name in value._get_param_names():
+                if isinstance(state.get(name), torch.nn.Module):
+                    raise TypeError(
+                        f"{where}.{name} is a torch module instance, whose constructor "
+                        "arguments are unknown: it cannot be saved without pickle. Pass its "
+                        f"class and arguments instead: {name}={type(state[name]).__name__}, "
+                        f"{name}__<argument>=value."
+                    )
             return {"__estimator__": _class_path(value),
                     "state": self.encode(state, f"{where}.{type(value).__name__}")}
         if callable(value):
@@ -183,10 +196,11 @@ def _plain_history(history):
 
 
 class _Reader:
-    def __init__(self, archive, tensors, trusted):
+    def __init__(self, archive, tensors, trusted, user_trusted=()):
         self.archive = archive
         self.tensors = tensors
         self.trusted = trusted
+        self.user_trusted = frozenset(user_trusted)
         self.nets = []
 
     def array(self, name):
@@ -201,6 +215,8 @@ class _Reader:
         tag = next((key for key in value if key.startswith("__")), None)
         if tag == "__float__":
             return float(value[tag])
+        if tag == "__class__":
+            return self._trusted(value[tag])
         if tag == "__tuple__":
             return tuple(self.decode(item) for item in value[tag])
         if tag == "__dict__":
@@ -244,6 +260,8 @@ class _Reader:
             estimator.__setstate__(state)
             # A parameter added since the file was written takes its default.
             for name, parameter in inspect.signature(cls.__init__).parameters.items():
+                if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                    continue  # **backbone_arguments: saved as the attributes they set
                 if name != "self" and not hasattr(estimator, name):
                     setattr(estimator, name, parameter.default)
             for key, item in pending.items():
@@ -252,12 +270,36 @@ class _Reader:
         raise ValueError(f"Unknown entry {sorted(value)[:3]} in the model file.")
 
     def _trusted(self, path):
-        if path not in self.trusted:
-            raise ValueError(
-                f"The model file names the type {path!r}, which is not one skvision loads: "
-                "refusing to load it (only skvision estimators and XGBoost models are allowed)."
-            )
-        return self.trusted[path]
+        if path in self.trusted:
+            return self.trusted[path]
+        if path in self.user_trusted:
+            return _import_class(path)
+        raise ValueError(
+            f"The model file names the type {path!r}, which is not one skvision loads: "
+            "refusing to load it (skvision's estimators and networks and XGBoost's models are "
+            f"allowed). If you trust the file and that class, pass trusted=[{path!r}]."
+        )
+
+
+def _import_class(path):
+    """Import ``module.Qualified.Name``: a class the caller listed in ``trusted``."""
+    import importlib
+
+    module_name, _, qualname = path.rpartition(".")
+    while module_name:
+        try:
+            target = importlib.import_module(module_name)
+            break
+        except ModuleNotFoundError:  # a nested class: the module is shorter
+            module_name, _, outer = module_name.rpartition(".")
+            qualname = f"{outer}.{qualname}"
+    else:
+        raise ValueError(f"Cannot import the trusted type {path!r}.")
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not (isinstance(target, type) and issubclass(target, torch.nn.Module)):
+        raise ValueError(f"The trusted type {path!r} is not a torch.nn.Module subclass.")
+    return target
 
 
 class _Pending:
@@ -347,13 +389,19 @@ def save(estimator, path):
         raise
 
 
-def load(path):
+def load(path, *, trusted=None):
     """Load an estimator written by :func:`save`.
 
     Parameters
     ----------
     path : str or path-like
         A file written by :func:`save`.
+    trusted : list of str, default=None
+        Import paths of classes outside skvision that the file may name,
+        e.g. ``["mypackage.MyNet"]`` for a model trained with
+        ``backbone=MyNet``. Only these are imported (and then built with
+        the saved arguments); a file naming any other type is refused
+        before anything is built. Nothing is ever unpickled.
 
     Returns
     -------
@@ -365,7 +413,8 @@ def load(path):
     ------
     ValueError
         The file is not a skvision model, is truncated or altered, names a
-        type skvision does not load, or comes from a newer format version.
+        type skvision does not load and ``trusted`` does not list, or comes
+        from a newer format version.
 
     Examples
     --------
@@ -380,6 +429,8 @@ def load(path):
     np.True_
     """
     path = os.fspath(path)
+    if isinstance(trusted, str) or not all(isinstance(name, str) for name in trusted or ()):
+        raise TypeError(f"trusted must be a list of class import paths (str); got {trusted!r}.")
     try:
         with zipfile.ZipFile(path) as archive:
             if archive.testzip() is not None:
@@ -403,7 +454,7 @@ def load(path):
                     stacklevel=2,
                 )
             tensors = load_tensors(archive.read("tensors.safetensors"))
-            reader = _Reader(archive, tensors, _trusted_classes())
+            reader = _Reader(archive, tensors, _trusted_classes(), trusted or ())
             return reader.decode(document["estimator"])
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError) as error:
         raise ValueError(

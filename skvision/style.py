@@ -40,16 +40,17 @@ _WEIGHT = [Interval(numbers.Real, 0, None)]
 
 _DEFAULT_LAYERS = {
     "efficientnet_lite0": {
-        "content": ("stages.4.1.bn1",),
-        "style": ("stages.0", "stages.2.0.bn1", "stages.2.1.bn1", "stages.3.1.bn1",
-                  "stages.4.1.bn1"),
+        "content": ("network.blocks.3.1.bn1",),
+        "style": ("network.bn1", "network.blocks.1.0.bn1", "network.blocks.1.1.bn1",
+                  "network.blocks.2.1.bn1", "network.blocks.3.1.bn1"),
     },
 }
 
 
 def _stage_layers(backbone):
     """Fallback for other backbones: stage outputs (content: the middle one)."""
-    names = [f"stages.{index}" for index in range(len(backbone.stages))]
+    names = [f"network.{level['module']}" for level in backbone.levels
+             if level["module"] is not None]
     return {"content": (names[len(names) // 2],), "style": tuple(names[: min(5, len(names))])}
 
 

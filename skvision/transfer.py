@@ -32,25 +32,70 @@ from ._validation import as_height_width, check_image_data
 from .nn.backbones import (
     BackboneClassifier,
     backbone_input_size,
+    backbone_name,
     build_backbone,
     is_known_backbone,
 )
-from .nn.blocks import global_pool
 
 __all__ = ["PretrainedFeatureExtractor", "FineTunedClassifier", "FineTunedRegressor"]
 
 # The backbone parameters of the extractor and of both fine-tuned models.
 BACKBONE_CONSTRAINTS = {
     "backbone": [Satisfies(is_known_backbone, (
-        "a backbone name: one of skvision.nn.list_backbones() or a timm or torchvision "
-        "model name"))],
+        "a backbone name (one of skvision.nn.list_backbones() or a timm or torchvision "
+        "model name), or a torch.nn.Module subclass or instance"))],
     "weights": [None, Options(False), PATH, InstanceOf(dict, "a state dict")],
     "layer": [Interval(numbers.Integral, None, None)],
-    "pooling": [Options("avg", "max", "avgmax")],
+    "pooling": [Options("auto", "avg", "max", "avgmax")],
 }
 
 
-class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
+ARGUMENT_PREFIX = "backbone__"
+
+
+class _BackboneArguments:
+    """``backbone__<name>`` parameters: the constructor arguments of a user's network.
+
+    As skorch's ``module__<name>``: they are parameters like any other for
+    ``get_params``, ``set_params``, ``clone`` and grid searches, stored on
+    the estimator under their full name.
+    """
+
+    def _store_backbone_arguments(self, arguments):
+        # Stored as given; checked at fit (_build_backbone), as every parameter is.
+        for name, value in arguments.items():
+            setattr(self, name, value)
+
+    def _backbone_arguments(self):
+        return {name[len(ARGUMENT_PREFIX):]: value for name, value in vars(self).items()
+                if name.startswith(ARGUMENT_PREFIX)}
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        params.update({name: value for name, value in vars(self).items()
+                       if name.startswith(ARGUMENT_PREFIX)})
+        return params
+
+    def set_params(self, **params):
+        for name in [name for name in params if name.startswith(ARGUMENT_PREFIX)]:
+            setattr(self, name, params.pop(name))
+        return super().set_params(**params)
+
+    def _build_backbone(self, weights, image_size):
+        signature = set(self._get_param_names())
+        unknown = [name for name in vars(self) if name not in signature
+                   and not name.startswith(("_", ARGUMENT_PREFIX)) and not name.endswith("_")]
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got an unexpected parameter {unknown[0]!r}: besides "
+                f"the documented ones it takes only {ARGUMENT_PREFIX}<name> arguments of a "
+                "backbone class."
+            )
+        return build_backbone(self.backbone, weights=weights, layer=self.layer,
+                              image_size=image_size, arguments=self._backbone_arguments())
+
+
+class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstimator):
     """Image features from a pretrained network with its classifier removed.
 
     Transfer learning in its simplest form: a network trained on ImageNet
@@ -68,17 +113,29 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str, default="efficientnet_lite0"
-        Registry name (weights ship with skvision's dependencies) or any
-        timm/torchvision model name with local ``weights``.
-    weights : None, path or False, default=None
-        None: the registry's or the local cache's weights; a path to a
-        ``.safetensors``/``.pth`` state dict; False: random weights.
+    backbone : str, torch.nn.Module subclass or instance, default="efficientnet_lite0"
+        Registry name (weights ship with skvision's dependencies), any timm
+        model name (CNNs, vision transformers such as DINOv2 or CLIP, Swin,
+        MaxViT, ...) or a torchvision classification model name; see
+        :func:`skvision.nn.build_backbone`. Or your own network: a
+        ``torch.nn.Module`` subclass, built with the ``backbone__<name>``
+        arguments, or an instance (copied at ``fit``; save needs the class
+        form). Its output, a feature map or vector, gets skvision's pooling
+        and head.
+    weights : None, path, dict or False, default=None
+        None: the registry's weights, else the hub cache's; a path to a
+        ``.safetensors``/``.pth`` state dict; a state dict; False: random
+        weights.
     layer : int, default=-1
-        Stage at which the network is cut: -1 keeps every feature stage,
-        -2 one stage earlier (more generic, lower-level features).
-    pooling : {"avg", "max", "avgmax"}, default="avg"
-        Global pooling of the feature maps ("avgmax" concatenates both).
+        Feature level at which the network is cut: -1 keeps the network's
+        final features, -2 one level earlier (more generic, lower-level
+        features), and so on down its stages.
+    pooling : {"auto", "avg", "max", "avgmax"}, default="auto"
+        How the features become one vector per image. "auto": the network's
+        own pre-logits features (timm's ``forward_head(pre_logits=True)``:
+        a vision transformer's class token, a CNN's average-pooled maps),
+        or average pooling when ``layer`` cuts the network. "avg", "max" and
+        "avgmax" (both, concatenated) pool the feature maps.
     image_size : int or tuple of int, default=None
         Size images are resized to; the backbone's own (224) by default.
         Smaller is faster and coarser. Image files are decoded at this size.
@@ -96,6 +153,10 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         features are returned as float32 either way.
     verbose : int, default=0
         1 shows a progress bar over the batches of ``transform``.
+    **backbone_arguments : dict
+        ``backbone__<name>=value``: constructor arguments of a ``backbone``
+        class, parameters like any other for ``set_params`` and grid
+        searches.
 
     Attributes
     ----------
@@ -145,7 +206,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         backbone="efficientnet_lite0",
         weights=None,
         layer=-1,
-        pooling="avg",
+        pooling="auto",
         image_size=None,
         batch_size=64,
         image_shape=None,
@@ -153,6 +214,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         device="auto",
         precision="32",
         verbose=0,
+        **backbone_arguments,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -165,6 +227,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self.device = device
         self.precision = precision
         self.verbose = verbose
+        self._store_backbone_arguments(backbone_arguments)
 
     def fit(self, X, y=None):
         """Load the backbone and record the image shape; nothing is trained.
@@ -185,9 +248,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self._pooling = self.pooling
         self._check_data(X, reset=True)
         self.device_ = resolve_device(self.device)
-        self.backbone_ = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
+        self.backbone_ = self._build_backbone(self.weights, self._image_size)
         self.backbone_.requires_grad_(False).eval().to(self.device_)
-        self.n_features_out_ = self.backbone_.out_channels * (2 if self._pooling == "avgmax" else 1)
+        self.n_features_out_ = self.backbone_.n_features(self._pooling)
         return self
 
     def _check_data(self, X, reset):
@@ -215,9 +278,10 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         bar = tqdm(total=len(images), disable=not self.verbose, desc="features", unit="image")
 
         def features(batch):
-            maps = self.backbone_(self.backbone_.preprocessing(batch, self._image_size))
+            vectors = self.backbone_.pool(self.backbone_.preprocessing(batch, self._image_size),
+                                          self._pooling)
             bar.update(len(batch))
-            return global_pool(maps, self._pooling)
+            return vectors
 
         try:
             return predict_batches(
@@ -231,14 +295,15 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         """The persistence hook: ``backbone_`` of a saved extractor, from its state dict."""
         if key != "backbone_":
             raise ValueError(f"Unknown network attribute {key!r} in the model file.")
-        backbone = build_backbone(self.backbone, weights=False, layer=self.layer)
+        backbone = self._build_backbone(False, self._image_size)
         backbone.load_state_dict(state)
         return backbone.requires_grad_(False).eval().to(device)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``<backbone>_0``, ``<backbone>_1``, ... of the output features."""
         check_is_fitted(self, "n_features_out_")
-        return np.array([f"{self.backbone}_{i}" for i in range(self.n_features_out_)], dtype=object)
+        name = backbone_name(self.backbone).rsplit(".", 1)[-1]
+        return np.array([f"{name}_{i}" for i in range(self.n_features_out_)], dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -266,23 +331,27 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
 
 
 _FREEZE_DOC = """\
-backbone : str, default="efficientnet_lite0"
-        Registry name or timm/torchvision model name (with local weights).
+backbone : str, torch.nn.Module subclass or instance, default="efficientnet_lite0"
+        As in :class:`PretrainedFeatureExtractor`: a registry, timm or
+        torchvision name, or your own network.
 
-    weights : None, path or False, default=None
+    weights : None, path, dict or False, default=None
         As in :class:`PretrainedFeatureExtractor`.
 
     layer : int, default=-1
-        Last backbone stage kept.
+        Last feature level kept (timm's stages, then the final features).
 
     freeze : {"all", "none"} or int, default="all"
-        Which backbone stages stay fixed: "all" trains the new head only
+        Which backbone levels stay fixed: "all" trains the new head only
         (fast, best with little data), "none" trains everything, an int
-        ``n`` trains the last ``n`` stages. Frozen stages keep their batch
-        norm statistics.
+        ``n`` trains the last ``n`` feature levels (stages). Frozen levels
+        keep their batch norm statistics.
 
-    pooling : {"avg", "max", "avgmax"}, default="avg"
-        Global pooling before the head.
+    pooling : {"auto", "avg", "max", "avgmax"}, default="auto"
+        How the features become the head's input vector: "auto" the
+        network's own pre-logits features (a vision transformer's class
+        token, a CNN's average-pooled maps; average pooling when ``layer``
+        cuts the network), else global pooling of the feature maps.
 
     image_size : int or tuple of int, default=None
         Size images are resized to by the network; the backbone's own (224)
@@ -297,7 +366,7 @@ backbone : str, default="efficientnet_lite0"
         small changes)."""
 
 
-class _FineTunedMixin:
+class _FineTunedMixin(_BackboneArguments):
     """Backbone, new head, input size and learning rates shared by both fine-tuned models."""
 
     # A pretrained backbone needs few passes; each costs a large network's time.
@@ -318,7 +387,7 @@ class _FineTunedMixin:
         return None if self.freeze == "none" else int(self.freeze)
 
     def _build_module(self, n_channels, n_outputs, input_size):
-        backbone = build_backbone(self.backbone, weights=self.weights, layer=self.layer)
+        backbone = self._build_backbone(self.weights, self._image_size())
         return BackboneClassifier(
             backbone, n_outputs, pooling=self.pooling, dropout=self.dropout,
             image_size=self._image_size(),
@@ -364,6 +433,10 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
 
     %(training_parameters)s
 
+    **backbone_arguments : dict
+        ``backbone__<name>=value``: constructor arguments of a ``backbone``
+        class (see :class:`PretrainedFeatureExtractor`).
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -399,7 +472,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         weights=None,
         layer=-1,
         freeze="all",
-        pooling="avg",
+        pooling="auto",
         image_size=None,
         dropout=0.2,
         backbone_lr=0.1,
@@ -426,6 +499,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         callbacks=None,
         random_state=None,
         verbose=0,
+        **backbone_arguments,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -458,6 +532,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
+        self._store_backbone_arguments(backbone_arguments)
 
 
 @fill_doc(architecture=_FREEZE_DOC, resize=False)
@@ -476,6 +551,10 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
     %(architecture)s
 
     %(training_parameters)s
+
+    **backbone_arguments : dict
+        ``backbone__<name>=value``: constructor arguments of a ``backbone``
+        class (see :class:`PretrainedFeatureExtractor`).
 
     Attributes
     ----------
@@ -508,7 +587,7 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         weights=None,
         layer=-1,
         freeze="all",
-        pooling="avg",
+        pooling="auto",
         image_size=None,
         dropout=0.2,
         backbone_lr=0.1,
@@ -533,6 +612,7 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         callbacks=None,
         random_state=None,
         verbose=0,
+        **backbone_arguments,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -563,3 +643,4 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
+        self._store_backbone_arguments(backbone_arguments)

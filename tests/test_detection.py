@@ -237,12 +237,12 @@ def test_pretrained_backbone_with_frozen_stages_and_fpn(small):
     detector = FasterRCNNDetector(**FAST, backbone="efficientnet_lite0", trainable_layers=2)
     detector.fit(X, targets)
     features = detector.module_.backbone.features
-    assert features.frozen_stages == list(range(len(features.stages) - 2))
-    pretrained = build_backbone("efficientnet_lite0", layer=-2)
-    first, last = 0, len(features.stages) - 1
-    for index, changed in ((first, False), (last, True)):
-        before = torch.cat([p.flatten() for p in pretrained.stages[index].parameters()])
-        after = torch.cat([p.flatten() for p in features.stages[index].parameters()])
+    levels = features.backbone.level_parameters()
+    assert features.frozen_stages == list(range(len(levels) - 2))
+    pretrained = build_backbone("efficientnet_lite0", layer=-2).level_parameters()
+    for index, changed in ((0, False), (len(levels) - 1, True)):
+        before = torch.cat([p.flatten() for p in pretrained[index]])
+        after = torch.cat([p.flatten() for p in levels[index]])
         assert (not torch.equal(before, after)) is changed
     assert detector.module_.backbone(torch.zeros(1, 3, 64, 64)).shape[-1] == 4  # stride 16
     assert len(detector.predict(X[:2])) == 2

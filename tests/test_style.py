@@ -52,13 +52,13 @@ def test_losses_equal_naive_implementations():
 
 def test_feature_taps_stop_early_and_check_names():
     backbone = build_backbone("efficientnet_lite0")
-    taps = FeatureTaps(backbone, ["stages.0", "stages.2.1.bn1"])
+    taps = FeatureTaps(backbone, ["network.bn1", "network.blocks.1.1.bn1"])
     features = taps(torch.rand(1, 3, 32, 32))
-    assert set(features) == {"stages.0", "stages.2.1.bn1"}
-    assert features["stages.2.1.bn1"].shape == (1, 144, 8, 8)
+    assert set(features) == {"network.bn1", "network.blocks.1.1.bn1"}
+    assert features["network.blocks.1.1.bn1"].shape == (1, 144, 8, 8)
     assert not taps.train().network.training  # stays in eval mode
     with pytest.raises(ValueError, match="not modules"):
-        FeatureTaps(backbone, ["stages.99"])
+        FeatureTaps(backbone, ["network.blocks.99"])
 
 
 def test_style_loss_falls_and_content_is_kept(images):

@@ -69,7 +69,8 @@ def test_preprocessing_matches_the_weights():
 def test_layer_cuts_the_network():
     assert build_backbone(layer=-1).out_channels == 1280
     assert build_backbone(layer=-2).out_channels == 320
-    assert len(build_backbone(layer=3).stages) == 4
+    assert len(build_backbone(layer=3).levels) == 4
+    assert build_backbone(layer=3).out_channels == 112  # timm's stage at stride 16
     with pytest.raises(ValueError, match="layer must be an int in"):
         build_backbone(layer=12)
 
@@ -160,8 +161,8 @@ def test_extractor_batches_bound_memory(monkeypatch):
     X = np.random.default_rng(0).random((23, 16, 16, 3)).astype(np.float32)
     extractor = PretrainedFeatureExtractor(image_size=32, batch_size=5).fit(X)
     seen = []
-    forward = extractor.backbone_.forward
-    monkeypatch.setattr(extractor.backbone_, "forward", lambda x: seen.append(len(x)) or forward(x))
+    pool = extractor.backbone_.pool
+    monkeypatch.setattr(extractor.backbone_, "pool", lambda x, p: seen.append(len(x)) or pool(x, p))
     features = extractor.transform(X)
     assert seen == [5, 5, 5, 5, 3]
     np.testing.assert_allclose(features, PretrainedFeatureExtractor(image_size=32).fit_transform(X),
@@ -194,8 +195,7 @@ def test_fine_tuning_freezes_stages(freeze, trainable):
         assert n_trainable == len(parameters)
     else:
         assert n_trainable == trainable  # head weight, bias (+ conv_head, BN scale, shift)
-    frozen_bn = [m for m in clf.module_.backbone.stages[0].modules()
-                 if isinstance(m, torch.nn.BatchNorm2d)]
+    frozen_bn = [clf.module_.backbone.network.bn1]  # the stem's batch norm
     clf.module_.train()
     assert all(not m.training for m in frozen_bn) == (freeze != "none")
 

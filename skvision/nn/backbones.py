@@ -13,10 +13,12 @@ works with ``weights=`` a local file (``.pth``/``.pt`` state dict, loaded with
 local timm (Hugging Face) or torch hub cache.
 """
 
+import copy
 import dataclasses
 import functools
 import importlib
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -30,9 +32,12 @@ __all__ = [
     "MultiScaleFeatures",
     "BackboneWeightsError",
     "Preprocessing",
+    "StagesNetwork",
     "backbone_input_size",
+    "backbone_name",
     "build_backbone",
     "imagenet_predict",
+    "is_user_network",
     "list_backbones",
     "load_weights_file",
 ]
@@ -192,14 +197,31 @@ def list_backbones():
     return sorted(REGISTRY)
 
 
+def is_user_network(backbone):
+    """Whether ``backbone`` is a user's network: a ``torch.nn.Module`` subclass or instance."""
+    return isinstance(backbone, nn.Module) or (
+        isinstance(backbone, type) and issubclass(backbone, nn.Module))
+
+
+def backbone_name(backbone):
+    """A readable name: the model name, or the class path of a user's network."""
+    if isinstance(backbone, str):
+        return backbone
+    cls = backbone if isinstance(backbone, type) else type(backbone)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def is_known_backbone(name):
-    """Whether ``name`` names a backbone skvision can build: a registry entry, or a
-    timm (``arch`` or ``arch.tag``) or torchvision model name.
+    """Whether ``name`` names a backbone skvision can build: a registry entry, a
+    timm (``arch`` or ``arch.tag``) or torchvision model name, or a user's
+    network (a ``torch.nn.Module`` subclass or instance).
 
     Checked up front by the estimators' parameter constraints, so that a typo
     is reported before any data is read. Hugging Face hub ids
     (``hf-hub:...``) pass here and are resolved when the network is built.
     """
+    if is_user_network(name):
+        return True
     if not isinstance(name, str):
         return False
     if name in REGISTRY or name.startswith("hf-hub:"):
@@ -224,30 +246,44 @@ def backbone_input_size(name):
     return tuple(size[1:]) if size else Preprocessing.input_size
 
 
-def _create_network(name):
-    """An untrained network and its preprocessing, from the registry, timm or torchvision."""
+def _create_network(name, image_size=None):
+    """An untrained network and its preprocessing, from the registry, timm or torchvision.
+
+    Vision transformers are built to take any input size: timm's
+    ``dynamic_img_size`` (position embeddings interpolated as needed) where
+    the architecture has it, else ``img_size=image_size`` (the weights'
+    position tables are resampled when loaded, :func:`_timm_checkpoint_filter`).
+    """
     import timm
     import torchvision
 
     if name in REGISTRY:
         entry = REGISTRY[name]
         return timm.create_model(entry.architecture, pretrained=False), entry.preprocessing
-    if name in timm.list_models():
-        cfg = timm.get_pretrained_cfg(name)
-        cfg = cfg.to_dict() if cfg is not None else {}
+    if timm.is_model(name) or name.startswith("hf-hub:"):
+        cfg = timm.get_pretrained_cfg(name) if timm.is_model(name) else None
+        network = None
+        if cfg is None or getattr(cfg, "fixed_input_size", False):
+            try:
+                network = timm.create_model(name, pretrained=False, dynamic_img_size=True)
+            except TypeError:  # no dynamic size in this architecture (MaxViT, CoAtNet, ...)
+                pass
+        if network is None:
+            size = {} if image_size is None else {"img_size": tuple(image_size)}
+            try:
+                network = timm.create_model(name, pretrained=False, **size)
+            except TypeError:  # a CNN: any input size, no img_size argument
+                network = timm.create_model(name, pretrained=False)
+        config = timm.data.resolve_data_config({}, model=network)
         preprocessing = Preprocessing(
-            tuple(cfg.get("input_size", (3, 224, 224))[1:]),
-            tuple(cfg.get("mean", Preprocessing.mean)),
-            tuple(cfg.get("std", Preprocessing.std)),
-            cfg.get("interpolation", "bilinear") if cfg.get("interpolation") in (
-                "bilinear", "bicubic") else "bilinear",
+            tuple(config["input_size"][1:]), tuple(config["mean"]), tuple(config["std"]),
+            config["interpolation"] if config["interpolation"] in ("bilinear", "bicubic")
+            else "bilinear",
         )
-        return timm.create_model(name, pretrained=False), preprocessing
+        return network, preprocessing
     if name in torchvision.models.list_models():
         network = torchvision.models.get_model(name, weights=None)
-        preprocessing = Preprocessing()
-        default = torchvision.models.get_model_weights(name).DEFAULT
-        transform = default.transforms()
+        transform = torchvision.models.get_model_weights(name).DEFAULT.transforms()
         preprocessing = Preprocessing(
             tuple(transform.crop_size) * (2 if len(transform.crop_size) == 1 else 1),
             tuple(transform.mean), tuple(transform.std),
@@ -256,8 +292,28 @@ def _create_network(name):
         return network, preprocessing
     raise ValueError(
         f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included), or "
-        "a timm or torchvision model name with weights= a local weights file."
+        "a timm or torchvision model name."
     )
+
+
+# timm's per-architecture conversion of a checkpoint to a built model
+# (position tables resampled to its input size, original formats renamed):
+# a module-level function of each timm model module, by convention and not
+# a public API. The one place skvision reaches it; tests/test_backbones.py
+# checks the name on the architectures it tests.
+TIMM_CHECKPOINT_FILTER = "checkpoint_filter_fn"
+
+
+def _timm_checkpoint_filter(network, state):
+    """``state`` converted by the network's timm checkpoint filter, when it needs it."""
+    target = network.state_dict()
+    if all(key in target and target[key].shape == tensor.shape for key, tensor in state.items()):
+        return state
+    module = sys.modules.get(type(network).__module__)
+    convert = getattr(module, TIMM_CHECKPOINT_FILTER, None)
+    if module is None or not module.__name__.startswith("timm.") or convert is None:
+        return state
+    return convert(state, network)
 
 
 def _cached_weights_file(name):
@@ -305,6 +361,7 @@ def _load_into(network, name, weights):
     target = network.state_dict()
     if entry is not None and entry.needs_key_mapping and not set(state) <= set(target):
         state = _map_by_structure(state, target)
+    state = _timm_checkpoint_filter(network, state)
     # Classifier layers may be missing (feature-only weights) or sized for
     # another number of classes: only the feature layers must match.
     classifier = _classifier_keys(network)
@@ -328,98 +385,320 @@ def _classifier_keys(network):
 
 
 # --------------------------------------------------------------------------
-# Stages: the network without its classifier, as an ordered list.
+# Feature levels: every network seen through timm's feature API.
 
 
-def _split_stages(network, name):
-    """The feature stages of ``network``, in order, without pooling or classifier."""
+class StagesNetwork(nn.Module):
+    """A sequence of stages behind the part of timm's feature API skvision uses.
+
+    timm models list their feature levels (``feature_info``) and return them
+    with ``forward_intermediates``; torchvision classification models and a
+    user's own network do not. This adapter gives a plain sequence of
+    modules the same interface, so :class:`Backbone` has one code path: each
+    stage is one feature level, its output a map ``(n, c, h, w)`` (or, for
+    the last stage only, a vector ``(n, c)``).
+
+    Parameters
+    ----------
+    stages : sequence of torch.nn.Module
+        Run in order.
+    probe_size : tuple of int, default=(64, 64)
+        Input size of the probe that measures each stage's channels and
+        stride.
+
+    Attributes
+    ----------
+    feature_info : list of dict
+        ``num_chs``, ``reduction`` (None for a vector) and ``module`` of each
+        stage, as timm's.
+    """
+
+    output_fmt = "NCHW"
+
+    def __init__(self, stages, probe_size=(64, 64)):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.feature_info = []
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            x = torch.zeros(1, 3, *probe_size)
+            for index, stage in enumerate(self.stages):
+                x = stage(x)
+                if x.ndim not in (2, 4) or (x.ndim == 2 and index < len(self.stages) - 1):
+                    raise ValueError(
+                        f"Stage {index} of the backbone returns shape {tuple(x.shape)}; "
+                        "expected feature maps (n, c, h, w), or vectors (n, c) from the "
+                        "last stage."
+                    )
+                reduction = probe_size[-1] // x.shape[-1] if x.ndim == 4 else None
+                self.feature_info.append(
+                    {"num_chs": int(x.shape[1]), "reduction": reduction, "module": f"stages.{index}"})
+        self.train(was_training)
+
+    def forward_features(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward_intermediates(self, x, indices, norm=False, intermediates_only=True):
+        wanted, outputs = set(indices), []
+        last = max(wanted) if intermediates_only else len(self.stages) - 1
+        for index, stage in enumerate(self.stages[: last + 1]):
+            x = stage(x)
+            if index in wanted:
+                outputs.append(x)
+        return outputs if intermediates_only else (x, outputs)
+
+    def forward_head(self, x, pre_logits=True):
+        return global_pool(x, "avg") if x.ndim == 4 else x.flatten(1)
+
+    def prune_intermediate_layers(self, indices, prune_norm=False, prune_head=True):
+        del self.stages[max(indices) + 1:]
+        del self.feature_info[max(indices) + 1:]
+
+    def reset_classifier(self, n_classes):
+        """No classifier to reset: the stages end before it."""
+
+
+def _torchvision_stages(network, name):
+    """The feature stages of a torchvision classification model, in order.
+
+    torchvision has no feature-level API like timm's ``feature_info``; its
+    families that skvision supports keep their stages in one of two shapes.
+    """
     children = dict(network.named_children())
-    if {"conv_stem", "bn1", "blocks"} <= set(children):  # timm EfficientNet family
-        stages = [nn.Sequential(network.conv_stem, network.bn1), *network.blocks]
-        if "conv_head" in children and "bn2" in children:
-            stages.append(nn.Sequential(network.conv_head, network.bn2))
-        return stages
     if {"conv1", "bn1", "maxpool", "layer1", "layer4"} <= set(children):  # ResNet family
-        activation = children.get("relu", children.get("act1"))
-        stem = nn.Sequential(network.conv1, network.bn1, activation, network.maxpool)
+        stem = nn.Sequential(network.conv1, network.bn1, network.relu, network.maxpool)
         return [stem, network.layer1, network.layer2, network.layer3, network.layer4]
-    if {"stem", "stages"} <= set(children):  # timm ConvNeXt, RegNet-like
-        return [network.stem, *network.stages]
-    if isinstance(children.get("features"), nn.Sequential):  # torchvision VGG, MobileNet...
+    if isinstance(children.get("features"), nn.Sequential):  # VGG, MobileNet, EfficientNet...
         return list(network.features)
     raise ValueError(
-        f"skvision does not know the stages of backbone {name!r}. Supported families: "
-        "EfficientNet/MobileNet (timm), ResNet (timm, torchvision), ConvNeXt (timm) and "
-        "torchvision models with a .features sequence (VGG, MobileNet, EfficientNet, ...)."
+        f"skvision does not know the stages of torchvision's {name!r}: it supports the "
+        "ResNet family and models with a .features sequence (VGG, MobileNet, EfficientNet, "
+        "...). The same architecture by its timm name works for any timm model."
     )
 
 
-class Backbone(nn.Module):
-    """A pretrained network's feature stages, cut at one of them.
+def _probe(network, size):
+    """The final features, every stage's output and the pre-logits of one zero image."""
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            features, intermediates = network.forward_intermediates(
+                torch.zeros(1, 3, *size), indices=list(range(len(network.feature_info))),
+                intermediates_only=False)
+            return features, intermediates, network.forward_head(features, pre_logits=True)
+    finally:
+        network.train(was_training)
 
-    ``forward`` maps preprocessed images ``(n, 3, h, w)`` to feature maps
-    ``(n, out_channels, h', w')``; call ``preprocessing(images)`` first on
-    images in [0, 1].
+
+class Backbone(nn.Module):
+    """A pretrained network's features, cut at one of its feature levels.
+
+    Every network goes through timm's generic feature API (timm models
+    natively; torchvision models and a user's own network through
+    :class:`StagesNetwork`). Its levels are the stages of timm's
+    ``feature_info``, each at its stride, followed by the network's final
+    features (``forward_features``: after EfficientNet's head convolution,
+    after a transformer's last norm) where they differ from the last stage's
+    output.
+
+    ``forward`` maps preprocessed images ``(n, 3, h, w)`` to the feature
+    maps ``(n, out_channels, h', w')`` of the last level kept (a
+    transformer's final tokens come back as a map of its patch tokens);
+    :meth:`pool` maps images to feature vectors. Call
+    ``preprocessing(images)`` first on images in [0, 1].
 
     Parameters
     ----------
     name : str
-        Registry, timm or torchvision name.
-    stages : sequence of torch.nn.Module
-        The stages kept, in order.
+        Registry, timm or torchvision name, or the class path of a user's
+        network.
+    network : torch.nn.Module
+        A timm model or a :class:`StagesNetwork`, classifier removed.
     preprocessing : Preprocessing
         Input size, mean/std and interpolation of the weights.
+    layer : int, default=-1
+        Index of the last feature level kept; -1 keeps the final features.
+    probe_size : tuple of int, default=None
+        Input size used to measure the levels once; the weights' own by
+        default.
 
     Attributes
     ----------
-    stages : torch.nn.ModuleList
-        The stages kept, in order.
+    network : torch.nn.Module
+        The network, pruned after the level kept.
+    levels : list of dict
+        ``channels``, ``stride``, ``module`` (the stage's name in
+        ``network``; None for separate final features), ``index`` (the
+        stage's index in ``feature_info``) and ``final`` of every level kept.
     out_channels : int
-        Feature maps of the last stage kept.
+        Channels (or vector length) of the last level kept.
+    head_features : int
+        Length of the network's own pre-logits features.
 
     Examples
     --------
     >>> import torch
     >>> from skvision.nn import build_backbone
     >>> backbone = build_backbone("efficientnet_lite0")
-    >>> images = torch.rand(2, 3, 64, 64)
-    >>> backbone(backbone.preprocessing(images, (64, 64))).shape
-    torch.Size([2, 1280, 2, 2])
+    >>> images = backbone.preprocessing(torch.rand(2, 3, 64, 64), (64, 64))
+    >>> backbone(images).shape, backbone.pool(images).shape
+    (torch.Size([2, 1280, 2, 2]), torch.Size([2, 1280]))
     """
 
-    def __init__(self, name, stages, preprocessing):
+    def __init__(self, name, network, preprocessing, layer=-1, probe_size=None):
         super().__init__()
         self.name = name
-        self.stages = nn.ModuleList(stages)
+        self.network = network
         self.preprocessing = preprocessing
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, 64, 64)
-            self.out_channels = int(self(probe).shape[1])
-        self.train(was_training)
+        probe_size = tuple(probe_size or preprocessing.input_size)
+        features, intermediates, head = _probe(network, probe_size)
+        # "map", "tokens" (a transformer's sequence) or "vector" (a network
+        # that pools itself).
+        self.final_kind = {4: "map", 3: "tokens"}.get(features.ndim, "vector")
+        levels = [{"channels": info["num_chs"], "stride": info["reduction"],
+                   "module": info["module"], "index": index, "final": False}
+                  for index, info in enumerate(network.feature_info)]
+        final = self._as_map(features) if self.final_kind == "map" else features
+        last = intermediates[-1]
+        if final.shape == last.shape and torch.allclose(final, last):
+            levels[-1]["final"] = True  # the last stage's output is the final features
+        else:
+            levels.append({
+                "channels": int(final.shape[1] if self.final_kind != "tokens" else last.shape[1]),
+                "stride": (probe_size[-1] // final.shape[-1] if self.final_kind == "map"
+                           else levels[-1]["stride"]),
+                "module": None, "index": None, "final": True,
+            })
+        if not isinstance(layer, int) or not -len(levels) <= layer < len(levels):
+            raise ValueError(
+                f"layer must be an int in [{-len(levels)}, {len(levels) - 1}] for {name!r} "
+                f"({len(levels)} feature levels); got {layer!r}."
+            )
+        self.levels = levels
+        self.head_features = int(head.shape[1])
+        self._last_stage = len(network.feature_info) - 1
+        self.cut(layer % len(levels))
+
+    @property
+    def out_channels(self):
+        return self.levels[-1]["channels"]
+
+    def cut(self, layer):
+        """Keep the levels up to ``layer`` (an index into ``levels``), pruning the network."""
+        if layer < len(self.levels) - 1:
+            self.network.prune_intermediate_layers(
+                indices=[self.levels[layer]["index"]], prune_norm=True, prune_head=True)
+            self.levels = self.levels[: layer + 1]
+        return self
+
+    def _as_map(self, features):
+        if getattr(self.network, "output_fmt", "NCHW") == "NHWC":  # Swin's final features
+            return features.permute(0, 3, 1, 2)
+        return features
+
+    def level_maps(self, x, levels):
+        """The feature maps of ``levels`` (increasing indices into ``levels``), in one pass."""
+        stages = [self.levels[level]["index"] for level in levels
+                  if not self.levels[level]["final"]]
+        if not self.levels[levels[-1]]["final"]:
+            return self.network.forward_intermediates(x, indices=stages, intermediates_only=True)
+        if self.final_kind == "vector":
+            raise ValueError(
+                f"Backbone {self.name!r} returns feature vectors, not maps: use pooling='auto', "
+                "or a network whose output is a feature map (n, c, h, w)."
+            )
+        if self.final_kind == "map":
+            if not stages:
+                return [self._as_map(self.network.forward_features(x))]
+            features, maps = self.network.forward_intermediates(
+                x, indices=stages, intermediates_only=False)
+            return [*maps, self._as_map(features)]
+        maps = (self.network.forward_intermediates(x, indices=stages, intermediates_only=True)
+                if stages else [])
+        tokens = self.network.forward_intermediates(
+            x, indices=[self._last_stage], norm=True, intermediates_only=True)
+        return [*maps, tokens[0]]
 
     def forward(self, x):
-        for stage in self.stages:
-            x = stage(x)
-        return x
+        return self.level_maps(x, [len(self.levels) - 1])[-1]
+
+    def n_features(self, pooling):
+        """Length of the vectors :meth:`pool` returns."""
+        if pooling == "auto" and self.levels[-1]["final"]:
+            return self.head_features
+        return self.out_channels * (2 if pooling == "avgmax" else 1)
+
+    def pool(self, x, pooling="auto"):
+        """Feature vectors of preprocessed images.
+
+        ``"auto"`` gives the network's own pre-logits features (timm's
+        ``forward_head(pre_logits=True)``: a vision transformer's class
+        token, a CNN's pooled maps) when the final level is kept, and average
+        pooling of a cut level's maps; ``"avg"``, ``"max"`` and ``"avgmax"``
+        pool the maps.
+        """
+        if pooling == "auto" and self.levels[-1]["final"]:
+            return self.network.forward_head(self.network.forward_features(x), pre_logits=True)
+        return global_pool(self(x), "avg" if pooling == "auto" else pooling)
+
+    def level_parameters(self):
+        """The parameters of each level kept, in order (the unit of freezing).
+
+        A level owns its stage's parameters and those of every module between
+        the previous stage and its own: a stem belongs to the first level,
+        EfficientNet's unlisted middle blocks to the next listed one, a head
+        convolution or last norm to the final features.
+        """
+        prefixes = [level["module"] for level in self.levels]
+        groups = [[] for _ in self.levels]
+        current, inside = 0, False
+        for name, parameter in self.network.named_parameters():
+            owner = next((index for index in range(current, len(prefixes))
+                          if prefixes[index] is not None
+                          and (name == prefixes[index] or name.startswith(prefixes[index] + "."))),
+                         None)
+            if owner is not None:
+                current, inside = owner, True
+            elif inside:
+                current, inside = min(current + 1, len(groups) - 1), False
+            groups[current].append(parameter)
+        return groups
 
 
-def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1):
-    """Build a pretrained backbone by name, offline, cut at a stage.
+def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1, image_size=None,
+                   arguments=None):
+    """Build a pretrained backbone by name (or from a user's network), cut at a feature level.
 
     Parameters
     ----------
     name : str, default="efficientnet_lite0"
-        A registry name (:func:`list_backbones`), or any timm or torchvision
-        model name whose stages skvision knows.
+        A registry name (:func:`list_backbones`), any timm model name (every
+        family: CNNs, vision transformers, Swin, MaxViT, ...), or a
+        torchvision classification model of the ResNet family or with a
+        ``.features`` sequence. Or a user's network: a ``torch.nn.Module``
+        subclass (built with ``arguments``) or instance (copied: the
+        caller's module is never trained), whose output is a feature map
+        ``(n, c, h, w)`` or a feature vector ``(n, c)``; it is one feature
+        level, preprocessed with ImageNet's mean and std.
     weights : None, False, path or dict, default=None
         None: the registry's shipped weights, else a local timm/torch hub
         cache file. A path: a ``.safetensors`` or torch state-dict file. A
-        dict: a state dict. False: random initialization.
+        dict: a state dict. False: random initialization. For a user's
+        network, None and False keep the weights it was built with.
     layer : int, default=-1
-        Index of the last stage kept ("remove the top classification
-        layers"): -1 keeps every feature stage, -2 stops one stage earlier.
+        Index of the last feature level kept ("remove the top classification
+        layers"): -1 keeps the network's final features, -2 stops at the
+        last stage's output (where it differs), and so on down the stages.
+    image_size : tuple of int, default=None
+        Size the network will see, when not the weights' own: vision
+        transformers are built to take it (timm's ``dynamic_img_size``, or
+        ``img_size`` with the position tables resampled from the weights).
+    arguments : dict, default=None
+        Constructor arguments of a user's network class.
 
     Returns
     -------
@@ -432,15 +711,66 @@ def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1):
     >>> backbone.out_channels, backbone.preprocessing.input_size
     (320, (224, 224))
     """
-    network, preprocessing = _create_network(name)
-    _load_into(network, name, weights)
-    stages = _split_stages(network, name)
-    if not isinstance(layer, int) or not -len(stages) <= layer < len(stages):
+    image_size = None if image_size is None else tuple(image_size)
+    if is_user_network(name):
+        network, preprocessing = _user_network(name, arguments or {}, weights), Preprocessing()
+        network = StagesNetwork([network], probe_size=image_size or preprocessing.input_size)
+        return Backbone(backbone_name(name), network, preprocessing, layer=layer,
+                        probe_size=_probe_size(image_size, preprocessing))
+    if arguments:
         raise ValueError(
-            f"layer must be an int in [{-len(stages)}, {len(stages) - 1}] for {name!r} "
-            f"({len(stages)} stages); got {layer!r}."
+            f"Constructor arguments {sorted(arguments)} are for a user's network class; "
+            f"backbone {name!r} is built by name."
         )
-    return Backbone(name, stages[: layer % len(stages) + 1], preprocessing)
+    network, preprocessing = _create_network(name, image_size)
+    _load_into(network, name, weights)
+    network = _feature_network(network, name)
+    return Backbone(name, network, preprocessing, layer=layer,
+                    probe_size=_probe_size(image_size, preprocessing))
+
+
+def _user_network(backbone, arguments, weights):
+    """A user's network: built from its class, or a copy of the instance, weights loaded."""
+    if isinstance(backbone, type):
+        try:
+            network = backbone(**arguments)
+        except TypeError as error:
+            raise TypeError(
+                f"Could not build backbone {backbone_name(backbone)} with arguments "
+                f"{arguments} (the backbone__<name> parameters): {error}"
+            ) from error
+    else:
+        if arguments:
+            raise ValueError(
+                f"Constructor arguments {sorted(arguments)} need the backbone's class; got an "
+                f"instance of {backbone_name(backbone)}."
+            )
+        # Training works on a copy, as sklearn's clone would: the caller's module stays as it was.
+        network = copy.deepcopy(backbone)
+    if weights is not None and weights is not False:
+        state = weights if isinstance(weights, dict) else load_weights_file(weights)
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as error:
+            raise BackboneWeightsError(
+                f"The weights do not fit backbone {backbone_name(backbone)}: {error}") from None
+    return network
+
+
+def _probe_size(image_size, preprocessing):
+    """A cheap input size that the network accepts, to measure its levels."""
+    if image_size is not None:
+        return image_size
+    return tuple(preprocessing.input_size)
+
+
+def _feature_network(network, name):
+    """The network without its classifier, behind timm's feature API."""
+    if hasattr(network, "forward_intermediates") and hasattr(network, "feature_info"):
+        network.reset_classifier(0)
+        return network
+    return StagesNetwork(_torchvision_stages(network, name))
+
 
 
 def imagenet_predict(images, *, top=5, name="efficientnet_lite0", weights=None):
@@ -477,41 +807,54 @@ def imagenet_predict(images, *, top=5, name="efficientnet_lite0", weights=None):
     return indices.numpy(), values.numpy()
 
 
-def _freeze_stages(stages, n_trainable):
-    """Freeze all but the last ``n_trainable`` stages (None: none); return the frozen indices.
+def _freeze_levels(backbone, n_trainable):
+    """Freeze all but the last ``n_trainable`` levels (None: none); return the frozen indices.
 
-    The caller keeps the frozen stages in eval mode, so their batch-norm
-    statistics stay the pretrained ones.
+    The owner keeps frozen modules in eval mode (:func:`_eval_frozen`), so
+    their batch-norm statistics stay the pretrained ones.
     """
-    n_stages = len(stages)
-    trainable = n_stages if n_trainable is None else min(n_trainable, n_stages)
-    frozen = list(range(n_stages - trainable))
+    groups = backbone.level_parameters()
+    trainable = len(groups) if n_trainable is None else min(n_trainable, len(groups))
+    frozen = list(range(len(groups) - trainable))
     for index in frozen:
-        for parameter in stages[index].parameters():
+        for parameter in groups[index]:
             parameter.requires_grad_(False)
     return frozen
+
+
+def _eval_frozen(network):
+    """Put every module whose own parameters are all frozen in eval mode."""
+    for module in network.modules():
+        own = list(module.parameters(recurse=False))
+        if own and not any(parameter.requires_grad for parameter in own):
+            module.eval()
 
 
 class MultiScaleFeatures(nn.Module):
     """A pretrained backbone's feature maps at several strides.
 
-    The encoder of a U-Net or the body of a detector: images in [0, 1] with
-    1 or 3 channels go through the weights' own normalization and the
-    backbone's stages; the output is the last map at each of ``strides``.
+    The encoder of a U-Net or the body of a detector (as
+    segmentation-models-pytorch uses any timm model with maps at several
+    strides): images in [0, 1] with 1 or 3 channels go through the
+    weights' own normalization and the backbone; the output is the map of
+    the last feature level at each of ``strides``.
 
     Parameters
     ----------
     backbone : Backbone
-        The pretrained stages.
+        The pretrained network; it is cut after the deepest level used.
     strides : sequence of int
         Strides (input side / map side) of the maps returned, increasing.
     n_trainable_stages : int or None, default=None
-        Train only the last ``n`` stages kept (0: none); None trains all.
+        Train only the last ``n`` feature levels kept (0: none); None trains
+        all.
 
     Attributes
     ----------
     channels : list of int
         Channels of each returned map.
+    taps : list of int
+        The backbone level returned at each stride.
 
     Examples
     --------
@@ -524,74 +867,59 @@ class MultiScaleFeatures(nn.Module):
 
     def __init__(self, backbone, strides, n_trainable_stages=None):
         super().__init__()
-        probe_side = 2 ** max(max(strides).bit_length(), 6)
-        was_training = backbone.training
-        backbone.eval()
-        stage_strides, stage_channels = [], []
-        with torch.no_grad():
-            x = torch.zeros(1, 3, probe_side, probe_side)
-            for stage in backbone.stages:
-                x = stage(x)
-                stage_strides.append(probe_side // x.shape[-1])
-                stage_channels.append(x.shape[1])
-        backbone.train(was_training)
-        last_at = {stride: index for index, stride in enumerate(stage_strides)}
+        has_maps = backbone.final_kind != "vector"
+        last_at = {level["stride"]: index for index, level in enumerate(backbone.levels)
+                   if has_maps or not level["final"]}
         missing = [stride for stride in strides if stride not in last_at]
         if missing:
             raise ValueError(
-                f"Backbone {backbone.name!r} has no feature stage at stride {missing[0]}; its "
-                f"stages reach strides {sorted(set(stage_strides))}."
+                f"Backbone {backbone.name!r} has no feature level at stride {missing[0]}; its "
+                f"levels reach strides {sorted(set(last_at))}."
             )
         self.taps = [last_at[stride] for stride in strides]
-        self.stages = nn.ModuleList(list(backbone.stages)[: self.taps[-1] + 1])
-        self.channels = [stage_channels[index] for index in self.taps]
+        self.backbone = backbone.cut(self.taps[-1])
+        self.channels = [backbone.levels[index]["channels"] for index in self.taps]
         preprocessing = backbone.preprocessing
         self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
-        self.frozen_stages = _freeze_stages(self.stages, n_trainable_stages)
+        self.frozen_stages = _freeze_levels(backbone, n_trainable_stages)
         self.train()
 
     def train(self, mode=True):
         super().train(mode)
-        for index in self.frozen_stages:
-            self.stages[index].eval()
+        _eval_frozen(self.backbone.network)
         return self
 
     def forward(self, x):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = (x - self.mean) / self.std
-        features = []
-        for index, stage in enumerate(self.stages):
-            x = stage(x)
-            if index in self.taps:
-                features.append(x)
-        return features
+        return self.backbone.level_maps((x - self.mean) / self.std, self.taps)
 
 
 class BackboneClassifier(nn.Module):
     """A pretrained backbone with a new linear head, for fine-tuning.
 
     Images in [0, 1] go through the backbone's own preprocessing (resize,
-    normalization, grayscale to RGB), its stages, global pooling, dropout and
+    normalization, grayscale to RGB), the backbone, its pooling, dropout and
     a linear layer.
 
     Parameters
     ----------
     backbone : Backbone
-        The pretrained feature stages.
+        The pretrained network.
     n_outputs : int
         Number of classes (logits) or targets.
-    pooling : {"avg", "max", "avgmax"}, default="avg"
-        Global pooling of the last feature maps.
+    pooling : {"auto", "avg", "max", "avgmax"}, default="auto"
+        How feature maps become a vector (:meth:`Backbone.pool`); "auto" is
+        the network's own pre-logits features.
     dropout : float, default=0.0
         Dropout before the linear head.
     image_size : tuple of int, default=None
         Size the images are resized to; the backbone's own by default.
     n_trainable_stages : int or None, default=None
-        Train only the last ``n`` stages (0: the head only); None trains all.
-        Frozen stages keep their batch-norm statistics: they stay in eval
-        mode even while the classifier trains.
+        Train only the last ``n`` feature levels (0: the head only); None
+        trains all. Frozen levels keep their batch-norm statistics: they stay
+        in eval mode even while the classifier trains.
 
     Examples
     --------
@@ -602,23 +930,22 @@ class BackboneClassifier(nn.Module):
     torch.Size([2, 5])
     """
 
-    def __init__(self, backbone, n_outputs, pooling="avg", dropout=0.0, image_size=None,
+    def __init__(self, backbone, n_outputs, pooling="auto", dropout=0.0, image_size=None,
                  n_trainable_stages=None):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
         self.image_size = image_size
-        features = backbone.out_channels * (2 if pooling == "avgmax" else 1)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, n_outputs))
-        self.frozen_stages = _freeze_stages(backbone.stages, n_trainable_stages)
-        self.train()  # frozen stages go to eval mode from the start
+        self.head = nn.Sequential(nn.Dropout(dropout),
+                                  nn.Linear(backbone.n_features(pooling), n_outputs))
+        self.frozen_stages = _freeze_levels(backbone, n_trainable_stages)
+        self.train()  # frozen levels go to eval mode from the start
 
     def train(self, mode=True):
         super().train(mode)
-        for index in self.frozen_stages:
-            self.backbone.stages[index].eval()
+        _eval_frozen(self.backbone.network)
         return self
 
     def forward(self, x):
-        maps = self.backbone(self.backbone.preprocessing(x, self.image_size))
-        return self.head(global_pool(maps, self.pooling))
+        images = self.backbone.preprocessing(x, self.image_size)
+        return self.head(self.backbone.pool(images, self.pooling))

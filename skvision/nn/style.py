@@ -119,24 +119,23 @@ def total_variation_loss(images):
 class FeatureTaps(nn.Module):
     """Run a network and return the activations of named sub-modules.
 
-    Only the part of the network up to the deepest requested layer runs when
-    the network is a sequence of stages: ``forward`` stops as soon as every
-    tap has fired.
+    Only the part of the network up to the deepest requested layer runs:
+    ``forward`` stops as soon as every tap has fired.
 
     Parameters
     ----------
     network : torch.nn.Module
         Typically a :class:`~skvision.nn.Backbone`; frozen and in eval mode.
     layers : list of str
-        Names from ``network.named_modules()``, e.g. ``"stages.2.1.bn1"``.
+        Names from ``network.named_modules()``, e.g. ``"network.blocks.1.1.bn1"``.
 
     Examples
     --------
     >>> import torch
     >>> from skvision.nn import FeatureTaps, build_backbone
-    >>> taps = FeatureTaps(build_backbone(), ["stages.1", "stages.3"])
+    >>> taps = FeatureTaps(build_backbone(), ["network.blocks.0", "network.blocks.2"])
     >>> {name: tuple(m.shape) for name, m in taps(torch.rand(1, 3, 64, 64)).items()}
-    {'stages.1': (1, 16, 32, 32), 'stages.3': (1, 40, 8, 8)}
+    {'network.blocks.0': (1, 16, 32, 32), 'network.blocks.2': (1, 40, 8, 8)}
     """
 
     def __init__(self, network, layers):

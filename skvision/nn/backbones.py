@@ -432,8 +432,8 @@ class StagesNetwork(nn.Module):
                         "last stage."
                     )
                 reduction = probe_size[-1] // x.shape[-1] if x.ndim == 4 else None
-                self.feature_info.append(
-                    {"num_chs": int(x.shape[1]), "reduction": reduction, "module": f"stages.{index}"})
+                self.feature_info.append({"num_chs": int(x.shape[1]), "reduction": reduction,
+                                          "module": f"stages.{index}"})
         self.train(was_training)
 
     def forward_features(self, x):

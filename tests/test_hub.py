@@ -45,6 +45,10 @@ EFFICIENTNET = "test_efficientnet.r160_in1k"
 TORCHVISION = "mobilenet_v3_small"
 SCENARIO_MARK = "\n=== skvision test_hub scenario: "  # starts each scenario's stderr
 
+# One xdist worker runs the whole file (make test uses --dist loadgroup), so the
+# two interpreters behind the module-scoped fixture start once, not per worker.
+pytestmark = pytest.mark.xdist_group("hub")
+
 
 class LoopbackHub:
     """The Hugging Face hub and its CDN on two loopback ports, as huggingface_hub sees them.
@@ -268,7 +272,7 @@ def scenario_pytorch_file(spec):
     saved = torch.load(spec["saved"], weights_only=True)
     return {"path": hub_weights_file(EFFICIENTNET),
             "equal": _equal_states(network.state_dict(), saved),
-            "layers": len(backbones.build_backbone(EFFICIENTNET).stages),
+            "layers": len(backbones.build_backbone(EFFICIENTNET).levels),
             "missing": _error_of(hub_weights_file, "test_vit.r160_in1k")}
 
 
@@ -284,7 +288,7 @@ def scenario_hf_hub_id(spec):
     saved = load_file(spec["saved"])
     return {"equal": _equal_states(network.state_dict(), saved),
             "size": list(preprocessing.input_size),
-            "stages": len(backbones.build_backbone(name).stages),
+            "stages": len(backbones.build_backbone(name).levels),
             "architecture": hub_model_config(name)["architecture"]}
 
 
@@ -353,7 +357,7 @@ def scenario_torchvision_offline(spec):
     backbones._load_into(network, TORCHVISION, None)
     return {"error": error, "path": hub_weights_file(TORCHVISION),
             "equal": _equal_states(network.state_dict(), state),
-            "stages": len(backbones.build_backbone(TORCHVISION).stages),
+            "stages": len(backbones.build_backbone(TORCHVISION).levels),
             "detection": _error_of(hub_weights_file, "fasterrcnn_mobilenet_v3_large_fpn")}
 
 

@@ -34,22 +34,25 @@ def plain_model(extractor):
     """The timm model a user would create, with the weights of a fitted extractor."""
     backbone = extractor.backbone
     architecture = REGISTRY[backbone].architecture if backbone in REGISTRY else backbone
-    model = timm.create_model(architecture, pretrained=False, num_classes=0)
+    # A transformer at another size than its weights': timm's dynamic size, as skvision builds it.
+    dynamic = {"dynamic_img_size": True} if timm.get_pretrained_cfg(
+        architecture).fixed_input_size else {}
+    model = timm.create_model(architecture, pretrained=False, num_classes=0, **dynamic)
     model.load_state_dict(extractor.backbone_.network.state_dict())
     return model
 
 
-def plain_timm(model, images_uint8, device):
+def plain_timm(model, images_uint8, device, size=None, batch_size=BATCH_SIZE):
     """The loop a user would write: timm model, resize, normalize, features."""
     config = timm.data.resolve_data_config({}, model=model)
-    size, interpolation = config["input_size"][1:], config["interpolation"]
+    size, interpolation = size or config["input_size"][1:], config["interpolation"]
     model.eval().to(device)
     mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
     std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
     outputs = []
     with torch.inference_mode():
-        for start in range(0, len(images_uint8), BATCH_SIZE):
-            batch = torch.from_numpy(images_uint8[start:start + BATCH_SIZE]).to(device)
+        for start in range(0, len(images_uint8), batch_size):
+            batch = torch.from_numpy(images_uint8[start:start + batch_size]).to(device)
             batch = batch.permute(0, 3, 1, 2).float() / 255
             batch = F.interpolate(batch, size=size, mode=interpolation, antialias=True,
                                   align_corners=False)

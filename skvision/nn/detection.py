@@ -229,12 +229,13 @@ def torchvision_faster_rcnn(name, n_classes, *, state=None, frozen_batch_norm=Fa
                       and not key.endswith("num_batches_tracked")]
         shapes = [f"{key} {tuple(state[key].shape)} instead of {tuple(target[key].shape)}"
                   for key in target if key in state and state[key].shape != target[key].shape]
-        if missing or unexpected or shapes:
+        problems = [f"{len(found)} {what} (e.g. {found[:3]})" for found, what in (
+            (missing, f"of its {len(target)} tensors missing"), (unexpected, "unexpected"),
+            (shapes, "of another shape")) if found]
+        if problems:
             raise BackboneWeightsError(
-                f"{source} do not fit torchvision's {name}: {len(missing)} of its "
-                f"{len(target)} tensors missing (e.g. {missing[:3]}), {len(unexpected)} "
-                f"unexpected (e.g. {unexpected[:3]}), {len(shapes)} of another shape "
-                f"(e.g. {shapes[:3]}). weights= takes a whole {name} detector's state dict "
+                f"{source} do not fit torchvision's {name}: {', '.join(problems)}. "
+                f"weights= takes a whole {name} detector's state dict "
                 f"(torchvision.models.get_model({name!r}).state_dict()); a classification "
                 "network's weights go to a backbone body: backbone='<its name>', "
                 "backbone_weights=<file>."

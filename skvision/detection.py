@@ -106,7 +106,7 @@ backbone : str, default="small_cnn"
         ``"fasterrcnn_mobilenet_v3_large_fpn"``,
         ``"fasterrcnn_mobilenet_v3_large_320_fpn"``,
         ``"fasterrcnn_resnet50_fpn"``, ``"fasterrcnn_resnet50_fpn_v2"``
-        (:func:`skvision.nn.detection.faster_rcnn_names`), loaded from
+        (``skvision.nn.detection.faster_rcnn_names()``), loaded from
         ``weights`` and fine-tuned: ``fit`` replaces its box predictor for
         the classes of ``y`` and keeps the rest, its own anchors, region
         proposal network, feature pyramid and box head included; images
@@ -123,7 +123,7 @@ backbone : str, default="small_cnn"
         None torchvision's COCO-trained weights, downloaded once and cached
         (``skvision.nn._hub``; with ``HF_HUB_OFFLINE=1`` or without internet
         they must already be in the cache, else ``fit`` raises
-        :class:`~skvision.nn.backbones.BackboneWeightsError`); a path a local
+        ``BackboneWeightsError`` (a ``ValueError``)); a path a local
         file of the whole model's state dict (``.pth``/``.pt`` read with
         ``torch.load(weights_only=True)``, or ``.safetensors``) for any
         number of classes; a state dict; False a random initialization

@@ -9,6 +9,7 @@ weights, so the figures measure the architecture and its cost, not what
 COCO pretraining adds (on photos, most of the point).
 
 Usage: python bench/detector_finetune.py [--quick]
+(4.5 minutes on 2 shared, loaded cores; less on idle ones.)
 Writes bench/results/detector_finetune.json.
 """
 
@@ -31,7 +32,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images and epochs")
     args = parser.parse_args()
-    n_train, n_test, epochs = (48, 16, 2) if args.quick else (160, 40, 6)
+    n_train, n_test, epochs = (48, 16, 2) if args.quick else (160, 40, 8)
     X, targets = make_shapes(n_samples=n_train + n_test, image_size=64, task="detection",
                              max_objects=3, random_state=0)
     results = {}

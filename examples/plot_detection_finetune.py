@@ -45,15 +45,15 @@ torch.save(torchvision.models.get_model(name, weights=None, weights_backbone=Non
 # %%
 # Fine-tuning for new classes
 # ---------------------------
-# 96 generated 64x64 images with circles, squares and triangles; 32 more are
+# 48 generated 64x64 images with circles, squares and triangles; 16 more are
 # held out. ``trainable_layers=6`` trains the whole MobileNet body (with
 # COCO weights, the default 3 keeps its early layers as they are).
-X, targets = make_shapes(n_samples=128, image_size=64, task="detection", max_objects=3,
+X, targets = make_shapes(n_samples=64, image_size=64, task="detection", max_objects=3,
                          random_state=0)
 detector = FasterRCNNDetector(backbone=name, weights=weights_path, trainable_layers=6,
-                              epochs=4, random_state=0)
-detector.fit(X[:96], targets[:96])
-print(f"held-out mAP@0.5: {detector.score(X[96:], targets[96:]):.3f}")
+                              epochs=2, random_state=0)
+detector.fit(X[:48], targets[:48])
+print(f"held-out mAP@0.5: {detector.score(X[48:], targets[48:]):.3f}")
 
 # %%
 # What changed and what was kept: the new box predictor has one output per
@@ -71,6 +71,6 @@ print("anchors per position:", module.rpn.anchor_generator.num_anchors_per_locat
 # :ref:`the detection example <sphx_glr_auto_examples_plot_detection.py>`
 # does better on such shapes, in less time. COCO weights turn the
 # comparison around on photos: their features already know objects.
-plot_boxes(X[96:100], y_true=targets[96:100], y_pred=detector.predict(X[96:100]),
+plot_boxes(X[48:52], y_true=targets[48:52], y_pred=detector.predict(X[48:52]),
            score_threshold=0.5)
 plt.show()

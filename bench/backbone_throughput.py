@@ -50,9 +50,9 @@ def main():
                                               batch_size=BATCH_SIZE),
                                    rtol=1e-3, atol=1e-4)
         timing = best_throughput(
-            {"plain_timm": lambda: plain_timm(model, images, args.device, size=(SIZE, SIZE),
-                                              batch_size=BATCH_SIZE),
-             "skvision": lambda: extractor.transform(images)},
+            {"plain_timm": lambda model=model: plain_timm(
+                model, images, args.device, size=(SIZE, SIZE), batch_size=BATCH_SIZE),
+             "skvision": lambda extractor=extractor: extractor.transform(images)},
             n_images=n_images, repeats=repeats,
         )
         timing["ratio"] = timing["skvision"]["images_per_s"] / timing["plain_timm"]["images_per_s"]

@@ -345,6 +345,14 @@ def _param_names(estimator_class):
     return tuple(estimator_class().get_params(deep=False))
 
 
+def _short_repr(value, limit=80):
+    """``repr(value)``, a large dict (a state dict of weights) named by its size instead."""
+    if isinstance(value, dict) and len(value) > 3:
+        return f"<dict of {len(value)} entries>"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def validate_params(estimator):
     """Check every parameter of ``estimator`` against its declared constraints.
 
@@ -367,7 +375,8 @@ def validate_params(estimator):
             validate_params(value)
     for relation in getattr(estimator, "_parameter_relations", ()):
         if not relation.check(*(params[param] for param in relation.names)):
-            values = ", ".join(f"{param}={params[param]!r}" for param in relation.names)
+            values = ", ".join(f"{param}={_short_repr(params[param])}"
+                               for param in relation.names)
             raise InvalidParameterError(f"{name}: {relation.message} Got {values}.")
 
 

@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import pathlib
 import sys
 import tempfile
 import warnings
@@ -94,6 +95,9 @@ class _Writer:
 
         if value is None or isinstance(value, (bool, str)):
             return value
+        if isinstance(value, pathlib.PurePath):
+            # A weights file parameter: its name only (loading never reads it).
+            return {"__path__": os.fspath(value)}
         if isinstance(value, (int, np.integer)):
             return int(value)
         if isinstance(value, (float, np.floating)):
@@ -217,6 +221,8 @@ class _Reader:
             return float(value[tag])
         if tag == "__class__":
             return self._trusted(value[tag])
+        if tag == "__path__":
+            return pathlib.Path(value[tag])
         if tag == "__tuple__":
             return tuple(self.decode(item) for item in value[tag])
         if tag == "__dict__":
@@ -379,7 +385,10 @@ def save(estimator, path):
             archive.writestr("metadata.json", json.dumps(document, allow_nan=False))
             for name, data in writer.arrays.items():
                 archive.writestr(name, data)
-            archive.writestr("tensors.safetensors", save_tensors(writer.tensors))
+            # Stored, not deflated: float weights shrink by ~9% at ~20 MB/s (a
+            # detector's 230 MB of weights and optimizer state: 10 s of saving).
+            archive.writestr("tensors.safetensors", save_tensors(writer.tensors),
+                             compress_type=zipfile.ZIP_STORED)
         with open(handle.name, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(handle.name, path)

@@ -1,6 +1,8 @@
 """FasterRCNNDetector: object detection with torchvision's Faster R-CNN, as an estimator."""
 
+import inspect
 import numbers
+import os
 
 import numpy as np
 import torch
@@ -16,6 +18,7 @@ from ._params import (
     TRAINING_CONSTRAINTS,
     Interval,
     Options,
+    Relation,
     TupleOf,
 )
 from ._torch import predict_batches
@@ -28,8 +31,14 @@ from ._validation import (
     targets_to_frame,
 )
 from .metrics import mean_average_precision
-from .nn.backbones import build_backbone
-from .nn.detection import KeepSizeTransform, PretrainedDetectionBody, small_cnn_body
+from .nn.backbones import build_backbone, load_weights_file
+from .nn.detection import (
+    PretrainedDetectionBody,
+    detection_transform,
+    faster_rcnn_names,
+    small_cnn_body,
+    torchvision_faster_rcnn,
+)
 from .transfer import BACKBONE_CONSTRAINTS
 
 __all__ = ["FasterRCNNDetector"]
@@ -44,42 +53,120 @@ _SHARE = [Interval(numbers.Real, 0, 1)]
 _NOT_DETECTION_PARAMETERS = ("accelerator", "early_stopping", "validation_fraction",
                              "n_iter_no_change")
 
+def _is_whole_detector(backbone):
+    return isinstance(backbone, str) and backbone in faster_rcnn_names()
+
+
+def _default(name):
+    return inspect.signature(FasterRCNNDetector.__init__).parameters[name].default
+
+
+def _as_nested_tuple(value):
+    return tuple(_as_nested_tuple(item) for item in value) if isinstance(
+        value, (tuple, list)) else value
+
+
+# What a whole torchvision detector brings along: its own anchors and weights.
+_WHOLE_DETECTOR_RELATIONS = (
+    Relation(("backbone", "weights"), lambda backbone, weights: (
+        weights is None or _is_whole_detector(backbone)),
+        "weights= loads a whole torchvision detector (backbone='fasterrcnn_...'); with "
+        "another backbone it must be None (a pretrained classification backbone's weights "
+        "go to backbone_weights=)."),
+    Relation(("backbone", "backbone_weights"), lambda backbone, weights: (
+        weights is None or not _is_whole_detector(backbone)),
+        "A whole torchvision detector loads its weights, backbone included, from weights=; "
+        "backbone_weights must be None with one."),
+    Relation(("backbone", "anchor_sizes", "aspect_ratios"), lambda backbone, sizes, ratios: (
+        not _is_whole_detector(backbone)
+        or (_as_nested_tuple(sizes) == _default("anchor_sizes")
+            and _as_nested_tuple(ratios) == _default("aspect_ratios"))),
+        "A whole torchvision detector keeps the anchors its region proposal network was "
+        "trained with (one size per pyramid level for the ResNet ones, 15 anchors per "
+        "position for the MobileNet ones): leave anchor_sizes and aspect_ratios at their "
+        "defaults with one, or use a backbone body (backbone='efficientnet_lite0', "
+        "fpn=True) to choose anchors."),
+    Relation(("backbone", "fpn"), lambda backbone, fpn: (
+        not fpn or not _is_whole_detector(backbone)),
+        "A whole torchvision detector has its own feature pyramid: fpn must be False with "
+        "one."),
+)
+
 _LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
 
 _ARCHITECTURE_DOC = """\
 backbone : str, default="small_cnn"
-        Feature extractor. "small_cnn": three convolution stages (32, 64,
-        128 filters, stride 8) trained from scratch, fast on a CPU. A
-        pretrained backbone by name, e.g. "efficientnet_lite0" (weights
-        shipped; see :func:`skvision.nn.build_backbone` for others): its map
-        at stride 16, or strides 8/16/32 with ``fpn=True``; images need 1 or
-        3 channels in [0, 1].
+        Feature extractor, or a whole detector. "small_cnn": three
+        convolution stages (32, 64, 128 filters, stride 8) trained from
+        scratch, fast on a CPU. A pretrained classification backbone by
+        name, e.g. "efficientnet_lite0" (weights shipped; see
+        :func:`skvision.nn.build_backbone` for others): its map at stride 16,
+        or strides 8/16/32 with ``fpn=True``; images need 1 or 3 channels in
+        [0, 1]. Or one of torchvision's whole Faster R-CNN detectors,
+        ``"fasterrcnn_mobilenet_v3_large_fpn"``,
+        ``"fasterrcnn_mobilenet_v3_large_320_fpn"``,
+        ``"fasterrcnn_resnet50_fpn"``, ``"fasterrcnn_resnet50_fpn_v2"``
+        (``skvision.nn.detection.faster_rcnn_names()``), loaded from
+        ``weights`` and fine-tuned: ``fit`` replaces its box predictor for
+        the classes of ``y`` and keeps the rest, its own anchors, region
+        proposal network, feature pyramid and box head included; images
+        need 3 channels (RGB) in [0, 1], normalized with ImageNet's mean and
+        standard deviation as torchvision's detectors expect.
 
     backbone_weights : None, False, path or dict, default=None
-        Weights of a pretrained ``backbone``: None uses the shipped ones,
-        False a random initialization, a path a local weights file.
+        Weights of a pretrained classification ``backbone``: None uses the
+        shipped ones, False a random initialization, a path a local weights
+        file. Must be None with a whole detector (use ``weights``).
+
+    weights : None, False, path or dict, default=None
+        Weights of a whole detector ``backbone`` (must be None otherwise):
+        None torchvision's COCO-trained weights, downloaded once and cached
+        (``skvision.nn._hub``; with ``HF_HUB_OFFLINE=1`` or without internet
+        they must already be in the cache, else ``fit`` raises
+        ``BackboneWeightsError`` (a ``ValueError``)); a path a local
+        file of the whole model's state dict (``.pth``/``.pt`` read with
+        ``torch.load(weights_only=True)``, or ``.safetensors``) for any
+        number of classes; a state dict; False a random initialization
+        (ordinary batch norm, the whole body trained). A file or state dict
+        of another architecture raises an error naming it. Pretrained
+        weights freeze the body's batch norm (torchvision's
+        ``FrozenBatchNorm2d``, as in its pretrained detectors). A saved
+        model (:func:`skvision.save`) keeps its weights: loading it never
+        reads ``weights`` again.
 
     fpn : bool, default=False
-        With a pretrained backbone, combine its maps at strides 8, 16 and 32
-        in a feature pyramid (torchvision's ``FeaturePyramidNetwork``):
-        better over a wide range of object sizes, slower.
+        With a pretrained classification backbone, combine its maps at
+        strides 8, 16 and 32 in a feature pyramid (torchvision's
+        ``FeaturePyramidNetwork``): better over a wide range of object
+        sizes, slower. Whole detectors have their own pyramid: must be False.
 
     trainable_layers : int, default=3
         With a pretrained backbone, how many of its last stages are trained;
         the others keep their pretrained weights and batch-norm statistics.
+        With a whole detector, torchvision's ``trainable_backbone_layers``:
+        the body is frozen but for its last ``trainable_layers`` layers (a
+        ResNet's ``layer4`` ... ``conv1``, 0 to 5; a MobileNetV3's strided
+        stages, 0 to 6); the pyramid and heads always train. With
+        ``weights=False`` the whole body trains, as in torchvision.
 
     anchor_sizes : tuple of int, default=(16, 32, 64)
         Sides in pixels of the anchor boxes the region proposal network
         starts from at every feature-map position. With ``fpn=True`` they
         are spread over the three pyramid levels, smallest on the finest
         (one each by default), or given per level as torchvision takes them:
-        ``((16,), (32,), (64,))``.
+        ``((16,), (32,), (64,))``. A whole detector keeps its own anchors
+        (torchvision's: one size from 32 to 512 px per pyramid level for the
+        ResNet ones, all five on each map for the MobileNet ones, in 3
+        ratios): this and ``aspect_ratios`` must keep their defaults with one.
 
     aspect_ratios : tuple of float, default=(0.5, 1.0, 2.0)
         Height/width ratios of the anchors; each size comes in every ratio.
 
     rpn_pre_nms_top_n : int, default=500
         Proposals kept per image before the RPN's non-maximum suppression.
+        This and the RPN and box parameters below apply to whole detectors
+        too, in place of torchvision's defaults (1000 to 2000 proposals and
+        512 sampled per training image, tuned for COCO's crowded photos).
 
     rpn_post_nms_top_n : int, default=100
         Proposals kept per image after it.
@@ -106,7 +193,9 @@ backbone : str, default="small_cnn"
         Images are resized so their shorter side is ``min_size`` (and their
         longer at most ``max_size``), as torchvision's detectors do. None
         keeps every image at its own size: objects are found at the pixel
-        sizes they were trained at, in images of any size.
+        sizes they were trained at, in images of any size. Whole detectors
+        too: torchvision's resizing (800 px, 320 px for the ``_320_``
+        variant) applies only when set here.
 
     max_size : int, default=None
         Cap on the longer side when ``min_size`` is set; None: no cap."""
@@ -217,8 +306,10 @@ class FasterRCNNDetector(BaseNeuralEstimator):
            if name not in _NOT_DETECTION_PARAMETERS},
         # Only an ImageAugmenter moves the boxes with the images.
         "augment": [None, IMAGE_AUGMENTER],
-        "backbone": [Options("small_cnn"), *BACKBONE_CONSTRAINTS["backbone"]],
+        "backbone": [Options("small_cnn"), Options(*faster_rcnn_names()),
+                     *BACKBONE_CONSTRAINTS["backbone"]],
         "backbone_weights": BACKBONE_CONSTRAINTS["weights"],
+        "weights": BACKBONE_CONSTRAINTS["weights"],
         "fpn": [BOOLEAN],
         "trainable_layers": [Interval(numbers.Integral, 0, None)],
         "anchor_sizes": [TupleOf(_POSITIVE, min_length=1),
@@ -234,14 +325,15 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         "min_size": [None, *_COUNT],
         "max_size": [None, *_COUNT],
     }
-    # No accelerator parameter (its own training step): no relation to check.
-    _parameter_relations = ()
+    # No accelerator parameter (its own training step); a whole detector's rules.
+    _parameter_relations = _WHOLE_DETECTOR_RELATIONS
 
     def __init__(
         self,
         *,
         backbone="small_cnn",
         backbone_weights=None,
+        weights=None,
         fpn=False,
         trainable_layers=3,
         anchor_sizes=(16, 32, 64),
@@ -276,6 +368,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
     ):
         self.backbone = backbone
         self.backbone_weights = backbone_weights
+        self.weights = weights
         self.fpn = fpn
         self.trainable_layers = trainable_layers
         self.anchor_sizes = anchor_sizes
@@ -362,7 +455,9 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             )
         # The last stage (the classifier's 1x1 "head" convolution) adds nothing
         # a detector needs but many channels.
-        backbone = build_backbone(self.backbone, weights=self.backbone_weights, layer=-2)
+        # A saved model's weights are loaded after the rebuild: no file is read again.
+        weights = False if getattr(self, "_rebuilding", False) else self.backbone_weights
+        backbone = build_backbone(self.backbone, weights=weights, layer=-2)
         body = PretrainedDetectionBody(backbone, fpn=bool(self.fpn),
                                        n_trainable_stages=self.trainable_layers)
         return body, body.map_names
@@ -389,40 +484,86 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         per_level = tuple(tuple(int(size) for size in level) for level in levels)
         return AnchorGenerator(per_level, (ratios,) * n_levels)
 
-    def _build_module(self, n_channels, n_outputs, input_size):
-        from torchvision.models.detection import FasterRCNN
-        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-        from torchvision.models.detection.transform import GeneralizedRCNNTransform
-        from torchvision.ops import MultiScaleRoIAlign
-
-        body, map_names = self._body(n_channels)
-        anchors = self._anchor_generator(len(map_names))
-        representation = 256
-        # Images arrive in [0, 1]; a pretrained body applies its own normalization.
-        mean, std = [0.0] * n_channels, [1.0] * n_channels
-        model = FasterRCNN(
-            body, num_classes=None, image_mean=mean, image_std=std,
-            rpn_anchor_generator=anchors,
+    def _head_options(self):
+        """The RPN's and box head's settings, the same for every kind of backbone."""
+        return dict(
             rpn_pre_nms_top_n_train=self.rpn_pre_nms_top_n,
             rpn_pre_nms_top_n_test=self.rpn_pre_nms_top_n,
             rpn_post_nms_top_n_train=self.rpn_post_nms_top_n,
             rpn_post_nms_top_n_test=self.rpn_post_nms_top_n,
             rpn_nms_thresh=self.rpn_nms_thresh,
-            # One sample per RoI bin: RoIAlign's backward pass dominates training on
-            # a CPU, and one sample halves it at no measured cost in mAP.
-            box_roi_pool=MultiScaleRoIAlign(map_names, output_size=7, sampling_ratio=1),
-            box_head=TwoMLPHead(body.out_channels * 7 * 7, representation),
-            box_predictor=FastRCNNPredictor(representation, n_outputs),
             box_score_thresh=self.box_score_thresh, box_nms_thresh=self.box_nms_thresh,
             box_detections_per_img=self.box_detections_per_img,
             box_batch_size_per_image=self.box_batch_size_per_image,
         )
-        if self.min_size is None:
-            model.transform = KeepSizeTransform(mean, std)
+
+    def _whole_detector_state(self):
+        """The state dict ``weights`` names and how errors name it (None: random weights)."""
+        if self.weights is False or getattr(self, "_rebuilding", False):
+            # A saved model's weights are loaded after the rebuild: no file is read again.
+            return None, None
+        if isinstance(self.weights, dict):
+            return self.weights, "The state dict given as weights"
+        if self.weights is None:
+            from .nn._hub import hub_weights_file
+
+            path = hub_weights_file(self.backbone)
         else:
-            model.transform = GeneralizedRCNNTransform(
-                self.min_size, self.max_size or 2**31, mean, std)
+            path = os.fspath(self.weights)
+        return load_weights_file(path), f"The weights file {path!r}"
+
+    def _whole_detector(self, n_channels, n_outputs):
+        """torchvision's Faster R-CNN ``backbone`` with its weights and a new box predictor."""
+        if n_channels != 3:
+            raise ValueError(
+                f"torchvision's detector {self.backbone!r} takes RGB images (3 channels); got "
+                f"{n_channels}. Repeat grayscale images over 3 channels, or use "
+                "backbone='small_cnn'."
+            )
+        state, source = self._whole_detector_state()
+        pretrained = self.weights is not False
+        return torchvision_faster_rcnn(
+            self.backbone, n_outputs, state=state, source=source,
+            frozen_batch_norm=pretrained,
+            trainable_layers=self.trainable_layers if pretrained else None,
+            **self._head_options(),
+        )
+
+    def _build_module(self, n_channels, n_outputs, input_size):
+        from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+        from torchvision.ops import MultiScaleRoIAlign
+
+        if _is_whole_detector(self.backbone):
+            model = self._whole_detector(n_channels, n_outputs)
+            # Its own normalization (ImageNet's mean and std); sizes as set here.
+            mean, std = model.transform.image_mean, model.transform.image_std
+        else:
+            body, map_names = self._body(n_channels)
+            representation = 256
+            # Images arrive in [0, 1]; a pretrained body applies its own normalization.
+            mean, std = [0.0] * n_channels, [1.0] * n_channels
+            model = FasterRCNN(
+                body, num_classes=None, image_mean=mean, image_std=std,
+                rpn_anchor_generator=self._anchor_generator(len(map_names)),
+                # One sample per RoI bin: RoIAlign's backward pass dominates training on
+                # a CPU, and one sample halves it at no measured cost in mAP.
+                box_roi_pool=MultiScaleRoIAlign(map_names, output_size=7, sampling_ratio=1),
+                box_head=TwoMLPHead(body.out_channels * 7 * 7, representation),
+                box_predictor=FastRCNNPredictor(representation, n_outputs),
+                **self._head_options(),
+            )
+        model.transform = detection_transform(mean, std, self.min_size, self.max_size)
         return model
+
+    def _rebuild_network(self, key, state, device):
+        # The architecture from the parameters, the weights from the file: the
+        # weights= / backbone_weights= files are not read again (they may be gone).
+        self._rebuilding = True
+        try:
+            return super()._rebuild_network(key, state, device)
+        finally:
+            del self._rebuilding
 
     # -- fitting and inference ----------------------------------------------
 

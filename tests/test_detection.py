@@ -292,3 +292,180 @@ def test_save_load_pretrained_fpn_detector_fitted_on_a_frame(small, tmp_path):
     np.testing.assert_allclose(after[["x_min", "y_min", "x_max", "y_max", "score"]],
                                before[["x_min", "y_min", "x_max", "y_max", "score"]],
                                rtol=1e-5, atol=1e-5)
+
+
+# -- torchvision's whole Faster R-CNN detectors, fine-tuned ------------------------------------
+
+WHOLE = "fasterrcnn_mobilenet_v3_large_fpn"
+NEW_CLASSES = {"circle": "ball", "square": "box", "triangle": "tent"}
+
+
+@pytest.fixture(scope="module")
+def whole_weights(tmp_path_factory):
+    """Random whole-model weights of WHOLE in a local file (COCO's would need the internet)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(WHOLE, weights=None, weights_backbone=None)
+    path = tmp_path_factory.mktemp("weights") / f"{WHOLE}.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _renamed(targets):
+    return [{"boxes": target["boxes"],
+             "labels": np.array([NEW_CLASSES[label] for label in target["labels"]],
+                                dtype=object)} for target in targets]
+
+
+def test_whole_torchvision_detector_fine_tuned(small, whole_weights):
+    """A COCO-style whole detector: new box predictor, its own anchors, RPN and normalization."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from skvision.nn.detection import KeepSizeTransform
+
+    X, targets = small
+    X, targets = X[:12], _renamed(targets[:12])
+    detector = FasterRCNNDetector(**FAST, backbone=WHOLE, weights=whole_weights)
+    detector.fit(X, targets)
+    assert set(detector.classes_) <= set(NEW_CLASSES.values())
+    n_classes = len(detector.classes_)
+    for found in detector.predict(X[:3]):
+        assert found["boxes"].shape[1:] == (4,) and found["boxes"].dtype == np.float32
+        assert set(found["labels"]) <= set(detector.classes_)
+        assert len(found["scores"]) == len(found["labels"]) == len(found["boxes"])
+    module = detector.module_
+    predictor = module.roi_heads.box_predictor
+    assert predictor.cls_score.out_features == n_classes + 1
+    assert predictor.bbox_pred.out_features == 4 * (n_classes + 1)
+    # torchvision's anchors and RPN head: 5 sizes x 3 ratios on each map.
+    assert module.rpn.head.cls_logits.out_channels == 15
+    assert set(module.rpn.anchor_generator.num_anchors_per_location()) == {15}
+    assert isinstance(module.transform, KeepSizeTransform)
+    assert module.transform.image_mean == [0.485, 0.456, 0.406]
+    # The file's weights, batch norm frozen, body trained in its last 3 layers only.
+    body = module.backbone.body
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in body.modules())
+    saved = torch.load(whole_weights, weights_only=True)
+    np.testing.assert_array_equal(body["0"][0].weight.detach(),
+                                  saved["backbone.body.0.0.weight"])
+    assert not body["0"][0].weight.requires_grad and body["16"][0].weight.requires_grad
+    assert not torch.equal(body["16"][0].weight.detach(), saved["backbone.body.16.0.weight"])
+    assert 0.0 <= detector.score(X, targets) <= 1.0
+
+    # weights=False: torchvision's random initialization, ordinary batch norm, all trained.
+    scratch = FasterRCNNDetector(**FAST, backbone=WHOLE, weights=False, min_size=96)
+    scratch.fit(X, targets)
+    body = scratch.module_.backbone.body
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
+    assert all(p.requires_grad for p in body.parameters())
+    resized, _ = scratch.module_.transform([torch.zeros(3, 64, 64)])
+    assert resized.image_sizes == [(96, 96)]
+
+
+@pytest.mark.parametrize("name, n_layers", [("mobilenet_v3_large", 6), ("resnet18", 5)])
+def test_trainable_layers_follow_torchvision(name, n_layers):
+    """freeze_detector_body on a built body freezes what torchvision's extractors freeze."""
+    import torchvision
+    from torchvision.models.detection import backbone_utils
+
+    from skvision.nn.detection import freeze_detector_body
+
+    for n_trainable in range(n_layers + 1):
+        network = torchvision.models.get_model(name, weights=None)
+        if name.startswith("resnet"):
+            reference = backbone_utils._resnet_fpn_extractor(
+                torchvision.models.get_model(name, weights=None), n_trainable).body
+        else:
+            reference = backbone_utils._mobilenet_extractor(
+                torchvision.models.get_model(name, weights=None), True, n_trainable).body
+            network = network.features
+        body = backbone_utils.BackboneWithFPN(
+            network, {"layer4" if name.startswith("resnet") else "16": "0"},
+            [512 if name.startswith("resnet") else 960], 8).body
+        freeze_detector_body(body, n_trainable)
+        assert ([n for n, p in body.named_parameters() if p.requires_grad]
+                == [n for n, p in reference.named_parameters() if p.requires_grad])
+    with pytest.raises(ValueError, match=f"0 to {n_layers}"):
+        freeze_detector_body(body, n_layers + 1)
+
+
+def test_whole_detector_errors(small, whole_weights, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import torchvision
+    from safetensors.torch import save_file
+
+    from skvision.nn.backbones import BackboneWeightsError
+
+    X, targets = small
+    X, targets = X[:4], targets[:4]
+    # Weights of another detector, of a classification network, or no file.
+    with pytest.raises(BackboneWeightsError, match=(
+            rf"{whole_weights.name}.* do not fit torchvision's fasterrcnn_resnet50_fpn: .* "
+            r"missing")):
+        FasterRCNNDetector(**FAST, backbone="fasterrcnn_resnet50_fpn",
+                           weights=whole_weights).fit(X, targets)
+    classifier = tmp_path / "mobilenet_v3_large.safetensors"
+    save_file(torchvision.models.mobilenet_v3_large().state_dict(), classifier)
+    with pytest.raises(BackboneWeightsError, match=(
+            rf"mobilenet_v3_large.safetensors.* do not fit torchvision's {WHOLE}.*"
+            r"unexpected \(e.g. \[.classifier")):
+        FasterRCNNDetector(**FAST, backbone=WHOLE, weights=classifier).fit(X, targets)
+    with pytest.raises(BackboneWeightsError, match="does not exist"):
+        FasterRCNNDetector(**FAST, backbone=WHOLE, weights=tmp_path / "none.pth").fit(
+            X, targets)
+    # Parameters that belong to the other kinds of backbone.
+    for params, message in (
+            (dict(backbone="small_cnn", weights=whole_weights), "with another backbone"),
+            (dict(backbone="efficientnet_lite0", weights=False), "with another backbone"),
+            (dict(backbone=WHOLE, weights=False, backbone_weights=False),
+             "backbone_weights must be None"),
+            (dict(backbone=WHOLE, weights=False, anchor_sizes=(8, 16)), "keeps the anchors"),
+            (dict(backbone=WHOLE, weights=False, aspect_ratios=(1.0,)), "keeps the anchors"),
+            (dict(backbone=WHOLE, weights=False, fpn=True), "fpn must be False")):
+        with pytest.raises(ValueError, match=message):
+            FasterRCNNDetector(**FAST, **params).fit("not images", None)  # before the data
+    # A state dict in the message is named by its size, not printed.
+    with pytest.raises(ValueError, match="weights=<dict of"):
+        FasterRCNNDetector(**FAST, weights=torch.load(whole_weights, weights_only=True)).fit(
+            X, targets)
+    with pytest.raises(ValueError, match="RGB images"):
+        FasterRCNNDetector(**FAST, backbone=WHOLE, weights=False).fit(X[..., :1], targets)
+    # weights=None asks skvision.nn._hub for torchvision's COCO weights, by model name.
+    asked = []
+
+    def offline(name):
+        asked.append(name)
+        raise BackboneWeightsError("offline")
+
+    monkeypatch.setitem(sys.modules, "skvision.nn._hub",
+                        types.SimpleNamespace(hub_weights_file=offline))
+    with pytest.raises(BackboneWeightsError, match="offline"):
+        FasterRCNNDetector(**FAST, backbone=WHOLE).fit(X, targets)
+    assert asked == [WHOLE]
+
+
+def test_save_load_whole_detector_without_its_weights_file(small, whole_weights, tmp_path):
+    """The saved model holds the fine-tuned weights: the weights file may be gone."""
+    import shutil
+
+    from skvision import load, save
+
+    X, targets = small
+    X, targets = X[:8], _renamed(targets[:8])
+    local = tmp_path / "coco.pth"
+    shutil.copy(whole_weights, local)
+    detector = FasterRCNNDetector(**FAST, backbone=WHOLE, weights=local,
+                                  trainable_layers=2).fit(X, targets)
+    save(detector, tmp_path / "detector.skv")
+    local.unlink()
+    restored = load(tmp_path / "detector.skv")
+    for before, after in zip(detector.predict(X[:3]), restored.predict(X[:3])):
+        np.testing.assert_allclose(after["boxes"], before["boxes"], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(after["scores"], before["scores"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(after["labels"], before["labels"])
+    assert restored.module_.roi_heads.box_predictor.cls_score.out_features == len(
+        detector.classes_) + 1

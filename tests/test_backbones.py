@@ -208,3 +208,18 @@ def test_user_network_vectors_take_auto_pooling_only():
         assert backbone.pool(torch.zeros(2, 3, 16, 16)).shape == (2, 5)
         with pytest.raises(ValueError, match="returns feature vectors"):
             backbone.pool(torch.zeros(2, 3, 16, 16), "max")
+
+
+def test_unet_encoders_from_timm_with_and_without_a_stride_2_level():
+    """As segmentation-models-pytorch: ConvNeXt starts at stride 4, so no skip at 2."""
+    from skvision.segmentation import UNetSegmenter
+
+    X, masks = make_shapes(12, image_size=32, task="segmentation", random_state=0)
+    seg = UNetSegmenter(encoder="test_convnext.r160_in1k", encoder_weights=False, epochs=1,
+                        precision="32", random_state=0).fit(X, masks)
+    assert seg.module_.encoder.channels[0] == 0  # the empty stride-2 map
+    assert seg.predict(X[:2]).shape == (2, 32, 32)
+    with pytest.raises(ValueError, match="no feature level at stride 8; its levels reach "
+                                         r"strides \[16\]"):
+        UNetSegmenter(encoder="test_vit.r160_in1k", encoder_weights=False, epochs=1).fit(
+            X, masks)

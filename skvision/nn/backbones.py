@@ -834,11 +834,15 @@ class MultiScaleFeatures(nn.Module):
     n_trainable_stages : int or None, default=None
         Train only the last ``n`` feature levels kept (0: none); None trains
         all.
+    shallow_optional : bool, default=False
+        Strides below the backbone's first level (2 for ConvNeXt, which
+        starts at 4) come back as empty maps (0 channels) instead of
+        raising.
 
     Attributes
     ----------
     channels : list of int
-        Channels of each returned map.
+        Channels of each returned map (0 for an empty one).
     taps : list of int
         The backbone level returned at each stride.
 
@@ -851,20 +855,27 @@ class MultiScaleFeatures(nn.Module):
     [(1, 40, 8, 8), (1, 112, 4, 4), (1, 1280, 2, 2)]
     """
 
-    def __init__(self, backbone, strides, n_trainable_stages=None):
+    def __init__(self, backbone, strides, n_trainable_stages=None, shallow_optional=False):
         super().__init__()
         has_maps = backbone.final_kind != "vector"
         last_at = {level["stride"]: index for index, level in enumerate(backbone.levels)
                    if has_maps or not level["final"]}
-        missing = [stride for stride in strides if stride not in last_at]
+        # As segmentation-models-pytorch does for encoders that start at
+        # stride 4 or more (ConvNeXt, Swin, ViTs): empty maps at the
+        # shallower strides, so a decoder keeps its shape.
+        self.n_empty = (sum(stride < min(last_at, default=0) for stride in strides[:-1])
+                        if shallow_optional else 0)
+        missing = [stride for stride in strides[self.n_empty:] if stride not in last_at]
         if missing:
             raise ValueError(
                 f"Backbone {backbone.name!r} has no feature level at stride {missing[0]}; its "
                 f"levels reach strides {sorted(set(last_at))}."
             )
-        self.taps = [last_at[stride] for stride in strides]
+        self.strides = list(strides)
+        self.taps = [last_at[stride] for stride in strides[self.n_empty:]]
         self.backbone = backbone.cut(self.taps[-1])
-        self.channels = [backbone.levels[index]["channels"] for index in self.taps]
+        self.channels = [0] * self.n_empty + [
+            backbone.levels[index]["channels"] for index in self.taps]
         preprocessing = backbone.preprocessing
         self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
@@ -879,7 +890,12 @@ class MultiScaleFeatures(nn.Module):
     def forward(self, x):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        return self.backbone.level_maps((x - self.mean) / self.std, self.taps)
+        maps = self.backbone.level_maps((x - self.mean) / self.std, self.taps)
+        if self.n_empty:
+            height, width = x.shape[-2:]
+            maps = [maps[0].new_zeros(len(x), 0, height // stride, width // stride)
+                    for stride in self.strides[: self.n_empty]] + list(maps)
+        return maps
 
 
 class BackboneClassifier(nn.Module):

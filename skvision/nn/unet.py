@@ -67,8 +67,10 @@ class UNet(nn.Module):
     encoder : Backbone, default=None
         A pretrained backbone (:func:`~skvision.nn.build_backbone`) whose
         stages replace the encoder below full resolution; its maps at
-        strides 2 to ``2 ** depth`` are the skip connections, and a small
-        convolution block keeps a full-resolution skip. Inputs are images
+        strides 2 to ``2 ** depth`` are the skip connections (an encoder
+        that starts at a coarser stride, such as ConvNeXt at 4, has none at
+        the finer ones), and a small convolution block keeps a
+        full-resolution skip. Inputs are images
         in [0, 1] with 1 or 3 channels; the weights' normalization is
         applied inside.
 
@@ -106,7 +108,8 @@ class UNet(nn.Module):
                 raise ValueError(
                     f"A pretrained encoder takes 1 or 3 channels; got {in_channels}."
                 )
-            self.encoder = MultiScaleFeatures(encoder, [2**level for level in range(1, depth + 1)])
+            self.encoder = MultiScaleFeatures(encoder, [2**level for level in range(1, depth + 1)],
+                                              shallow_optional=True)
             self.down = nn.ModuleList([_DoubleConv(in_channels, widths[0], batch_norm, 0.0)])
             skip_channels = [widths[0], *self.encoder.channels]
         self.up = nn.ModuleList(

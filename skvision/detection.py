@@ -350,8 +350,12 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         )
         return encoded, len(self.classes_) + 1
 
-    def _body(self, n_channels):
-        """The feature extractor and the names of the maps it returns."""
+    def _body(self, n_channels, pretrained=True):
+        """The feature extractor and the names of the maps it returns.
+
+        ``pretrained=False``: the backbone's architecture without reading its
+        weights (a saved model loading: they come from the file).
+        """
         if self.backbone == "small_cnn":
             body = small_cnn_body(n_channels)
             return body, body.map_names
@@ -362,7 +366,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             )
         # The last stage (the classifier's 1x1 "head" convolution) adds nothing
         # a detector needs but many channels.
-        backbone = build_backbone(self.backbone, weights=self.backbone_weights, layer=-2)
+        backbone = build_backbone(
+            self.backbone, weights=self.backbone_weights if pretrained else False, layer=-2)
         body = PretrainedDetectionBody(backbone, fpn=bool(self.fpn),
                                        n_trainable_stages=self.trainable_layers)
         return body, body.map_names
@@ -389,13 +394,13 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         per_level = tuple(tuple(int(size) for size in level) for level in levels)
         return AnchorGenerator(per_level, (ratios,) * n_levels)
 
-    def _build_module(self, n_channels, n_outputs, input_size):
+    def _build_module(self, n_channels, n_outputs, input_size, pretrained=True):
         from torchvision.models.detection import FasterRCNN
         from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
         from torchvision.models.detection.transform import GeneralizedRCNNTransform
         from torchvision.ops import MultiScaleRoIAlign
 
-        body, map_names = self._body(n_channels)
+        body, map_names = self._body(n_channels, pretrained)
         anchors = self._anchor_generator(len(map_names))
         representation = 256
         # Images arrive in [0, 1]; a pretrained body applies its own normalization.

@@ -52,6 +52,7 @@ import io
 import json
 import math
 import os
+import pathlib
 import re
 import sys
 import tempfile
@@ -72,7 +73,7 @@ __all__ = ["load", "save"]
 
 FORMAT = "skvision-model"
 # 1: one skvision estimator. 2: any scikit-learn object graph (skops
-# members), skorch callbacks by class and parameters, torch.device values.
+# members), skorch callbacks by class and parameters, torch.device and path values.
 FORMAT_VERSION = 2
 
 
@@ -322,6 +323,8 @@ class _Writer:
             return self.callbacks(value, where)
         if isinstance(value, torch.device):
             return {"__device__": str(value)}
+        if isinstance(value, os.PathLike):  # weights=Path(...): the path, never read at load
+            return {"__path__": os.fspath(value)}
         if isinstance(value, tuple):
             return {"__tuple__": [self.encode(item, where) for item in value]}
         if isinstance(value, list):
@@ -545,6 +548,8 @@ class _Reader:
             return self._trusted(value[tag])
         if tag == "__device__":
             return torch.device(value[tag])
+        if tag == "__path__":
+            return pathlib.Path(value[tag])
         if tag == "__tuple__":
             return tuple(self.decode(item) for item in value[tag])
         if tag == "__dict__":

@@ -1,30 +1,62 @@
-"""Safe saving and loading of fitted estimators: ``skvision.save`` / ``skvision.load``.
+"""Safe saving and loading of fitted models: ``skvision.save`` / ``skvision.load``.
 
 A saved model is one zip file:
 
 * ``metadata.json``: the format version, the skvision / torch / sklearn
-  versions that wrote it, and the estimator as JSON — its class (from an
-  allow-list), parameters and fitted attributes;
+  versions that wrote it, and the object as JSON: each skvision estimator
+  (and XGBoost model) as its class (from an allow-list), parameters and
+  fitted attributes;
 * ``arrays/<n>.npy``: numpy arrays, read with ``allow_pickle=False``;
 * ``tensors.safetensors``: every torch tensor (network weights, optimizer
   state, Gram matrices), read with safetensors;
+* ``sklearn/<n>.skops``: the scikit-learn parts (a ``Pipeline``, a
+  ``GridSearchCV``, a ``StandardScaler``...) in skops' format
+  (:mod:`skops.io`, the ecosystem's format without pickle);
 * XGBoost models in XGBoost's own binary JSON format.
 
-Loading never unpickles: every object is rebuilt from an allowed class and
-plain data, and the networks from the estimator's own parameters before
-their weights are loaded. Writing goes to a temporary file in the target's
-folder, is flushed to disk and then renamed over the target, so a failure
-mid-write leaves the previous file as it was and no partial file behind.
+Whole object graphs (format 2). ``save`` walks the object: a skvision
+estimator is encoded in skvision's own format; anything else (scikit-learn
+meta-estimators and estimators) goes through ``skops.io.dumps`` after each
+skvision estimator inside it, wherever it sits (a pipeline step, a search's
+``best_estimator_``, a calibrated classifier's internals, an object array of
+``cv_results_``), is replaced by an :class:`_EstimatorRef` placeholder
+holding its index. The skvision estimators are stored beside the skops
+member in the same JSON (``{"__skops__": member, "refs": [...]}``), so
+either kind may nest inside the other. Loading puts them back in place.
+Design choices: skops' custom type hooks are private API and process-wide
+(registering one changes every ``skops.io.dumps`` of the process), the
+placeholders are not; and skops cannot save torch networks or skorch nets,
+which skvision's own format rebuilds from parameters plus safetensors.
+
+Loading never unpickles and checks the whole file before it builds
+anything: every type the JSON names (estimator, network and callback
+classes), every type of each skops member (``skops.io.get_untrusted_types``)
+and every array's header (an object array is a pickle payload) must be
+allowed, and the zip may hold no other member; else a ``ValueError`` names
+what was refused. ``load(trusted=[...])`` extends the allow-lists by type
+names: a user's torch module or skorch callback class, types in the
+scikit-learn part that skops does not trust by default. Networks are
+rebuilt from the estimators' own parameters (``_rebuild_network``, with no
+pretrained weights read: the file has the trained ones) on the device they
+were fitted on where it exists here, else the CPU
+(:func:`skvision._torch.loadable_device`). Writing goes to a temporary file
+in the target's folder, is flushed to disk and then renamed over the target,
+so a failure mid-write leaves the previous file as it was and no partial
+file behind.
 """
 
+import copy
+import functools
 import inspect
 import io
 import json
 import math
 import os
 import pathlib
+import re
 import sys
 import tempfile
+import types
 import warnings
 import zipfile
 
@@ -35,10 +67,14 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ._torch import loadable_device
+
 __all__ = ["load", "save"]
 
 FORMAT = "skvision-model"
-FORMAT_VERSION = 1
+# 1: one skvision estimator. 2: any scikit-learn object graph (skops
+# members), skorch callbacks by class and parameters, torch.device and path values.
+FORMAT_VERSION = 2
 
 
 def _trusted_classes():
@@ -65,6 +101,185 @@ def _class_path(obj):
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
+class _EstimatorRef:
+    """Stands for the skvision estimator ``index`` in a scikit-learn part saved with skops."""
+
+    def __init__(self, index):
+        self.index = index
+
+
+_REF_PATH = f"{_EstimatorRef.__module__}.{_EstimatorRef.__qualname__}"
+
+
+@functools.cache
+def _sklearn_trusted():
+    """Types skops does not trust by default that a scikit-learn part may hold.
+
+    scikit-learn's own plain classes and metric functions that the
+    meta-estimators skvision saves keep as fitted state: search scorers and
+    their score functions, cross-validation splitters, ``Bunch`` (voting,
+    stacking), calibration's internals; and skvision's placeholder.
+    """
+    import sklearn.model_selection as model_selection
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    names = {
+        _REF_PATH,
+        "sklearn.utils._bunch.Bunch",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.metrics._scorer._PassthroughScorer",
+        "sklearn.metrics._scorer._Scorer",
+        "sklearn.metrics._scorer._MultimetricScorer",
+    }
+    for name in model_selection.__all__:
+        splitter = getattr(model_selection, name, None) if "Halving" not in name else None
+        if isinstance(splitter, type) and splitter.__module__ == "sklearn.model_selection._split":
+            names.add(f"{splitter.__module__}.{splitter.__qualname__}")
+    for name in get_scorer_names():
+        function = getattr(get_scorer(name), "_score_func", None)
+        if function is not None:
+            names.add(f"{function.__module__}.{function.__name__}")
+    return frozenset(names)
+
+
+# Values the graph walks never enter: leaves, or objects skops saves itself.
+_LEAVES = (type(None), bool, int, float, complex, str, bytes, np.generic, type,
+           types.FunctionType, types.BuiltinFunctionType, types.ModuleType, torch.Tensor,
+           torch.nn.Module, pd.DataFrame, pd.Series, pd.Index, np.random.Generator,
+           np.random.RandomState)
+
+
+def _map_children(value, visit):
+    """``value`` with ``visit`` applied to its children: itself when none changed, else a copy.
+
+    Children are the items of lists, tuples, dicts and object arrays and the
+    attributes (``__dict__``) of other objects; leaves have none.
+    """
+    if isinstance(value, _LEAVES):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype != object:
+            return value
+        items = [visit(item) for item in np.ma.getdata(value).ravel()]
+        if all(new is old for new, old in zip(items, np.ma.getdata(value).ravel())):
+            return value
+        copied = value.copy()
+        flat = np.ma.getdata(copied).reshape(-1)
+        for index, item in enumerate(items):
+            flat[index] = item  # one by one: a tuple item stays one object
+        return copied
+    if isinstance(value, (list, tuple)):
+        items = [visit(item) for item in value]
+        if all(new is old for new, old in zip(items, value)):
+            return value
+        if type(value) is tuple:
+            return tuple(items)
+        if isinstance(value, tuple):  # a named tuple
+            return type(value)(*items)
+        copied = copy.copy(value)
+        copied[:] = items
+        return copied
+    if isinstance(value, dict):
+        changed = {key: new for key, item in value.items() if (new := visit(item)) is not item}
+        if not changed:
+            return value
+        copied = copy.copy(value)
+        copied.update(changed)
+        return copied
+    attributes = getattr(value, "__dict__", None)
+    if not isinstance(attributes, dict):
+        return value
+    changed = {key: new for key, item in attributes.items() if (new := visit(item)) is not item}
+    if not changed:
+        return value
+    copied = copy.copy(value)
+    copied.__dict__.update(changed)
+    return copied
+
+
+def _walk(value, replace):
+    """``value``'s graph with ``replace(node)`` (not None) substituted; shared nodes stay shared."""
+    memo = {}
+
+    def visit(node):
+        key = id(node)
+        if key in memo:
+            return memo[key][1]
+        memo[key] = (node, node)  # a cycle meets the original
+        replacement = replace(node)
+        result = _map_children(node, visit) if replacement is None else replacement
+        memo[key] = (node, result)  # the node is kept alive: its id stays unique
+        return result
+
+    return visit(value)
+
+
+def _skeleton(value, trusted):
+    """``value`` with each skvision part replaced by a placeholder; and those parts, in order."""
+    parts = []
+
+    def replace(node):
+        if isinstance(node, sklearn.base.BaseEstimator) and _class_path(node) in trusted:
+            parts.append(node)
+            return _EstimatorRef(len(parts) - 1)
+        return None
+
+    return _walk(value, replace), parts
+
+
+def _put_back(skeleton, parts):
+    """The loaded scikit-learn part with its placeholders replaced by the skvision parts."""
+    def replace(node):
+        if not isinstance(node, _EstimatorRef):
+            return None
+        if not (isinstance(node.index, int) and 0 <= node.index < len(parts)):
+            raise ValueError(f"The model file refers to a missing estimator {node.index!r}.")
+        return parts[node.index]
+
+    return _walk(skeleton, replace)
+
+
+def _is_plain(value):
+    """Whether ``value`` is plain data: numbers, strings, None, and lists, tuples, dicts of them."""
+    if value is None or isinstance(value, (bool, str, int, float, np.integer, np.floating)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
+    return False
+
+
+def _callback_arguments(callback):
+    """A skorch callback's constructor arguments that differ from their defaults, or a reason."""
+    cls = type(callback)
+    if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
+        return None, f"its class {cls.__qualname__} cannot be imported by path"
+    try:
+        params = callback.get_params(deep=False)
+    except Exception as error:  # any failure: not saved
+        return None, f"get_params() failed ({error})"
+    defaults = {name: parameter.default for name, parameter in
+                inspect.signature(cls.__init__).parameters.items()
+                if parameter.default is not parameter.empty}
+    arguments = {}
+    for name, value in params.items():
+        default = defaults.get(name, inspect.Parameter.empty)
+        if value is default:
+            continue
+        if _is_plain(value) and _is_plain(default):
+            try:
+                if value == default and type(value) is type(default):
+                    continue
+            except Exception:  # not comparable: kept
+                pass
+        if not _is_plain(value):
+            return None, f"{cls.__name__}'s parameter {name}={value!r} is not plain data"
+        arguments[name] = value
+    return arguments, None
+
+
 # --------------------------------------------------------------------------
 # Encoding: Python objects → JSON with references to arrays and tensors.
 
@@ -73,6 +288,8 @@ class _Writer:
     def __init__(self):
         self.arrays = {}
         self.tensors = {}
+        self.skops = {}
+        self.trusted = _trusted_classes()
 
     def array(self, value):
         name = f"arrays/{len(self.arrays)}.npy"
@@ -95,9 +312,6 @@ class _Writer:
 
         if value is None or isinstance(value, (bool, str)):
             return value
-        if isinstance(value, pathlib.PurePath):
-            # A weights file parameter: its name only (loading never reads it).
-            return {"__path__": os.fspath(value)}
         if isinstance(value, (int, np.integer)):
             return int(value)
         if isinstance(value, (float, np.floating)):
@@ -106,13 +320,11 @@ class _Writer:
         if isinstance(value, (list, tuple)) and value and all(
                 isinstance(entry[-1] if isinstance(entry, tuple) else entry, Callback)
                 for entry in value):
-            # A ``callbacks`` parameter: code that only runs in training, like
-            # an augment callable.
-            warnings.warn(
-                f"{where} holds skorch callbacks, which cannot be saved without pickle; it "
-                "is saved as None (they are only used in training).", UserWarning, stacklevel=4,
-            )
-            return None
+            return self.callbacks(value, where)
+        if isinstance(value, torch.device):
+            return {"__device__": str(value)}
+        if isinstance(value, os.PathLike):  # weights=Path(...): the path, never read at load
+            return {"__path__": os.fspath(value)}
         if isinstance(value, tuple):
             return {"__tuple__": [self.encode(item, where) for item in value]}
         if isinstance(value, list):
@@ -167,9 +379,8 @@ class _Writer:
             # model predicts in one process, like any other.
             return None
         if isinstance(value, BaseEstimator):
-            if _class_path(value) not in _trusted_classes():
-                raise TypeError(f"{where}: {_class_path(value)} is not a skvision estimator and "
-                                "cannot be saved safely.")
+            if _class_path(value) not in self.trusted:
+                return self.sklearn(value, where)
             state = value.__getstate__()
             for name in value._get_param_names():
                 if isinstance(state.get(name), torch.nn.Module):
@@ -189,6 +400,37 @@ class _Writer:
             return None
         raise TypeError(f"{where}: cannot save a {type(value).__name__} safely.")
 
+    def callbacks(self, value, where):
+        """A ``callbacks`` list: each callback's class path and non-default arguments.
+
+        Only when they are plain data; otherwise the list is code that only
+        runs in training, like an augment callable: saved as None.
+        """
+        entries = []
+        for entry in value:
+            name, callback = entry if isinstance(entry, tuple) else (None, entry)
+            arguments, reason = _callback_arguments(callback)
+            if arguments is None:
+                warnings.warn(
+                    f"{where} holds skorch callbacks that cannot be saved without pickle "
+                    f"({reason}); it is saved as None (they are only used in training).",
+                    UserWarning, stacklevel=5,
+                )
+                return None
+            entries.append({"class": _class_path(callback), "name": name,
+                            "arguments": self.encode(arguments, where)})
+        return {"__callbacks__": entries, "tuple": isinstance(value, tuple)}
+
+    def sklearn(self, value, where):
+        """A scikit-learn part: skops for it, skvision's format for the skvision parts inside."""
+        import skops.io
+
+        skeleton, parts = _skeleton(value, self.trusted)
+        name = f"sklearn/{len(self.skops)}.skops"
+        self.skops[name] = skops.io.dumps(skeleton)
+        return {"__skops__": name, "refs": [
+            self.encode(part, f"{where}.{type(part).__name__}") for part in parts]}
+
 
 def _plain_history(history):
     """skorch's History as plain rows (batch records dropped: they are per-step noise)."""
@@ -199,13 +441,96 @@ def _plain_history(history):
 # Decoding: JSON → objects, rebuilding networks from the estimators' params.
 
 
+_BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
+_MEMBER = re.compile(r"metadata\.json|tensors\.safetensors|arrays/\d+\.npy|sklearn/\d+\.skops")
+
+
+def _check_array(data, where):
+    """Refuse an ``.npy`` member holding Python objects (a pickle) before it is read."""
+    buffer = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        _, _, dtype = read_header(buffer)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"The model file's {where} is not a readable array: {error}") from None
+    if dtype.hasobject:
+        raise ValueError(
+            f"The model file's {where} is an array of Python objects, a pickle payload: "
+            "refusing to load it (skvision files never hold pickles)."
+        )
+
+
 class _Reader:
+    """Checks a model file's JSON, arrays and skops members, then rebuilds the object."""
+
     def __init__(self, archive, tensors, trusted, user_trusted=()):
         self.archive = archive
         self.tensors = tensors
         self.trusted = trusted
         self.user_trusted = frozenset(user_trusted)
-        self.nets = []
+        self.classes = {}
+
+    # -- the audit: everything is checked before anything is built ----------
+
+    def audit(self, document):
+        """Refuse the file if it holds anything not allowed: run before ``decode``."""
+        for info in self.archive.infolist():
+            if not _MEMBER.fullmatch(info.filename):
+                data = self.archive.read(info.filename)
+                kind = " (a pickle)" if data[:1] == b"\x80" else ""
+                raise ValueError(
+                    f"The model file holds {info.filename!r}{kind}, which is no part of a "
+                    "skvision model: refusing to load it."
+                )
+            if info.filename.endswith(".npy"):
+                _check_array(self.archive.read(info.filename), info.filename)
+        self._audit(document)
+
+    def _audit(self, value):
+        if isinstance(value, list):
+            for item in value:
+                self._audit(item)
+            return
+        if not isinstance(value, dict):
+            return
+        tag = next((key for key in value if key.startswith("__")), None)
+        if tag in ("__estimator__", "__xgboost__", "__class__"):
+            self._trusted(value[tag])
+        elif tag == "__callbacks__":
+            for entry in value[tag]:
+                self._callback_class(entry["class"])
+        elif tag == "__skops__":
+            self._audit_skops(value[tag])
+        elif tag == "__generator__":
+            state = value[tag].get("__dict__", {}) if isinstance(value[tag], dict) else {}
+            if state.get("bit_generator") not in _BIT_GENERATORS:
+                raise ValueError(f"Unknown random generator {state.get('bit_generator')!r} "
+                                 "in the model file.")
+        for item in value.values():
+            self._audit(item)
+
+    def _audit_skops(self, name):
+        import skops.io
+
+        data = self.archive.read(name)
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            for member in inner.namelist():
+                if member.endswith(".npy"):
+                    _check_array(inner.read(member), f"{name}/{member}")
+        untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - self._skops_trusted())
+        if untrusted:
+            raise ValueError(
+                f"The model file names the type(s) {untrusted} in its scikit-learn part, "
+                "which skvision does not load by default: refusing to load it. If you trust "
+                f"the file and those types, pass trusted={untrusted!r}."
+            )
+
+    def _skops_trusted(self):
+        return _sklearn_trusted() | self.user_trusted
+
+    # -- decoding -----------------------------------------------------------
 
     def array(self, name):
         with self.archive.open(name) as handle:
@@ -221,6 +546,8 @@ class _Reader:
             return float(value[tag])
         if tag == "__class__":
             return self._trusted(value[tag])
+        if tag == "__device__":
+            return torch.device(value[tag])
         if tag == "__path__":
             return pathlib.Path(value[tag])
         if tag == "__tuple__":
@@ -241,6 +568,8 @@ class _Reader:
                                  zip(frame["columns"], frame["values"])})
         if tag == "__generator__":
             state = self.decode(value[tag])
+            if state["bit_generator"] not in _BIT_GENERATORS:
+                raise ValueError(f"Unknown random generator {state['bit_generator']!r}.")
             generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
             generator.bit_generator.state = state
             return generator
@@ -249,9 +578,25 @@ class _Reader:
             random_state.set_state(self.decode(value[tag]))
             return random_state
         if tag == "__xgboost__":
-            model = self._trusted(value[tag])(**self.decode(value["params"]))
+            params = self.decode(value["params"])
+            if str(params.get("device")).startswith("cuda"):
+                params["device"] = loadable_device(params["device"])
+            model = self._trusted(value[tag])(**params)
             model.load_model(bytearray(self.array(value["raw"]["__array__"]).tobytes()))
             return model
+        if tag == "__callbacks__":
+            callbacks = []
+            for entry in value[tag]:
+                callback = self._callback_class(entry["class"])(**self.decode(entry["arguments"]))
+                callbacks.append(callback if entry["name"] is None else (entry["name"], callback))
+            return tuple(callbacks) if value.get("tuple") else callbacks
+        if tag == "__skops__":
+            import skops.io
+
+            parts = [self.decode(part) for part in value["refs"]]
+            skeleton = skops.io.loads(self.archive.read(value[tag]),
+                                      trusted=sorted(self._skops_trusted()))
+            return _put_back(skeleton, parts)
         if tag in ("__net__", "__module__"):
             # Rebuilt once the owning estimator's parameters are known.
             return _Pending(tag, self.decode(value[tag]))
@@ -270,6 +615,9 @@ class _Reader:
                     continue  # **backbone_arguments: saved as the attributes they set
                 if name != "self" and not hasattr(estimator, name):
                     setattr(estimator, name, parameter.default)
+            if getattr(estimator, "device_", None) is not None:
+                # Fitted on a GPU, loaded where there is none: the CPU.
+                estimator.device_ = loadable_device(estimator.device_)
             for key, item in pending.items():
                 setattr(estimator, key, _rebuild(estimator, key, item))
             return estimator
@@ -279,16 +627,34 @@ class _Reader:
         if path in self.trusted:
             return self.trusted[path]
         if path in self.user_trusted:
-            return _import_class(path)
+            return self._import(path, torch.nn.Module)
         raise ValueError(
             f"The model file names the type {path!r}, which is not one skvision loads: "
             "refusing to load it (skvision's estimators and networks and XGBoost's models are "
             f"allowed). If you trust the file and that class, pass trusted=[{path!r}]."
         )
 
+    def _callback_class(self, path):
+        from skorch.callbacks import Callback
 
-def _import_class(path):
-    """Import ``module.Qualified.Name``: a class the caller listed in ``trusted``."""
+        if not isinstance(path, str):
+            raise ValueError(f"Unknown callback class {path!r} in the model file.")
+        if path.split(".")[0] in ("skorch", "skvision") or path in self.user_trusted:
+            return self._import(path, Callback)
+        raise ValueError(
+            f"The model file names the callback class {path!r}, which is not skorch's or "
+            "skvision's: refusing to load it. If you trust the file and that class, pass "
+            f"trusted=[{path!r}]."
+        )
+
+    def _import(self, path, base):
+        if path not in self.classes:
+            self.classes[path] = _import_class(path, base)
+        return self.classes[path]
+
+
+def _import_class(path, base=torch.nn.Module):
+    """Import ``module.Qualified.Name``: a class the caller listed in ``trusted`` (or skorch's)."""
     import importlib
 
     module_name, _, qualname = path.rpartition(".")
@@ -302,9 +668,11 @@ def _import_class(path):
     else:
         raise ValueError(f"Cannot import the trusted type {path!r}.")
     for part in qualname.split("."):
-        target = getattr(target, part)
-    if not (isinstance(target, type) and issubclass(target, torch.nn.Module)):
-        raise ValueError(f"The trusted type {path!r} is not a torch.nn.Module subclass.")
+        target = getattr(target, part, None)
+    if not (isinstance(target, type) and issubclass(target, base)):
+        raise ValueError(
+            f"The type {path!r} is not a {base.__module__}.{base.__qualname__} subclass: "
+            "refusing to load it.")
     return target
 
 
@@ -313,22 +681,9 @@ class _Pending:
         self.kind, self.payload = kind, payload
 
 
-def _load_device(estimator):
-    from ._torch import resolve_device
-
-    device = getattr(estimator, "device_", "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        return "cpu"  # a model fitted on a GPU loads on a CPU-only machine
-    if str(device) == "mps" and not torch.backends.mps.is_available():
-        return "cpu"
-    return resolve_device(device)
-
-
 def _rebuild(estimator, key, pending):
     """Rebuild a network attribute: the estimator's own ``_rebuild_network`` hook."""
-    device = _load_device(estimator)
-    if hasattr(estimator, "device_"):
-        estimator.device_ = device
+    device = loadable_device(getattr(estimator, "device_", "cpu"))
     if not hasattr(estimator, "_rebuild_network"):
         raise ValueError(f"Unknown network attribute {key!r} in the model file.")
     return estimator._rebuild_network(key, pending.payload, device)
@@ -346,31 +701,51 @@ def _versions():
 
 
 def save(estimator, path):
-    """Save a fitted skvision estimator to one file, without pickle.
+    """Save a fitted model, a skvision estimator or a whole scikit-learn pipeline, without pickle.
 
     Parameters
     ----------
-    estimator : skvision estimator
-        Fitted or not; parameters and fitted attributes are saved, network
-        weights as safetensors. An ``augment=`` callable that is not an
-        ImageAugmenter is saved as None (with a warning): it only matters in
-        training. So are skorch ``callbacks`` and an ``accelerator``: it
-        belongs to the processes that trained (pass a new one to train on
-        with accelerate).
+    estimator : skvision estimator or scikit-learn object
+        Fitted or not: a skvision estimator, or any scikit-learn object
+        graph holding them (``Pipeline``, ``ColumnTransformer``,
+        ``FeatureUnion``, a fitted ``GridSearchCV`` or
+        ``RandomizedSearchCV``, ``VotingClassifier``,
+        ``StackingClassifier``, ``CalibratedClassifierCV``,
+        ``TransformedTargetRegressor``, plain scikit-learn estimators...).
+        skvision estimators are saved as their parameters and fitted
+        attributes, network weights as safetensors; the scikit-learn parts
+        with :func:`skops.io.dumps`, in the same file. skorch ``callbacks``
+        are saved as their class and non-default parameters when those are
+        plain data. An ``augment=`` callable that is not an ImageAugmenter,
+        callbacks with other parameters and an ``accelerator`` are saved as
+        None (with a warning for the first two): they only matter in
+        training (pass a new accelerator to train on with accelerate).
     path : str or path-like
         The file to write (conventionally ``*.skv``). It is replaced
         atomically: on any failure the previous file stays as it was.
 
+    See Also
+    --------
+    load : Load what ``save`` wrote.
+
     Examples
     --------
     >>> import os, tempfile
+    >>> from sklearn.pipeline import make_pipeline
     >>> from skvision import CNNClassifier, load, save
     >>> from skvision.datasets import load_digit_images
+    >>> from skvision.preprocessing import ChannelStandardizer
     >>> X, y = load_digit_images(return_X_y=True)
     >>> clf = CNNClassifier(filters=(8,), epochs=1, random_state=0).fit(X[:100], y[:100])
     >>> path = os.path.join(tempfile.mkdtemp(), "digits.skv")
     >>> save(clf, path)
     >>> (load(path).predict(X[:5]) == clf.predict(X[:5])).all()
+    np.True_
+    >>> pipe = make_pipeline(ChannelStandardizer(), CNNClassifier(filters=(8,), epochs=1,
+    ...                                                           random_state=0))
+    >>> _ = pipe.fit(X[:100], y[:100])
+    >>> save(pipe, path)
+    >>> (load(path).predict_proba(X[:5]) == pipe.predict_proba(X[:5])).all()
     np.True_
     """
     writer = _Writer()
@@ -389,6 +764,8 @@ def save(estimator, path):
             # detector's 230 MB of weights and optimizer state: 10 s of saving).
             archive.writestr("tensors.safetensors", save_tensors(writer.tensors),
                              compress_type=zipfile.ZIP_STORED)
+            for name, data in writer.skops.items():
+                archive.writestr(name, data)
         with open(handle.name, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(handle.name, path)
@@ -399,31 +776,50 @@ def save(estimator, path):
 
 
 def load(path, *, trusted=None):
-    """Load an estimator written by :func:`save`.
+    """Load a model written by :func:`save`: an estimator or a whole pipeline.
+
+    The whole file is checked before anything is built: every type it names
+    must be allowed, nothing is ever unpickled. Allowed are skvision's
+    estimators and networks, XGBoost's models, skorch's and skvision's
+    callbacks, the types :mod:`skops.io` trusts by default (scikit-learn's
+    estimators, numpy, scipy) and the scikit-learn internals its
+    meta-estimators keep (scorers and their metric functions,
+    cross-validation splitters, ``Bunch``, calibration's internals).
+    Pretrained weights files are never read (the file holds the trained
+    weights), nor is the network used, and a model fitted on a GPU loads on
+    a CPU-only machine.
 
     Parameters
     ----------
     path : str or path-like
         A file written by :func:`save`.
     trusted : list of str, default=None
-        Import paths of classes outside skvision that the file may name,
-        e.g. ``["mypackage.MyNet"]`` for a model trained with
-        ``backbone=MyNet``. Only these are imported (and then built with
-        the saved arguments); a file naming any other type is refused
-        before anything is built. Nothing is ever unpickled.
+        Type names, ``"module.Qualified.Name"``, that the file may name
+        besides those: a user's network class (``backbone=MyNet``) or
+        skorch callback class, imported and then built with the saved
+        arguments; types in the scikit-learn part that skops does not trust
+        by default, as :func:`skops.io.get_untrusted_types` lists them (e.g.
+        your own transformer), passed on to :func:`skops.io.loads`. A file
+        naming any other type is refused before anything is built.
 
     Returns
     -------
-    estimator : skvision estimator
-        Ready to predict; networks are on the device they were fitted on when
-        it exists here, else on the CPU.
+    estimator : skvision estimator or scikit-learn object
+        What was saved, ready to predict; networks are on the device they
+        were fitted on when it exists here, else on the CPU.
 
     Raises
     ------
     ValueError
-        The file is not a skvision model, is truncated or altered, names a
-        type skvision does not load and ``trusted`` does not list, or comes
-        from a newer format version.
+        The file is not a skvision model, is truncated or altered, holds a
+        pickle payload, names a type that is not allowed and ``trusted``
+        does not list (the message names it), or comes from a newer format
+        version.
+
+    See Also
+    --------
+    save : Write a model.
+    skops.io.get_untrusted_types : The types of a skops file to review.
 
     Examples
     --------
@@ -464,6 +860,7 @@ def load(path, *, trusted=None):
                 )
             tensors = load_tensors(archive.read("tensors.safetensors"))
             reader = _Reader(archive, tensors, _trusted_classes(), trusted or ())
+            reader.audit(document)  # refuses before anything is built
             return reader.decode(document["estimator"])
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError) as error:
         raise ValueError(

@@ -40,6 +40,32 @@ def resolve_device(device):
     return device
 
 
+def loadable_device(device):
+    """The device a saved or pickled model runs on here: the recorded one where it exists.
+
+    The one fallback for models fitted elsewhere (``skvision.load``, unpickling):
+    ``device`` is what was recorded (``"cuda"``, ``"cuda:1"``, ``"mps"``, a
+    ``torch.device``...). A CUDA device on a machine without CUDA, or an MPS
+    device where there is none, gives ``"cpu"``; a CUDA index this machine
+    does not have gives ``"cuda"``; ``"auto"`` is resolved here. Never raises
+    for a missing device, unlike :func:`resolve_device`.
+    """
+    device = str(device)
+    kind, _, index = device.partition(":")
+    if kind == "auto":
+        return resolve_device("auto")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            return "cpu"
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            return "cuda"
+        return device
+    if kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return device if mps is not None and mps.is_available() else "cpu"
+    return device
+
+
 BF16_VARIABLE = "SKVISION_BF16"
 
 

@@ -45,6 +45,7 @@ from ._params import ACCELERATOR_PRECISION, validate_params
 from ._torch import (
     channels_last,
     draw_seed,
+    loadable_device,
     predict_batches,
     resolve_device,
     resolve_precision,
@@ -71,7 +72,9 @@ class BaseNeuralEstimator(BaseEstimator):
     """Fit/partial_fit/predict machinery shared by skvision's neural estimators.
 
     Subclasses store their parameters in ``__init__`` and implement
-    ``_build_module(n_channels, n_outputs, input_size)``, ``_criterion()``
+    ``_build_module(n_channels, n_outputs, input_size, pretrained=True)``
+    (``pretrained=False``: the architecture only, no pretrained weights read,
+    as when a saved model is loaded), ``_criterion()``
     and ``_prepare_targets(y, images, reset, classes=None)`` (``images`` the
     validated image set; returning the target tensor and the number of
     outputs). ``_target_kind`` says what the targets are: "labels"
@@ -340,11 +343,17 @@ class BaseNeuralEstimator(BaseEstimator):
         attribute that ``_build_module`` reads (the CNNs' ``filters_``).
         """
 
-    def _new_net(self, n_channels, n_outputs, device):
-        """A new skorch net around a freshly built network (seeded by ``_seed``)."""
+    def _new_net(self, n_channels, n_outputs, device, *, pretrained=True):
+        """A new skorch net around a freshly built network (seeded by ``_seed``).
+
+        ``pretrained=False`` builds the architecture without reading any
+        pretrained weights (a backbone's or encoder's file): the weights
+        then come from elsewhere, as a saved model's from its file.
+        """
         with seeded(self._seed, device):
-            module = channels_last(self._build_module(n_channels, n_outputs, self._input_size()),
-                                   self._channels_last_memory())
+            module = self._build_module(n_channels, n_outputs, self._input_size(),
+                                        pretrained=pretrained)
+            module = channels_last(module, self._channels_last_memory())
         return self._make_net(module, device)
 
     def _rebuild_network(self, key, state, device):
@@ -353,14 +362,15 @@ class BaseNeuralEstimator(BaseEstimator):
         ``skvision.load`` calls it with the saved ``state`` (the network's
         and optimizer's state dicts, the history and the shuffling
         generator's position); the network is rebuilt from the estimator's
-        parameters, so a file holds no code.
+        parameters, so a file holds no code; pretrained weights are not read
+        (the file has the trained ones), so the file loads wherever it goes.
         """
         if key != "net_":
             raise ValueError(f"Unknown network attribute {key!r} in the model file.")
         if not hasattr(self, "precision_"):
             # A file from before precision_ was kept: resolved as it was then.
             self.precision_ = self._training_precision(device)
-        net = self._new_net(self.image_shape_[2], self._n_outputs, device)
+        net = self._new_net(self.image_shape_[2], self._n_outputs, device, pretrained=False)
         net.initialize()
         net.module_.load_state_dict(state["module"])
         net.optimizer_.load_state_dict(state["optimizer"])
@@ -442,7 +452,7 @@ class BaseNeuralEstimator(BaseEstimator):
         if "net_" in state and self.net_.device is not None:
             # skorch maps a model pickled on a GPU to the CPU where there is
             # none (with a warning); predict and warm starts follow it there.
-            self.device_ = str(self.net_.device)
+            self.device_ = loadable_device(self.net_.device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

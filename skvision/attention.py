@@ -72,7 +72,8 @@ class _VisionTransformerMixin:
                  "embed_dim must be divisible by n_heads (each head gets an equal share)."),
     )
 
-    def _build_module(self, n_channels, n_outputs, input_size):
+    def _build_module(self, n_channels, n_outputs, input_size, pretrained=True):
+        # No pretrained weights: ``pretrained`` changes nothing.
         return VisionTransformer(
             n_channels, n_outputs, input_size, patch_size=self.patch_size,
             embed_dim=self.embed_dim, depth=self.depth, n_heads=self.n_heads,

@@ -101,7 +101,8 @@ class _CNNMixin:
         # A model saved before filters="auto" existed has no filters_.
         return getattr(self, "filters_", None) or tuple(self.filters)
 
-    def _build_module(self, n_channels, n_outputs, input_size):
+    def _build_module(self, n_channels, n_outputs, input_size, pretrained=True):
+        # No pretrained weights: ``pretrained`` changes nothing.
         return CNN(
             n_channels,
             n_outputs,

@@ -443,8 +443,12 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         )
         return encoded, len(self.classes_) + 1
 
-    def _body(self, n_channels):
-        """The feature extractor and the names of the maps it returns."""
+    def _body(self, n_channels, pretrained=True):
+        """The feature extractor and the names of the maps it returns.
+
+        ``pretrained=False``: the backbone's architecture without reading its
+        weights (a saved model loading: they come from the file).
+        """
         if self.backbone == "small_cnn":
             body = small_cnn_body(n_channels)
             return body, body.map_names
@@ -455,9 +459,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             )
         # The last stage (the classifier's 1x1 "head" convolution) adds nothing
         # a detector needs but many channels.
-        # A saved model's weights are loaded after the rebuild: no file is read again.
-        weights = False if getattr(self, "_rebuilding", False) else self.backbone_weights
-        backbone = build_backbone(self.backbone, weights=weights, layer=-2)
+        backbone = build_backbone(
+            self.backbone, weights=self.backbone_weights if pretrained else False, layer=-2)
         body = PretrainedDetectionBody(backbone, fpn=bool(self.fpn),
                                        n_trainable_stages=self.trainable_layers)
         return body, body.map_names
@@ -497,9 +500,9 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             box_batch_size_per_image=self.box_batch_size_per_image,
         )
 
-    def _whole_detector_state(self):
+    def _whole_detector_state(self, pretrained):
         """The state dict ``weights`` names and how errors name it (None: random weights)."""
-        if self.weights is False or getattr(self, "_rebuilding", False):
+        if self.weights is False or not pretrained:
             # A saved model's weights are loaded after the rebuild: no file is read again.
             return None, None
         if isinstance(self.weights, dict):
@@ -512,7 +515,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             path = os.fspath(self.weights)
         return load_weights_file(path), f"The weights file {path!r}"
 
-    def _whole_detector(self, n_channels, n_outputs):
+    def _whole_detector(self, n_channels, n_outputs, pretrained):
         """torchvision's Faster R-CNN ``backbone`` with its weights and a new box predictor."""
         if n_channels != 3:
             raise ValueError(
@@ -520,26 +523,27 @@ class FasterRCNNDetector(BaseNeuralEstimator):
                 f"{n_channels}. Repeat grayscale images over 3 channels, or use "
                 "backbone='small_cnn'."
             )
-        state, source = self._whole_detector_state()
-        pretrained = self.weights is not False
+        state, source = self._whole_detector_state(pretrained)
+        # The architecture follows weights=, also when a saved model is rebuilt.
+        from_weights = self.weights is not False
         return torchvision_faster_rcnn(
             self.backbone, n_outputs, state=state, source=source,
-            frozen_batch_norm=pretrained,
-            trainable_layers=self.trainable_layers if pretrained else None,
+            frozen_batch_norm=from_weights,
+            trainable_layers=self.trainable_layers if from_weights else None,
             **self._head_options(),
         )
 
-    def _build_module(self, n_channels, n_outputs, input_size):
+    def _build_module(self, n_channels, n_outputs, input_size, pretrained=True):
         from torchvision.models.detection import FasterRCNN
         from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
         from torchvision.ops import MultiScaleRoIAlign
 
         if _is_whole_detector(self.backbone):
-            model = self._whole_detector(n_channels, n_outputs)
+            model = self._whole_detector(n_channels, n_outputs, pretrained)
             # Its own normalization (ImageNet's mean and std); sizes as set here.
             mean, std = model.transform.image_mean, model.transform.image_std
         else:
-            body, map_names = self._body(n_channels)
+            body, map_names = self._body(n_channels, pretrained)
             representation = 256
             # Images arrive in [0, 1]; a pretrained body applies its own normalization.
             mean, std = [0.0] * n_channels, [1.0] * n_channels
@@ -555,15 +559,6 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             )
         model.transform = detection_transform(mean, std, self.min_size, self.max_size)
         return model
-
-    def _rebuild_network(self, key, state, device):
-        # The architecture from the parameters, the weights from the file: the
-        # weights= / backbone_weights= files are not read again (they may be gone).
-        self._rebuilding = True
-        try:
-            return super()._rebuild_network(key, state, device)
-        finally:
-            del self._rebuilding
 
     # -- fitting and inference ----------------------------------------------
 

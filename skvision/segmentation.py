@@ -220,10 +220,13 @@ class UNetSegmenter(BaseNeuralEstimator):
 
     # -- hooks of the training core -------------------------------------------
 
-    def _build_module(self, n_channels, n_outputs, input_size):
+    def _build_module(self, n_channels, n_outputs, input_size, pretrained=True):
         encoder = None
         if self.encoder is not None:
-            encoder = build_backbone(self.encoder, weights=self.encoder_weights)
+            # pretrained=False (a saved model loading): the encoder's weights
+            # come from the file, its weights file is not read again.
+            encoder = build_backbone(self.encoder,
+                                     weights=self.encoder_weights if pretrained else False)
         return UNet(n_channels, n_outputs, depth=self.depth, base_filters=self.base_filters,
                     batch_norm=self.batch_norm, dropout=self.dropout,
                     upsampling=self.upsampling, encoder=encoder)

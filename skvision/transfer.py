@@ -4,7 +4,6 @@ import copy
 import numbers
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
@@ -26,7 +25,7 @@ from ._params import (
     image_size,
     validate_params,
 )
-from ._torch import predict_batches, resolve_device
+from ._torch import loadable_device, predict_batches, resolve_device
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
 from ._validation import as_height_width, check_image_data
 from .nn.backbones import (
@@ -325,8 +324,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
             self._pooling = self.pooling  # fitted before the pooling of fit was kept
         if "backbone_" in state:
             # A model pickled on a GPU machine runs on the CPU where there is none.
-            cuda_missing = self.device == "cuda" and not torch.cuda.is_available()
-            self.device_ = resolve_device("cpu" if cuda_missing else self.device)
+            self.device_ = loadable_device(self.device)
             self.backbone_.to(self.device_)
 
 
@@ -386,8 +384,11 @@ class _FineTunedMixin(_BackboneArguments):
             return 0
         return None if self.freeze == "none" else int(self.freeze)
 
-    def _build_module(self, n_channels, n_outputs, input_size):
-        backbone = self._build_backbone(self.weights, self._image_size())
+    def _build_module(self, n_channels, n_outputs, input_size, pretrained=True):
+        # pretrained=False (a saved model loading): the architecture only, the
+        # weights file is not read again.
+        backbone = self._build_backbone(self.weights if pretrained else False,
+                                        self._image_size())
         return BackboneClassifier(
             backbone, n_outputs, pooling=self.pooling, dropout=self.dropout,
             image_size=self._image_size(),

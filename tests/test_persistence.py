@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import zipfile
 
 import numpy as np
@@ -153,16 +154,123 @@ def test_loaded_neural_model_keeps_training(digits, tmp_path):
     np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-6)
 
 
-def test_gpu_fitted_model_loads_on_cpu(digits, tmp_path):
+GPU_DEVICES = {"cuda": "cuda", "cuda:0": "cuda:0", "torch.device": torch.device("cuda")}
+
+
+@pytest.mark.parametrize("recorded", sorted(GPU_DEVICES))
+def test_gpu_fitted_model_loads_on_cpu(recorded, digits, tmp_path):
     X, y = digits
     clf = CNNClassifier(filters=(8,), epochs=1, device="cpu", random_state=0).fit(X, y)
-    clf.device_ = "cuda"  # as if fitted on a GPU: weights are saved from the CPU anyway
-    save(clf, tmp_path / "gpu.skv")
-    clf.device_ = "cpu"
-    restored = load(tmp_path / "gpu.skv")
+    extractor = PretrainedFeatureExtractor(backbone="test_efficientnet", weights=False,
+                                           image_size=16, device="cpu").fit(X)
+    expected = clf.predict_proba(X), extractor.transform(X[:10])
+    for model in (clf, extractor):
+        # As if fitted on a GPU: the weights are saved from the CPU anyway.
+        model.device = model.device_ = GPU_DEVICES[recorded]
+    save([clf, extractor], tmp_path / "gpu.skv")
+    restored, restored_extractor = load(tmp_path / "gpu.skv")
     if not torch.cuda.is_available():
-        assert restored.device_ == "cpu"
-    np.testing.assert_array_equal(restored.predict(X), clf.predict(X))
+        assert restored.device_ == restored_extractor.device_ == "cpu"
+    np.testing.assert_array_equal(restored.predict_proba(X), expected[0])
+    np.testing.assert_array_equal(restored_extractor.transform(X[:10]), expected[1])
+    # Unpickling follows the same rule (the extractor compared device == "cuda").
+    extractor.device_ = "cpu"
+    unpickled = pickle.loads(pickle.dumps(extractor))
+    if not torch.cuda.is_available():
+        assert unpickled.device_ == "cpu"
+    np.testing.assert_array_equal(unpickled.transform(X[:10]), expected[1])
+
+
+@pytest.mark.parametrize("device, here, expected", [
+    ("cuda", False, "cpu"), ("cuda:0", False, "cpu"), (torch.device("cuda"), False, "cpu"),
+    (torch.device("cuda:1"), False, "cpu"), ("mps", False, "cpu"), ("cpu", False, "cpu"),
+    ("cuda:3", True, "cuda"), ("cuda:0", True, "cuda:0"), (torch.device("cuda"), True, "cuda"),
+])
+def test_loadable_device(device, here, expected, monkeypatch):
+    from skvision._torch import loadable_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: here)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 if here else 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert loadable_device(device) == expected
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    """Random weights of timm's tiny test_efficientnet, saved as a user's weights file."""
+    import timm
+
+    network = timm.create_model("test_efficientnet.r160_in1k", pretrained=False)
+    path = tmp_path / "test_efficientnet.pth"
+    torch.save(network.state_dict(), path)
+    return path
+
+
+_FRESH_PROCESS = """
+import socket, sys
+import numpy as np
+
+def no_network(*args, **kwargs):
+    raise AssertionError("loading touched the network")
+
+socket.socket.connect = socket.create_connection = no_network
+import torch
+import skvision
+
+assert not torch.cuda.is_available()
+model = skvision.load(sys.argv[1])
+assert model.device_ == "cpu", model.device_
+X = np.load(sys.argv[2])
+np.save(sys.argv[3], model.predict_proba(X))
+"""
+
+
+def test_a_model_file_loads_anywhere(digits, weights_file, tmp_path):
+    """Without its weights file, in a fresh CPU-only process without network."""
+    import subprocess
+    import sys
+
+    X, y = digits
+    model = FineTunedClassifier(backbone="test_efficientnet", weights=weights_file,
+                                image_size=16, **NEURAL).fit(X[:60], y[:60])
+    model.device = model.device_ = "cuda:0"  # as if fitted on a GPU
+    save(model, tmp_path / "model.skv")
+    weights_file.unlink()
+    np.save(tmp_path / "X.npy", X[:10])
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.path.dirname(os.path.dirname(skvision.__file__))}
+    subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, str(tmp_path / "model.skv"),
+         str(tmp_path / "X.npy"), str(tmp_path / "proba.npy")],
+        check=True, env=env, timeout=300,
+    )
+    model.device_ = "cpu"
+    np.testing.assert_allclose(np.load(tmp_path / "proba.npy"), model.predict_proba(X[:10]),
+                               rtol=1e-5, atol=1e-6)
+
+
+def _segmenter_with_encoder(weights):
+    X, masks = make_shapes(n_samples=8, image_size=32, task="segmentation", random_state=0)
+    model = UNetSegmenter(encoder="test_efficientnet", encoder_weights=weights, epochs=1,
+                          device="cpu", random_state=0).fit(X, masks)
+    return model, lambda fitted: fitted.predict_proba(X[:2])
+
+
+def _detector_with_body(weights):
+    X, targets = make_shapes(n_samples=6, image_size=48, task="detection", random_state=0)
+    model = FasterRCNNDetector(backbone="test_efficientnet", backbone_weights=weights,
+                               epochs=1, device="cpu", random_state=0).fit(X, targets)
+    return model, lambda fitted: np.concatenate(
+        [found["scores"] for found in fitted.predict(X[:2])] + [np.zeros(1, np.float32)])
+
+
+@pytest.mark.parametrize("case", [_segmenter_with_encoder, _detector_with_body])
+def test_pretrained_parts_load_without_their_weights_file(case, weights_file, tmp_path):
+    model, output = case(weights_file)
+    expected = output(model)
+    save(model, tmp_path / "model.skv")
+    weights_file.unlink()  # loading must not read it again
+    np.testing.assert_array_equal(output(load(tmp_path / "model.skv")), expected)
 
 
 def test_failed_write_leaves_the_old_file_intact(digits, tmp_path, monkeypatch):

@@ -200,6 +200,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -233,6 +234,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 
@@ -306,6 +308,7 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -337,5 +340,6 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose

@@ -238,6 +238,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         precision="auto",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -272,6 +273,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 
@@ -392,6 +394,7 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
         precision="auto",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -424,5 +427,6 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose

@@ -497,6 +497,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
         **backbone_arguments,
@@ -530,6 +531,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
         self._store_backbone_arguments(backbone_arguments)
@@ -610,6 +612,7 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
         **backbone_arguments,
@@ -641,6 +644,7 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
         self._store_backbone_arguments(backbone_arguments)

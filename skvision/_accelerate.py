@@ -113,9 +113,9 @@ def seed_process_streams(accelerator, augment):
 
 
 def gather_from_processes(accelerator, value):
-    """``value`` of every process of a data-parallel run, in process order (every process gets them).
+    """``value`` of every process of a data-parallel run, in process order.
 
-    ``[value]`` alone without an accelerator or with one process.
+    Every process gets the list; ``[value]`` alone without an accelerator or with one process.
     """
     if accelerator is None or accelerator.num_processes == 1:
         return [value]

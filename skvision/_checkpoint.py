@@ -62,7 +62,8 @@ def _describe(value):
         return _describe(value.tolist())
     text = repr(value)
     if " at 0x" in text:  # a function, a lambda, an object without its own repr
-        return f"{type(value).__module__}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+        name = getattr(value, "__qualname__", type(value).__qualname__)
+        return f"{type(value).__module__}.{name}"
     return text
 
 

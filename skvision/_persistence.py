@@ -374,7 +374,7 @@ def save(estimator, path):
 
 
 def _write_archive(path, document, writer, *, compression=zipfile.ZIP_DEFLATED):
-    """Write ``document`` (JSON) and ``writer``'s arrays and tensors to the zip ``path``, atomically.
+    """Write ``document`` (JSON), ``writer``'s arrays and tensors to the zip ``path``, atomically.
 
     A temporary file in the target's folder is written, flushed to disk and
     renamed over the target (then the folder's entry is flushed too): a

@@ -94,6 +94,8 @@ class _Writer:
 
         if value is None or isinstance(value, (bool, str)):
             return value
+        if isinstance(value, os.PathLike):  # a ``checkpoint`` directory: loads as a str
+            return os.fspath(value)
         if isinstance(value, (int, np.integer)):
             return int(value)
         if isinstance(value, (float, np.floating)):

@@ -20,6 +20,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
+import skvision
 from skvision import CNNClassifier, UNetSegmenter, VisionTransformerClassifier
 from skvision._callbacks import TrainingCheckpoint
 from skvision._checkpoint import STATE_FILE
@@ -213,5 +214,9 @@ def test_the_checkpoint_is_kept_next_to_other_files_and_partial_fit_ignores_it(t
         warnings.simplefilter("error")
         CNNClassifier(**{**PARAMS, "epochs": 1}, checkpoint=tmp_path).fit(X, y)
     assert os.listdir(tmp_path) == ["notes.txt"]  # the state file gone, the folder kept
-    CNNClassifier(**PARAMS, checkpoint=tmp_path / "unused").partial_fit(X, y, classes=range(10))
+    model = CNNClassifier(**PARAMS, checkpoint=tmp_path / "unused")
+    model.partial_fit(X, y, classes=range(10))
     assert not (tmp_path / "unused").exists()
+    # A path-like checkpoint saves (as a str).
+    skvision.save(model, tmp_path / "model.skv")
+    assert skvision.load(tmp_path / "model.skv").checkpoint == str(tmp_path / "unused")

@@ -177,12 +177,14 @@ def test_other_estimators_resume(tmp_path, digits, shapes, family):
         "unet": (lambda: UNetSegmenter(depth=1, base_filters=4, epochs=3, batch_size=8,
                                        device="cpu", precision="32", random_state=0),
                  images, masks, 2),
-        # Early stopping's state (its best weights too) and augmentation's generator.
+        # Early stopping's state and augmentation's generator. At this lr the
+        # validation loss is best at epoch 1: stopped after epoch 2 (one miss),
+        # the resumed fit stops after epoch 3 and goes back to epoch 1's weights.
         "cnn_early_stopping_augment": (
-            lambda: CNNClassifier(**{**PARAMS, "epochs": 5}, early_stopping=True,
-                                  n_iter_no_change=3, augment=ImageAugmenter(
+            lambda: CNNClassifier(**{**PARAMS, "epochs": 8, "lr": 0.3}, early_stopping=True,
+                                  n_iter_no_change=2, augment=ImageAugmenter(
                                       degrees=10, noise_std=0.05, mixup_alpha=0.2)),
-            *digits, 3),
+            *digits, 2),
         "vit": (lambda: VisionTransformerClassifier(
             patch_size=4, embed_dim=16, depth=1, n_heads=2, epochs=3, batch_size=8,
             device="cpu", precision="32", random_state=0), images, labels, 1),
@@ -193,6 +195,8 @@ def test_other_estimators_resume(tmp_path, digits, shapes, family):
     reference = make().fit(X, y)
     assert _max_difference(resumed, reference) < 1e-6
     assert len(resumed.history_) == len(reference.history_)
+    if family == "cnn_early_stopping_augment":
+        assert len(reference.history_) == 3  # stopped early
     assert not directory.exists()
 
 

@@ -110,3 +110,21 @@ def seed_process_streams(accelerator, augment):
     rng = getattr(augment, "rng", None)
     if rng is not None:
         augment.rng = np.random.default_rng([int(rng.integers(2**63)), index])
+
+
+def gather_from_processes(accelerator, value):
+    """``value`` of every process of a data-parallel run, in process order.
+
+    Every process gets the list; ``[value]`` alone without an accelerator or with one process.
+    """
+    if accelerator is None or accelerator.num_processes == 1:
+        return [value]
+    from accelerate.utils import gather_object
+
+    return gather_object([value])
+
+
+def wait_for_processes(accelerator):
+    """Wait until every process of a data-parallel run is here (nothing to wait for otherwise)."""
+    if accelerator is not None and accelerator.num_processes > 1:
+        accelerator.wait_for_everyone()

@@ -1,15 +1,19 @@
 """The training core's callbacks: small skorch callbacks with one job each.
 
 Every fit gets the learning-rate record, the accuracy of classifiers and
-segmenters, the schedule, early stopping when asked for and a progress bar
-at ``verbose=1``; :func:`training_callbacks` assembles them for one fit call.
+segmenters, the schedule, early stopping when asked for, the training
+checkpoint with ``checkpoint=`` and a progress bar at ``verbose=1``;
+:func:`training_callbacks` assembles them for one fit call.
 """
 
 import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from tqdm.auto import tqdm
 
+from ._accelerate import gather_from_processes, wait_for_processes
 from ._batching import WeightedTargets
+from ._checkpoint import write_checkpoint
+from ._net import load_training_state, process_streams, set_process_streams, training_state
 from ._params import callback_names
 
 # The columns of ``history_`` every neural estimator may have, in this order.
@@ -55,14 +59,16 @@ class RecordLR(Callback):
 class ProgressBar(Callback):
     """One tqdm bar for the whole fit, updated per batch."""
 
-    def __init__(self, total_batches):
+    def __init__(self, total_batches, done=0):
         self.total_batches = total_batches
+        self.done = done
 
     def on_train_begin(self, net, **kwargs):
         module = net.module_
         if getattr(net, "accelerator", None) is not None:
             module = net.accelerator.unwrap_model(module)  # DDP's wrapper, with several processes
-        self.bar_ = tqdm(total=self.total_batches, desc=type(module).__name__, unit="batch",
+        self.bar_ = tqdm(total=self.total_batches, initial=self.done,
+                         desc=type(module).__name__, unit="batch",
                          disable=not is_main_process(net))
 
     def on_batch_end(self, net, training, **kwargs):
@@ -78,6 +84,46 @@ class ProgressBar(Callback):
         self.bar_.close()
 
 
+class TrainingCheckpoint(Callback):
+    """Write the whole training state to ``directory`` at the end of every epoch.
+
+    ``document`` is what the file holds beside the state (the fit's
+    fingerprint and seed); ``resume``, a state this callback wrote before,
+    is put back when training begins, after the schedule and early stopping
+    have set themselves up (so it comes after them in the list). With
+    several processes, every process's random streams are gathered and
+    process 0 writes; every process waits for the file.
+    """
+
+    def __init__(self, directory, document, resume=None):
+        self.directory = directory
+        self.document = document
+        self.resume = resume
+
+    def on_train_begin(self, net, **kwargs):
+        self.start_ = len(net.history)
+        if self.resume is not None:
+            load_training_state(net, self.resume["state"])
+            set_process_streams(net, self.resume["streams"][_process_index(net)])
+            self.start_ = self.resume["start"]
+
+    def on_epoch_end(self, net, **kwargs):
+        accelerator = getattr(net, "accelerator", None)
+        streams = gather_from_processes(accelerator, process_streams(net))
+        if is_main_process(net):
+            write_checkpoint(self.directory, {
+                **self.document, "start": self.start_,
+                "epochs": len(net.history) - self.start_,
+                "state": training_state(net), "streams": streams,
+            })
+        wait_for_processes(accelerator)
+
+
+def _process_index(net):
+    accelerator = getattr(net, "accelerator", None)
+    return 0 if accelerator is None else accelerator.process_index
+
+
 def is_main_process(net):
     """Whether this process reports progress: the only one, or the first of a data-parallel run."""
     accelerator = getattr(net, "accelerator", None)
@@ -85,14 +131,19 @@ def is_main_process(net):
 
 
 def training_callbacks(*, n_batches, epochs, schedule, max_lrs, early_stopping, patience,
-                       accuracy, progress, log, extra=(), user=None):
+                       accuracy, progress, log, extra=(), user=None, checkpoint=None,
+                       epochs_done=0):
     """The callbacks of one fit call, named as skorch takes them.
 
     They depend on the call's length: the schedule runs over its
     ``n_batches * epochs`` steps, from each optimizer group's peak rate in
     ``max_lrs``. ``log`` prints early stopping's messages. ``user`` is the
     estimator's ``callbacks`` parameter, placed after the schedule and
-    before early stopping and the progress bar.
+    before early stopping and the progress bar. ``checkpoint``, a
+    :class:`TrainingCheckpoint` or None, comes after early stopping: it
+    writes what every other callback recorded of the epoch. ``epochs_done``:
+    epochs of this call a resumed fit has behind it (the progress bar
+    starts there).
     """
     callbacks = [("record_lr", RecordLR()), *extra]
     if accuracy:
@@ -118,6 +169,8 @@ def training_callbacks(*, n_batches, epochs, schedule, max_lrs, early_stopping, 
         callbacks.append(("early_stopping", EarlyStopping(
             patience=patience, load_best=True, sink=log,
         )))
+    if checkpoint is not None:
+        callbacks.append(("training_state", checkpoint))
     if progress:
-        callbacks.append(("progress", ProgressBar(total_steps)))
+        callbacks.append(("progress", ProgressBar(total_steps, n_batches * epochs_done)))
     return callbacks

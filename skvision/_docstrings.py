@@ -117,6 +117,19 @@ image_shape : tuple of int, default=None
         They act on the skorch net (``net_``); ``history_`` shows the
         columns they record.
 
+    checkpoint : str or path-like, default=None
+        A directory where ``fit`` keeps its whole training state, replaced
+        atomically at the end of every epoch: weights, optimizer, schedule,
+        random generators, history and early stopping's state (safetensors
+        and JSON, no pickle). ``fit`` called again with the same directory,
+        parameters and data, e.g. after the process was killed, continues
+        from the last finished epoch to the model an uninterrupted fit
+        gives, and removes the checkpoint when training ends. A checkpoint
+        written with other parameters or data is refused with an error
+        naming what differs. With an ``accelerator``, process 0 writes and
+        every process reads. ``partial_fit`` ignores it; so does the state
+        of your own ``callbacks``.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialization, dropout, shuffling and the validation
         split: the same seed gives the same model on the same device.

@@ -42,8 +42,10 @@ SKORCH_PRIVATE_API = {
     "NeuralNet attributes read": ("_optimizers", "_modules", "_criteria"),
     "AccelerateMixin methods overridden": ("_initialize_accelerator", "_unwrap_accelerator"),
     "AccelerateMixin attributes read": ("_wrapped_with_accelerator",),
-    "EarlyStopping attributes read": ("misses_", "best_model_weights_"),
+    "EarlyStopping attributes read": ("misses_", "best_model_weights_", "best_epoch_",
+                                      "dynamic_threshold_"),
     "LRScheduler attributes read": ("lr_scheduler_",),
+    "PassthroughScoring attributes read": ("best_score_",),
     "History keys read": SKORCH_HISTORY_KEYS,
 }
 
@@ -425,7 +427,8 @@ def drop_fit_state(net):
     callback the last epoch's counts, summed on the training device:
     pickle would write their tensors outside skorch's device mapping, so a
     model fitted on a GPU would not load on a CPU-only machine (and the
-    file would carry the weights twice).
+    file would carry the weights twice). A resumed fit's checkpoint
+    callback holds the state it began from.
     """
     if (schedule := _callback(net, "lr_schedule")) is not None:
         schedule.lr_scheduler_ = None
@@ -433,3 +436,105 @@ def drop_fit_state(net):
         stopping.best_model_weights_ = None
     if (accuracy := _callback(net, "accuracy")) is not None:
         accuracy.counts_ = None
+    if (checkpoint := _callback(net, "training_state")) is not None:
+        checkpoint.resume = None  # the state a resumed fit began from: weights, optimizer
+
+
+# The training state a resumable fit writes at the end of every epoch
+# (skvision._callbacks.TrainingCheckpoint) and reads back when it resumes.
+
+
+def _plain_module(net):
+    """The network itself, not accelerate's wrapper (DDP) around it."""
+    accelerator = getattr(net, "accelerator", None)
+    return net.module_ if accelerator is None else accelerator.unwrap_model(net.module_)
+
+
+def _plain_optimizer(net):
+    """The torch optimizer, not accelerate's wrapper around it."""
+    inner = getattr(net.optimizer_, "optimizer", None)
+    return inner if isinstance(inner, torch.optim.Optimizer) else net.optimizer_
+
+
+def training_state(net):
+    """What one process needs to continue ``net``'s training where it stands.
+
+    The network's and optimizer's state, the learning-rate scheduler's,
+    the grad scaler's (``precision="16-mixed"``), early stopping's (best
+    score, epochs without improvement, the best epoch's weights), every
+    scoring callback's best score, the history (batch records dropped) and
+    the shuffling generator. Tensors stay tensors (written as safetensors);
+    the rest is plain data.
+    """
+    callbacks = dict(getattr(net, "callbacks_", []))
+    schedule = getattr(callbacks.get("lr_schedule"), "lr_scheduler_", None)
+    stopping = callbacks.get("early_stopping")
+    scaler = getattr(net, "grad_scaler_", None)
+    return {
+        "module": _plain_module(net).state_dict(),
+        "optimizer": _plain_optimizer(net).state_dict(),
+        "lr_schedule": None if schedule is None else schedule.state_dict(),
+        "grad_scaler": None if scaler is None else scaler.state_dict(),
+        "early_stopping": None if stopping is None else {
+            "misses_": stopping.misses_, "best_epoch_": stopping.best_epoch_,
+            "dynamic_threshold_": float(stopping.dynamic_threshold_),
+            "best_model_weights_": stopping.best_model_weights_,
+        },
+        "best_scores": {name: float(callback.best_score_) for name, callback in callbacks.items()
+                        if hasattr(callback, "best_score_")},
+        "history": [{key: value for key, value in row.items() if key != "batches"}
+                    for row in net.history],
+        "generator": None if net.generator is None else net.generator.get_state(),
+    }
+
+
+def load_training_state(net, state):
+    """Put back what :func:`training_state` took, into a net that has begun training.
+
+    Called at ``on_train_begin``, once the schedule and early stopping
+    have set themselves up for a fresh fit: what they hold is replaced.
+    """
+    from skorch.history import History
+
+    _plain_module(net).load_state_dict(state["module"])
+    _plain_optimizer(net).load_state_dict(state["optimizer"])
+    callbacks = dict(getattr(net, "callbacks_", []))
+    if state["lr_schedule"] is not None:
+        callbacks["lr_schedule"].lr_scheduler_.load_state_dict(state["lr_schedule"])
+    if state["grad_scaler"] is not None:
+        net.grad_scaler_ = torch.amp.GradScaler(torch.device(net.device or "cpu").type)
+        net.grad_scaler_.load_state_dict(state["grad_scaler"])
+    if state["early_stopping"] is not None:
+        stopping = callbacks["early_stopping"]
+        for name, value in state["early_stopping"].items():
+            setattr(stopping, name, value)
+    for name, score in state["best_scores"].items():
+        if name in callbacks:
+            callbacks[name].best_score_ = score
+    net.history = History(state["history"])
+    if state["generator"] is not None:
+        net.generator.set_state(state["generator"])
+
+
+def process_streams(net):
+    """This process's own random streams: torch's global generator(s) and augmentation's."""
+    device = torch.device(getattr(net, "accelerator", None) and net.accelerator.device
+                          or net.device or "cpu")
+    rng = getattr(net.augment, "rng", None)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "augment": None if rng is None else rng.bit_generator.state,
+    }
+
+
+def set_process_streams(net, streams):
+    """Put back :func:`process_streams` (a CUDA generator's only on a CUDA device)."""
+    device = torch.device(getattr(net, "accelerator", None) and net.accelerator.device
+                          or net.device or "cpu")
+    torch.set_rng_state(streams["torch"])
+    if streams["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(streams["cuda"], device)
+    rng = getattr(net.augment, "rng", None)
+    if rng is not None and streams["augment"] is not None:
+        rng.bit_generator.state = streams["augment"]

@@ -260,7 +260,8 @@ IMAGE_AUGMENTER = Satisfies(_is_image_augmenter, "an ImageAugmenter")
 # The names of the callbacks skorch and skvision give every net: a user's
 # callback must not take one (it would replace ours, or be replaced).
 RESERVED_CALLBACK_NAMES = ("epoch_timer", "train_loss", "valid_loss", "print_log", "record_lr",
-                           "accuracy", "lr_schedule", "early_stopping", "progress", "losses")
+                           "accuracy", "lr_schedule", "early_stopping", "training_state",
+                           "progress", "losses")
 
 
 def callback_names(callbacks):
@@ -317,6 +318,7 @@ TRAINING_CONSTRAINTS = {
     "accelerator": [None, Satisfies(lambda accelerator: hasattr(accelerator, "prepare"),
                                     "an accelerate.Accelerator")],
     "callbacks": CALLBACKS,
+    "checkpoint": [None, PATH],
     "random_state": RANDOM_STATE,
     "verbose": VERBOSE,
 }

@@ -312,6 +312,8 @@ class _Writer:
 
         if value is None or isinstance(value, (bool, str)):
             return value
+        if isinstance(value, os.PathLike):  # a ``checkpoint`` directory: loads as a str
+            return os.fspath(value)
         if isinstance(value, (int, np.integer)):
             return int(value)
         if isinstance(value, (float, np.floating)):
@@ -751,12 +753,23 @@ def save(estimator, path):
     writer = _Writer()
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, **_versions(),
                 "estimator": writer.encode(estimator, type(estimator).__name__)}
+    _write_archive(path, document, writer)
+
+
+def _write_archive(path, document, writer, *, compression=zipfile.ZIP_DEFLATED):
+    """Write ``document`` (JSON), ``writer``'s arrays and tensors to the zip ``path``, atomically.
+
+    A temporary file in the target's folder is written, flushed to disk and
+    renamed over the target (then the folder's entry is flushed too): a
+    failure at any point leaves the previous file as it was and no
+    temporary file behind.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".skvision-", suffix=".tmp",
                                          delete=False)
     try:
-        with handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with handle, zipfile.ZipFile(handle, "w", compression=compression) as archive:
             archive.writestr("metadata.json", json.dumps(document, allow_nan=False))
             for name, data in writer.arrays.items():
                 archive.writestr(name, data)
@@ -773,6 +786,21 @@ def save(estimator, path):
         if os.path.exists(handle.name):
             os.unlink(handle.name)
         raise
+    _sync_folder(folder)
+
+
+def _sync_folder(folder):
+    """Flush a folder's entries (a rename) to disk, where the system allows it."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows opens no folder
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def load(path, *, trusted=None):
@@ -865,4 +893,38 @@ def load(path, *, trusted=None):
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError) as error:
         raise ValueError(
             f"{path!r} is not a readable skvision model file (truncated or altered?): {error}"
+        ) from None
+
+
+# --------------------------------------------------------------------------
+# Training state (resumable fits): plain data and tensors, no estimator.
+
+STATE_FORMAT = "skvision-training-state"
+
+
+def write_state(path, state):
+    """Write a training state (dicts, lists, numbers, strings, arrays, tensors) atomically.
+
+    The same zip layout as :func:`save`, uncompressed (written every
+    epoch): ``metadata.json``, ``arrays/<n>.npy`` and ``tensors.safetensors``.
+    """
+    writer = _Writer()
+    document = {"format": STATE_FORMAT, "format_version": FORMAT_VERSION, **_versions(),
+                "state": writer.encode(state, "state")}
+    _write_archive(path, document, writer, compression=zipfile.ZIP_STORED)
+
+
+def read_state(path):
+    """The training state :func:`write_state` wrote to ``path``; never unpickles."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            document = json.loads(archive.read("metadata.json"))
+            if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+                raise ValueError(f"{os.fspath(path)!r} is not a skvision training checkpoint.")
+            tensors = load_tensors(archive.read("tensors.safetensors"))
+            # No class is trusted: a state holds plain data only.
+            return _Reader(archive, tensors, {}).decode(document["state"])
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError) as error:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a readable skvision training checkpoint: {error}"
         ) from None

@@ -8,7 +8,10 @@ This module holds the estimator contract they share: ``fit`` in named steps,
 assembles live apart, one concern each:
 
 * ``_batching``: the dataset, the batch iterator, training-time augmentation;
-* ``_callbacks``: progress bar, accuracy, learning-rate record and schedule;
+* ``_callbacks``: progress bar, accuracy, learning-rate record and schedule,
+  the training checkpoint;
+* ``_checkpoint``: resumable fits (``checkpoint=``): the checkpoint file and
+  the fingerprint that says which fit may continue it;
 * ``_net``: the skorch subclasses and every use of skorch's private API;
 * ``_accelerate``: data-parallel training (DDP, batch-norm sync, launchers);
 * ``_params`` and ``_docstrings``: the shared parameter constraints and docs.
@@ -26,9 +29,10 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.helper import predefined_split
 from skorch.history import History
 
-from ._accelerate import shared_seed
+from ._accelerate import shared_seed, wait_for_processes
 from ._batching import ImageDataset, TrainingAugment, select_rows
-from ._callbacks import HISTORY_COLUMNS, training_callbacks
+from ._callbacks import HISTORY_COLUMNS, TrainingCheckpoint, training_callbacks
+from ._checkpoint import fingerprint, read_checkpoint, remove_checkpoint
 from ._net import (
     AcceleratedNet,
     Net,
@@ -213,12 +217,14 @@ class BaseNeuralEstimator(BaseEstimator):
         )
 
     def _fit(self, X, y, *, partial, classes=None, sample_weight=None):
-        """One fit or partial_fit call, in four steps.
+        """One fit or partial_fit call, in four steps (five with a checkpoint).
 
         The order matters and is all here: the parameters are validated
         before any data is read; the seed is settled (shared by every
         process of a data-parallel run) before the network is initialized
-        from it and the augmentation generator drawn from it.
+        from it and the augmentation generator drawn from it; a checkpoint
+        is read once the data it must match is known, and its seed replaces
+        the fresh one before the validation split is drawn from it.
         """
         validate_params(self)
         reset = not (hasattr(self, "net_") and (partial or self.warm_start))
@@ -226,8 +232,31 @@ class BaseNeuralEstimator(BaseEstimator):
             X, y, reset=reset, partial=partial, classes=classes, sample_weight=sample_weight)
         if reset:
             self._reset_state(dataset.images, n_outputs)
-        train, epochs = self._configure_net(dataset, n_outputs, partial=partial, reset=reset)
-        return self._run_epochs(train, epochs)
+        checkpoint = None if partial else self._open_checkpoint(dataset)
+        train, epochs = self._configure_net(dataset, n_outputs, partial=partial, reset=reset,
+                                            checkpoint=checkpoint)
+        return self._run_epochs(train, epochs, checkpoint=checkpoint)
+
+    def _open_checkpoint(self, dataset):
+        """The ``TrainingCheckpoint`` of this fit (resuming a saved state), or None.
+
+        Raises ValueError when the directory holds the checkpoint of a fit
+        with other parameters or data.
+        """
+        if self.checkpoint is None:
+            return None
+        accelerator = self._accelerator()
+        document = {
+            "fingerprint": fingerprint(
+                self, dataset, 1 if accelerator is None else accelerator.num_processes),
+            "seed": self._seed,
+        }
+        resume = read_checkpoint(self.checkpoint, document["fingerprint"])
+        if resume is not None:
+            # The seed the checkpointed fit drew (random_state=None too): the
+            # validation split, and the schedule of seeds of later fits.
+            self._seed = document["seed"] = resume["seed"]
+        return TrainingCheckpoint(self.checkpoint, document, resume)
 
     def _prepare_inputs(self, X, y, *, reset, partial, classes, sample_weight):
         """Step 1: the validated images, targets and weights as one dataset."""
@@ -265,10 +294,11 @@ class BaseNeuralEstimator(BaseEstimator):
         self.net_ = self._new_net(images.image_shape[2], n_outputs, self.device_)
         self._augment_rng = np.random.default_rng(self._seed)
 
-    def _configure_net(self, dataset, n_outputs, *, partial, reset):
+    def _configure_net(self, dataset, n_outputs, *, partial, reset, checkpoint=None):
         """Step 3: the net's data, validation split, augmentation and callbacks for this call.
 
-        Returns the training set and the number of epochs to run.
+        Returns the training set and the number of epochs to run: those of
+        the call, less the ones a resumed ``checkpoint`` has behind it.
         """
         self.net_.set_params(input_size=self._resize_to(dataset.images))
         # partial_fit trains one epoch on all it is given: no schedule, no
@@ -281,6 +311,8 @@ class BaseNeuralEstimator(BaseEstimator):
             train = dataset
             self.net_.set_params(train_split=None)
         epochs = 1 if partial else self._n_epochs(len(train))
+        epochs_done = 0 if checkpoint is None or checkpoint.resume is None else min(
+            checkpoint.resume["epochs"], epochs)
         n_batches = len(self.net_.get_iterator(train, training=True))  # this process's share
         self.net_.set_params(augment=None if self.augment is None else TrainingAugment(
             self.augment, self._augment_rng, self._target_kind,
@@ -292,6 +324,7 @@ class BaseNeuralEstimator(BaseEstimator):
             early_stopping=early_stopping, patience=getattr(self, "n_iter_no_change", None),
             accuracy=self._target_kind in ("labels", "masks"), progress=self.verbose == 1,
             log=self._log, extra=self._extra_callbacks(), user=self.callbacks,
+            checkpoint=checkpoint, epochs_done=epochs_done,
         ))
         if not reset:
             if hasattr(self.net_, "_rewrap"):
@@ -299,12 +332,21 @@ class BaseNeuralEstimator(BaseEstimator):
             # A finished schedule leaves the rate near zero; restart from lr.
             for group, lr in zip(self.net_.optimizer_.param_groups, self._group_lrs()):
                 group["lr"] = lr
-        return train, epochs
+        return train, epochs - epochs_done
 
-    def _run_epochs(self, train, epochs):
-        """Step 4: train, record ``history_``, and say so when training was cut short."""
+    def _run_epochs(self, train, epochs, checkpoint=None):
+        """Step 4: train, record ``history_``, and say so when training was cut short.
+
+        A ``checkpoint`` (``TrainingCheckpoint``) puts back the state it
+        resumes when training begins; it is removed once training has ended
+        (all epochs, or early stopping), kept when it was cut short.
+        """
         # Continued training draws fresh dropout masks, not a replay of epoch 1.
         epochs_done = len(self.net_.history) if self.net_.initialized_ else 0
+        if checkpoint is not None and checkpoint.resume is not None:
+            # The history it puts back: the epochs before this call's, and this call's.
+            resume = checkpoint.resume
+            epochs_done = resume["start"] + resume["epochs"]
         with seeded(self._seed + epochs_done, self.device_):
             try:
                 # skorch ends the loop quietly on KeyboardInterrupt (Ctrl-C, or
@@ -318,15 +360,26 @@ class BaseNeuralEstimator(BaseEstimator):
                 drop_fit_state(self.net_)
         self.history_ = self._history_frame()
         epochs_run = len(self.net_.history) - epochs_done
-        if epochs_run < epochs and not stopped_early(self.net_):
+        interrupted = epochs_run < epochs and not stopped_early(self.net_)
+        if checkpoint is not None and not interrupted:
+            self._remove_checkpoint()
+        if interrupted:
             warnings.warn(
                 f"Training was interrupted during epoch {len(self.net_.history)} of this "
                 f"fit's {epochs}; the estimator keeps the weights reached so far"
                 + (" (the best epoch's)" if has_early_stopping(self.net_) else "")
-                + " and can predict. Call fit again to train fully.",
+                + " and can predict. Call fit again to train fully"
+                + (" (it resumes from the checkpoint)." if checkpoint is not None else "."),
                 RuntimeWarning, stacklevel=4,
             )
         return self
+
+    def _remove_checkpoint(self):
+        """Delete the checkpoint of a finished fit (process 0; the others wait for it)."""
+        accelerator = self._accelerator()
+        if accelerator is None or accelerator.is_main_process:
+            remove_checkpoint(self.checkpoint)
+        wait_for_processes(accelerator)
 
     def _adapt_inputs(self, X, y):
         """``(X, y)`` in a form ``_check_data`` and ``_prepare_targets`` take; as given by default.

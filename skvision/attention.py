@@ -201,6 +201,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -234,6 +235,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 
@@ -307,6 +309,7 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -338,5 +341,6 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose

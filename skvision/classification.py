@@ -239,6 +239,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         precision="auto",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -273,6 +274,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 
@@ -393,6 +395,7 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
         precision="auto",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -425,5 +428,6 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose

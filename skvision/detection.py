@@ -363,6 +363,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         device="auto",
         precision="32",
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -398,6 +399,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         self.device = device
         self.precision = precision
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 

@@ -182,6 +182,7 @@ class UNetSegmenter(BaseNeuralEstimator):
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
     ):
@@ -215,6 +216,7 @@ class UNetSegmenter(BaseNeuralEstimator):
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 

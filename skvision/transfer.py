@@ -498,6 +498,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
         **backbone_arguments,
@@ -531,6 +532,7 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
         self._store_backbone_arguments(backbone_arguments)
@@ -611,6 +613,7 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         precision="32",
         accelerator=None,
         callbacks=None,
+        checkpoint=None,
         random_state=None,
         verbose=0,
         **backbone_arguments,
@@ -642,6 +645,7 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         self.precision = precision
         self.accelerator = accelerator
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
         self._store_backbone_arguments(backbone_arguments)

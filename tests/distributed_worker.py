@@ -2,7 +2,7 @@
 
 Started by torchrun (``python -m torch.distributed.run --nproc_per_node 2``)
 on CPU processes; writes what each process ends with to ``OUT`` for the
-test to compare. Usage: ``distributed_worker.py OUT {fit,fail}``.
+test to compare. Usage: ``distributed_worker.py OUT {fit,fail,resume}``.
 """
 
 import pickle
@@ -102,8 +102,47 @@ def fail(out, accelerator):
     (out / "not_stopped.txt").write_text("fit ended")
 
 
+def resume(out, accelerator):
+    """A fit with a checkpoint stopped after epoch 2 of 3 on both processes, then resumed.
+
+    Stopped as Ctrl-C stops it (skorch ends the loop on KeyboardInterrupt),
+    right after the checkpoint of epoch 2 was written; the resumed fit is a
+    new estimator, as in a new launch.
+    """
+    from skvision._callbacks import TrainingCheckpoint
+    from skvision._checkpoint import STATE_FILE
+    from skvision.augmentation import ImageAugmenter
+
+    rank = accelerator.process_index
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:256].reshape(-1, 8, 8), y[:256]
+    params = dict(filters=(8,), epochs=3, batch_size=16, random_state=0,
+                  augment=ImageAugmenter(noise_std=0.05), accelerator=accelerator)
+    reference = CNNClassifier(**params).fit(X, y)
+    torch.save(reference.module_.state_dict(), out / f"resume_reference_{rank}.pt")
+
+    directory = out / "checkpoint"
+    write = TrainingCheckpoint.on_epoch_end
+
+    def write_then_stop(self, net, **kwargs):
+        write(self, net, **kwargs)
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+
+    TrainingCheckpoint.on_epoch_end = write_then_stop
+    try:
+        CNNClassifier(**params, checkpoint=directory).fit(X, y)
+    finally:
+        TrainingCheckpoint.on_epoch_end = write
+    assert (directory / STATE_FILE).exists()
+    resumed = CNNClassifier(**params, checkpoint=directory).fit(X, y)
+    assert not directory.exists()
+    assert len(resumed.history_) == 3
+    torch.save(resumed.module_.state_dict(), out / f"resumed_{rank}.pt")
+
+
 if __name__ == "__main__":
     from accelerate import Accelerator
 
     out, scenario = Path(sys.argv[1]), sys.argv[2]
-    {"fit": fit, "fail": fail}[scenario](out, Accelerator(cpu=True))
+    {"fit": fit, "fail": fail, "resume": resume}[scenario](out, Accelerator(cpu=True))

@@ -23,6 +23,7 @@ from skvision._data import ArrayImages
 pytest.importorskip("accelerate")
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
+ROOT = WORKER.parent.parent
 TIMEOUT_S = 300  # a launch takes 10-20 s; a hang fails the test instead of the CI run
 
 
@@ -30,9 +31,13 @@ def _launch(out, scenario):
     """Run the worker on two processes; return (exit status, output)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", str(WORKER), str(out), scenario]
+    # The workers import the skvision of this checkout (their own folder,
+    # tests/, comes first on their path, not the checkout's root).
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     # Its own session, so that a hang ends with torchrun and its processes.
     launcher = subprocess.Popen(
-        command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+        command, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path},
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = launcher.communicate(timeout=TIMEOUT_S)
@@ -88,6 +93,19 @@ def test_a_failing_process_stops_every_process(tmp_path):
     # The other process says why it stopped too, rather than waiting or vanishing.
     assert "skvision: process 1 of 2 stopped training: ValueError" in output
     assert "skvision: process 0 of 2 stopped training" in output
+
+
+def test_a_stopped_fit_resumes_on_every_process(tmp_path):
+    # Process 0 writes the checkpoint (every process's random streams in it),
+    # every process reads it, and the resumed fit ends where an uninterrupted
+    # one ends, on each process; the checkpoint is gone.
+    status, output = _launch(tmp_path, "resume")
+    assert status == 0, output[-5000:]
+    for rank in (0, 1):
+        resumed = torch.load(tmp_path / f"resumed_{rank}.pt")
+        assert _max_difference(resumed, torch.load(tmp_path / f"resume_reference_{rank}.pt")) == 0
+    assert _max_difference(*(torch.load(tmp_path / f"resumed_{rank}.pt") for rank in (0, 1))) == 0
+    assert not (tmp_path / "checkpoint").exists()
 
 
 @pytest.mark.parametrize("n_images", [64, 70, 66])

@@ -54,6 +54,7 @@ def test_internal_attributes_skvision_reads_exist(trained_net):
         "NeuralNet attributes read": trained_net,
         "EarlyStopping attributes read": callbacks["early_stopping"],
         "LRScheduler attributes read": callbacks["lr_schedule"],
+        "PassthroughScoring attributes read": callbacks["train_loss"],
     }
     for key, owner in owners.items():
         for name in SKORCH_PRIVATE_API[key]:

@@ -1,0 +1,195 @@
+"""Resumable training: the checkpoint of a ``fit`` and the rule that says which fit it is.
+
+An estimator given ``checkpoint=<directory>`` writes its whole training
+state there at the end of every epoch (the callback
+``skvision._callbacks.TrainingCheckpoint``, through the helpers of
+``skvision._net``), as one file replaced atomically. ``fit`` called again
+with that directory continues from the last finished epoch, and removes the
+checkpoint once training ends, as Keras' ``BackupAndRestore`` does.
+
+A checkpoint is only ever continued by the fit that wrote it: it holds a
+fingerprint of that fit (the parameters that shape training, the number of
+processes, and the data: its size, its targets and a hash of a sample of
+rows) and a fit with another fingerprint refuses it with an error naming
+what differs, rather than mixing two trainings.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+
+from ._persistence import read_state, write_state
+
+# The one file of a checkpoint directory.
+STATE_FILE = "training_state.skvstate"
+
+# Parameters that do not change what training computes (or that a resumed
+# fit may change: another device after a preemption, a new accelerator
+# object for the same number of processes).
+UNCHECKED_PARAMETERS = ("verbose", "checkpoint", "device", "accelerator")
+
+# Images hashed: evenly spaced rows, first and last included.
+HASHED_ROWS = 16
+
+
+def state_path(directory):
+    return os.path.join(os.fspath(directory), STATE_FILE)
+
+
+def _describe(value):
+    """A JSON value standing for a parameter's value, alike in every process and run."""
+    from sklearn.base import BaseEstimator
+    from skorch.callbacks import Callback
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_describe(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _describe(item) for key, item in value.items()}
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, BaseEstimator):
+        return {type(value).__qualname__: _describe(value.get_params(deep=False))}
+    if isinstance(value, Callback):
+        return type(value).__qualname__
+    if isinstance(value, np.ndarray):
+        return _describe(value.tolist())
+    text = repr(value)
+    if " at 0x" in text:  # a function, a lambda, an object without its own repr
+        name = getattr(value, "__qualname__", type(value).__qualname__)
+        return f"{type(value).__module__}.{name}"
+    return text
+
+
+def _hash_tensors(digest, values):
+    for value in values:
+        if isinstance(value, dict):
+            _hash_tensors(digest, [value[key] for key in sorted(value)])
+        elif isinstance(value, (list, tuple)):
+            _hash_tensors(digest, value)
+        elif isinstance(value, torch.Tensor):
+            digest.update(str((value.dtype, tuple(value.shape))).encode())
+            digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+
+
+def data_fingerprint(dataset):
+    """Size, image shape, targets' shape and a hash of a sample of ``dataset``'s rows.
+
+    The hash covers evenly spaced images (their file paths when the images
+    are files: all of them), the targets of those rows (all targets when
+    there are at most a million numbers) and the weights.
+    """
+    images, targets = dataset.images, dataset.y
+    n_samples = len(images)
+    rows = np.unique(np.linspace(0, n_samples - 1, min(n_samples, HASHED_ROWS)).astype(int))
+    digest = hashlib.sha256()
+    if hasattr(images, "paths"):
+        digest.update("\n".join(map(str, images.paths)).encode())
+    else:
+        _hash_tensors(digest, [images.read(rows)])
+    if isinstance(targets, torch.Tensor):
+        _hash_tensors(digest, [targets if targets.numel() <= 1_000_000 else targets[rows]])
+        target_shape = list(targets.shape)
+    else:
+        _hash_tensors(digest, [targets[row] for row in rows])
+        target_shape = [len(targets)]
+    if dataset.weights is not None:
+        _hash_tensors(digest, [dataset.weights])
+    return {"n_samples": n_samples, "image_shape": _describe(images.image_shape),
+            "target_shape": target_shape, "sample_hash": digest.hexdigest()}
+
+
+def fingerprint(estimator, dataset, n_processes):
+    """What a checkpoint must match to be continued by ``estimator``'s fit on ``dataset``."""
+    params = {name: _describe(value) for name, value in estimator.get_params(deep=False).items()
+              if name not in UNCHECKED_PARAMETERS}
+    classes = getattr(estimator, "classes_", None)
+    return {
+        "estimator": type(estimator).__qualname__,
+        "parameters": params,
+        "n_processes": n_processes,
+        "data": {**data_fingerprint(dataset),
+                 "classes": None if classes is None else [str(label) for label in classes]},
+    }
+
+
+def _same(first, second):
+    return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def _short(value):
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _differences(saved, current):
+    """What differs between two fingerprints, in words."""
+    if saved.get("estimator") != current["estimator"]:
+        return [f"it was written by a {saved.get('estimator')}, this is a "
+                f"{current['estimator']}"]
+    differences = []
+    saved_params, params = saved.get("parameters", {}), current["parameters"]
+    changed = [name for name in sorted(set(saved_params) | set(params))
+               if not _same(saved_params.get(name), params.get(name))]
+    if changed:
+        differences.append("other parameters: " + ", ".join(
+            f"{name}={_short(saved_params.get(name))} there, {_short(params.get(name))} here"
+            for name in changed))
+    if saved.get("n_processes") != current["n_processes"]:
+        differences.append(f"another number of processes: {saved.get('n_processes')} there, "
+                           f"{current['n_processes']} here")
+    saved_data, data = saved.get("data", {}), current["data"]
+    changed = [key for key in data if key != "sample_hash"
+               and not _same(saved_data.get(key), data[key])]
+    if changed:
+        differences.append("other data: " + ", ".join(
+            f"{key} {_short(saved_data.get(key))} there, {_short(data[key])} here"
+            for key in changed))
+    elif saved_data.get("sample_hash") != data["sample_hash"]:
+        differences.append("other data: as many images and targets of the same shapes, but "
+                           "other values (a hash of a sample of rows differs)")
+    return differences
+
+
+def read_checkpoint(directory, current):
+    """The training state in ``directory``, or None when there is none.
+
+    Raises ValueError when the checkpoint was written by a fit with another
+    ``current`` fingerprint (naming what differs) or is not readable.
+    """
+    path = state_path(directory)
+    if not os.path.exists(path):
+        return None
+    document = read_state(path)
+    differences = _differences(document.get("fingerprint", {}), current)
+    if differences:
+        raise ValueError(
+            f"The checkpoint in {os.fspath(directory)!r} belongs to another fit, which it "
+            "continues only with the same parameters and data; here it found "
+            + "; ".join(differences) + ". Fit with what wrote it to resume, or delete the "
+            "directory (or pass another checkpoint) to start afresh."
+        )
+    return document
+
+
+def write_checkpoint(directory, document):
+    """Write ``document`` (fingerprint and training state) to ``directory``, atomically."""
+    os.makedirs(directory, exist_ok=True)
+    write_state(state_path(directory), document)
+
+
+def remove_checkpoint(directory):
+    """Delete the checkpoint, and ``directory`` too when nothing else is left in it."""
+    path = state_path(directory)
+    if os.path.exists(path):
+        os.unlink(path)
+    try:
+        os.rmdir(directory)
+    except OSError:  # other files of the user's, or already gone
+        pass

@@ -15,6 +15,7 @@ with ``onnx.compose.merge_models``: one model whose input is the images.
 """
 
 import copy
+import io
 import warnings
 
 import numpy as np
@@ -247,20 +248,58 @@ def _sample_image_shape(X, layout, image_shape):
     return tuple(X.shape[1:])
 
 
+def _dynamic_batch(model):
+    """Whether the model's input and outputs keep a symbolic batch axis."""
+    values = list(model.graph.input) + list(model.graph.output)
+    return all(value.type.tensor_type.shape.dim[0].dim_param for value in values)
+
+
 def _export_torch(module, X, output_names):
-    """``torch.onnx.export`` of ``module`` on the sample, the batch axis dynamic."""
+    """``torch.onnx.export`` of ``module`` on the sample, the batch axis dynamic.
+
+    torch's default exporter (``dynamo=True``: ``torch.export`` then
+    onnxscript) first; the TorchScript exporter (``dynamo=False``) where it
+    fails or fixes the batch size.
+    """
     onnx = _require_onnx()
-    sample = torch.from_numpy(np.ascontiguousarray(X[:2] if len(X) >= 2 else X))
-    batch = torch.export.Dim("batch", min=1)
+    # Two images: torch.export specializes a batch axis of size 1.
+    sample = torch.from_numpy(np.ascontiguousarray(np.concatenate([X[:1], X[:1]])))
     with warnings.catch_warnings():
-        # The exporter's notes on its own progress and deprecations, not the user's concern.
+        # The exporters' notes on their own progress and deprecations, not the user's concern.
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            module, (sample,), input_names=["X"], output_names=output_names,
-            dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True,
-            external_data=False, verbose=False,
+        try:
+            program = torch.onnx.export(
+                module, (sample,), input_names=["X"], output_names=output_names,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                opset_version=OPSET, dynamo=True, external_data=False, verbose=False,
+                report=False,
+            )
+            model = program.model_proto
+            if _dynamic_batch(model):
+                return model
+            failure = "it fixed the batch size"
+        except Exception as error:  # noqa: BLE001 - any failure: try the other exporter
+            failure = f"{type(error).__name__}: {error}"
+        buffer = io.BytesIO()
+        try:
+            torch.onnx.export(
+                module, (sample,), buffer, input_names=["X"], output_names=output_names,
+                dynamic_axes={name: {0: "batch"} for name in ["X", *output_names]},
+                opset_version=OPSET, dynamo=False,
+            )
+        except Exception as error:
+            raise RuntimeError(
+                f"torch.onnx.export could not export {type(module.network).__name__}: the "
+                f"default exporter failed ({failure}), and the TorchScript exporter too "
+                f"({type(error).__name__}: {error})."
+            ) from error
+    model = onnx.load_from_string(buffer.getvalue())
+    if not _dynamic_batch(model):
+        raise RuntimeError(
+            f"torch.onnx.export fixed the batch size of {type(module.network).__name__}'s "
+            "graph; the network's code converts the batch size to a Python int."
         )
-    return program.model_proto
+    return model
 
 
 def _label_lookup(model, classes):
@@ -296,3 +335,194 @@ def _export_estimator(estimator, X_sample):
         model = _label_lookup(model, classes)
     model.producer_name = "skvision"
     return model
+
+
+# --------------------------------------------------------------------------
+# Pipelines: the skvision step exported, the scikit-learn steps by skl2onnx, merged.
+
+
+def _pipeline_steps(pipeline, prefix=""):
+    """``(name, step)`` of a pipeline, nested pipelines flattened, passthrough left out."""
+    from sklearn.pipeline import Pipeline
+
+    steps = []
+    for name, step in pipeline.steps:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        if isinstance(step, Pipeline):
+            steps += _pipeline_steps(step, f"{prefix}{name}__")
+        else:
+            steps.append((f"{prefix}{name}", step))
+    return steps
+
+
+def _is_skvision(step):
+    return type(step).__module__.split(".")[0] == "skvision"
+
+
+def _rename(graph, old, new):
+    """Rename the value ``old`` to ``new`` everywhere in ``graph`` (not in subgraphs)."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.name == old:
+            value.name = new
+
+
+def _export_pipeline(pipeline, X_sample):
+    onnx = _require_onnx()
+    from sklearn.base import is_classifier
+    from sklearn.pipeline import Pipeline
+
+    steps = _pipeline_steps(pipeline)
+    if not steps:
+        raise ValueError("The pipeline has no steps to export.")
+    for name, step in steps:
+        _check_exportable(step, where=f" (pipeline step {name!r})")
+    (first_name, first), rest = steps[0], steps[1:]
+    if not _is_skvision(first):
+        raise ValueError(
+            f"The pipeline's first step {first_name!r} ({type(first).__name__}) is not a "
+            "skvision estimator: to_onnx exports pipelines whose first step takes the images "
+            "(e.g. PretrainedFeatureExtractor), followed by scikit-learn steps. Convert "
+            "pipelines of scikit-learn steps only with skl2onnx.to_onnx."
+        )
+    later = [(name, step) for name, step in rest if _is_skvision(step)]
+    if later:
+        name, step = later[0]
+        raise NotImplementedError(
+            f"Pipeline step {name!r} ({type(step).__name__}) cannot be exported: only the "
+            "first step of an exported pipeline may be a skvision estimator (it takes the "
+            "images); the steps after it must be scikit-learn steps skl2onnx converts."
+        )
+    from .transfer import PretrainedFeatureExtractor
+
+    if rest and not isinstance(first, PretrainedFeatureExtractor):
+        raise NotImplementedError(
+            f"Pipeline step {first_name!r} ({type(first).__name__}) is followed by other "
+            "steps; only a PretrainedFeatureExtractor (whose output is features) can feed "
+            "scikit-learn steps in an exported pipeline."
+        )
+    head = _export_estimator(first, X_sample)
+    if not rest:
+        return head
+    try:
+        import skl2onnx
+        from skl2onnx.common.data_types import FloatTensorType
+    except ImportError as error:  # pragma: no cover - the "onnx" extra installs it
+        raise ImportError(
+            "Exporting a pipeline with scikit-learn steps needs skl2onnx: "
+            "pip install 'scikit-vision[onnx]'."
+        ) from error
+    tail_steps = [step for _, step in rest]
+    last = tail_steps[-1]
+    options = {id(last): {"zipmap": False}} if is_classifier(last) else None
+    tail = skl2onnx.to_onnx(
+        Pipeline([(name, step) for name, step in rest]),
+        initial_types=[("features", FloatTensorType([None, first.n_features_out_]))],
+        target_opset={"": OPSET, "ai.onnx.ml": 3}, options=options,
+    )
+    return _merge(onnx, head, tail)
+
+
+def _merge(onnx, head, tail):
+    """``tail`` (input "features") fed by ``head``'s output "features": one model."""
+    from onnx import compose
+
+    outputs = [output.name for output in tail.graph.output]
+    tail = compose.add_prefix(tail, "sklearn_")
+    head = compose.add_prefix(head, "skvision_")
+    ir_version = max(head.ir_version, tail.ir_version)
+    head.ir_version = tail.ir_version = ir_version
+    domains = {entry.domain: entry.version for entry in head.opset_import}
+    for entry in tail.opset_import:
+        domains[entry.domain] = max(entry.version, domains.get(entry.domain, 0))
+    for model in (head, tail):
+        del model.opset_import[:]
+        model.opset_import.extend(
+            onnx.helper.make_opsetid(domain, version) for domain, version in domains.items())
+    merged = compose.merge_models(head, tail, io_map=[("skvision_features", "sklearn_features")])
+    del merged.opset_import[:]
+    merged.opset_import.extend(
+        onnx.helper.make_opsetid(domain, version) for domain, version in domains.items())
+    _rename(merged.graph, "skvision_X", "X")
+    for name in outputs:
+        _rename(merged.graph, f"sklearn_{name}", name)
+    merged.producer_name = "skvision"
+    onnx.checker.check_model(merged)
+    return merged
+
+
+def to_onnx(estimator, X_sample):
+    """Export a fitted skvision estimator, or a pipeline starting with one, to ONNX.
+
+    The graph takes arrays of ``X_sample``'s dtype and layout, with a
+    dynamic batch axis (height, width and channels are ``X_sample``'s):
+    uint8 images ``(n, h, w, c)`` stay uint8, float images float, grayscale
+    ``(n, h, w)`` and flat rows ``(n, h*w*c)`` (with the estimator's
+    ``image_shape``) keep their form. Everything skvision does to an input
+    array at prediction is inside it: the reshape of flat rows, channels
+    moved first, uint8 divided by 255, the resize to ``image_size``, a
+    pretrained backbone's own resize and normalization, the network, and
+    the output step. The network runs in float32 whatever the estimator's
+    ``precision_`` (its ``predict`` may use bfloat16 or float16 on some
+    hardware; the exported model matches ``precision="32"``).
+
+    Outputs, named as skl2onnx names them (``options={"zipmap": False}``):
+
+    * classifiers: ``label`` (shape ``(n,)``, in the values of ``classes_``:
+      int64 for integer labels, strings for string labels; with multilabel
+      ``y`` the int64 indicator matrix) and ``probabilities``
+      ``(n, n_classes)``;
+    * regressors: ``variable``, ``(n, n_outputs)`` (``(n, 1)`` for one target);
+    * :class:`PretrainedFeatureExtractor`: ``features``, ``(n, n_features_out_)``;
+    * :class:`UNetSegmenter`: ``label`` ``(n, h, w)``, the class of every pixel,
+      and ``probabilities`` ``(n, n_classes, h, w)``.
+
+    A :class:`~sklearn.pipeline.Pipeline` whose first step is a skvision
+    estimator (a :class:`PretrainedFeatureExtractor` when other steps
+    follow) and whose other steps are scikit-learn's becomes one model whose
+    input is the images: the scikit-learn steps are converted by skl2onnx
+    (classifiers without ZipMap) and joined to the exported network.
+
+    Parameters
+    ----------
+    estimator : fitted estimator or Pipeline
+        A fitted :class:`CNNClassifier`, :class:`CNNRegressor`,
+        :class:`VisionTransformerClassifier`,
+        :class:`VisionTransformerRegressor`, :class:`FineTunedClassifier`,
+        :class:`FineTunedRegressor`, :class:`PretrainedFeatureExtractor` or
+        :class:`UNetSegmenter`, or a fitted pipeline starting with one.
+        :class:`StyleTransfer` (an optimization per image), the augmenters
+        (random, for training) and :class:`FasterRCNNDetector` (a varying
+        number of boxes per image) raise ``NotImplementedError``.
+    X_sample : ndarray
+        A few input images, in the dtype and layout the model will be given
+        (not file paths: the graph takes decoded images).
+
+    Returns
+    -------
+    model : onnx.ModelProto
+        Opset 18; one input ``X``. Run it with onnxruntime:
+        ``onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"X": images})``.
+
+    Examples
+    --------
+    >>> import onnxruntime
+    >>> from skvision import CNNClassifier, to_onnx
+    >>> from skvision.datasets import load_digit_images
+    >>> X, y = load_digit_images(return_X_y=True)
+    >>> clf = CNNClassifier(filters=(8,), epochs=1, precision="32", random_state=0)
+    >>> clf = clf.fit(X[:100], y[:100])
+    >>> model = to_onnx(clf, X[:5])
+    >>> session = onnxruntime.InferenceSession(model.SerializeToString())
+    >>> label, probabilities = session.run(None, {"X": X[:3]})
+    >>> probabilities.shape
+    (3, 10)
+    """
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline):
+        return _export_pipeline(estimator, X_sample)
+    return _export_estimator(estimator, X_sample)

@@ -278,7 +278,7 @@ def _export_torch(module, X, output_names):
             if _dynamic_batch(model):
                 return model
             failure = "it fixed the batch size"
-        except Exception as error:  # noqa: BLE001 - any failure: try the other exporter
+        except Exception as error:  # any failure: the other exporter may succeed
             failure = f"{type(error).__name__}: {error}"
         buffer = io.BytesIO()
         try:

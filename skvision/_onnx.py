@@ -276,7 +276,7 @@ def _export_torch(module, X, output_names):
             )
             model = program.model_proto
             if _dynamic_batch(model):
-                return model
+                return _mark_exporter(model, "dynamo")
             failure = "it fixed the batch size"
         except Exception as error:  # any failure: the other exporter may succeed
             failure = f"{type(error).__name__}: {error}"
@@ -299,6 +299,13 @@ def _export_torch(module, X, output_names):
             f"torch.onnx.export fixed the batch size of {type(module.network).__name__}'s "
             "graph; the network's code converts the batch size to a Python int."
         )
+    return _mark_exporter(model, "torchscript")
+
+
+def _mark_exporter(model, exporter):
+    """Record which of torch's exporters made the graph (metadata ``skvision_exporter``)."""
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "skvision_exporter", exporter
     return model
 
 

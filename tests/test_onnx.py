@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -56,7 +57,13 @@ def _input_type(model):
     return onnx.helper.tensor_dtype_to_np_dtype(model.graph.input[0].type.tensor_type.elem_type)
 
 
+def _exporter(model):
+    return {entry.key: entry.value for entry in model.metadata_props}["skvision_exporter"]
+
+
 def _check_classifier(model, estimator, X):
+    # torch's default exporter, not the fallback, made every graph of these tests.
+    assert _exporter(model) == "dynamo"
     assert [output.name for output in model.graph.output] == ["label", "probabilities"]
     session = _session(model)
     differences = []
@@ -72,6 +79,7 @@ def _check_classifier(model, estimator, X):
 
 def _check_regressor(model, estimator, X):
     assert [output.name for output in model.graph.output] == ["variable"]
+    assert _exporter(model) == "dynamo"
     session = _session(model)
     for n in BATCH_SIZES:
         (variable,) = session.run(None, {"X": X[:n]})
@@ -80,17 +88,13 @@ def _check_regressor(model, estimator, X):
         np.testing.assert_allclose(variable, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_cnn_classifier_float_grayscale_and_flat_rows(digits):
+def test_cnn_classifier_float_grayscale(digits):
     X, y = digits
     clf = CNNClassifier(filters=(4, 8), **TRAINING).fit(X, y)
     model = to_onnx(clf, X[:5])
     assert _input_type(model) == np.float32
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
     _check_classifier(model, clf, X)
-    # Flat rows with image_shape: the reshape is in the graph.
-    flat = X.reshape(len(X), -1)
-    clf = CNNClassifier(filters=(4,), image_shape=(8, 8), **TRAINING).fit(flat, y)
-    _check_classifier(to_onnx(clf, flat[:5]), clf, flat)
 
 
 def test_cnn_classifier_uint8_string_labels_and_resize(shapes):
@@ -104,11 +108,34 @@ def test_cnn_classifier_uint8_string_labels_and_resize(shapes):
     _check_classifier(model, clf, X)
 
 
-def test_cnn_regressor_multi_output(shapes):
+def test_cnn_regressor_multi_output_flat_rows(shapes):
     X, _ = shapes
+    # Flat uint8 rows with image_shape: the reshape is in the graph.
+    flat = X.reshape(len(X), -1)
     y = np.random.default_rng(0).normal(size=(len(X), 2)) * 10 + 3
-    reg = CNNRegressor(filters=(4,), **TRAINING).fit(X, y)
-    _check_regressor(to_onnx(reg, X[:5]), reg, X)
+    reg = CNNRegressor(filters=(4,), image_shape=(16, 16, 3), **TRAINING).fit(flat, y)
+    model = to_onnx(reg, flat[:5])
+    assert _input_type(model) == np.uint8
+    _check_regressor(model, reg, flat)
+
+
+def test_torchscript_exporter_where_the_default_one_fails(digits, monkeypatch):
+    X, y = digits
+    clf = CNNClassifier(filters=(4,), **TRAINING).fit(X, y)
+    export = torch.onnx.export
+
+    def failing_default_exporter(*args, dynamo=True, **kwargs):
+        if dynamo:
+            raise RuntimeError("the default exporter failed")
+        return export(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", failing_default_exporter)
+    model = to_onnx(clf, X[:5])
+    assert _exporter(model) == "torchscript"
+    for n in BATCH_SIZES:
+        label, probabilities = _session(model).run(None, {"X": X[:n]})
+        assert np.abs(probabilities - clf.predict_proba(X[:n])).max() <= 1e-4
+        np.testing.assert_array_equal(label, clf.predict(X[:n]))
 
 
 def test_vision_transformers(digits):
@@ -122,11 +149,11 @@ def test_vision_transformers(digits):
 
 def test_fine_tuned_models(shapes):
     X, y = shapes
-    # The backbone's resize (16 to 32 px) and normalization are in the graph.
-    clf = FineTunedClassifier(image_size=32, **BACKBONE, **TRAINING)
+    # The backbone's resize (16 to 24 px) and normalization are in the graph.
+    clf = FineTunedClassifier(image_size=24, **BACKBONE, **TRAINING)
     clf.fit(X, y)
     _check_classifier(to_onnx(clf, X[:5]), clf, X)
-    reg = FineTunedRegressor(image_size=32, **BACKBONE, **TRAINING)
+    reg = FineTunedRegressor(image_size=24, **BACKBONE, **TRAINING)
     reg.fit(X, np.arange(len(X), dtype=float))
     _check_regressor(to_onnx(reg, X[:5]), reg, X)
 
@@ -139,6 +166,7 @@ def test_feature_extractor(shapes):
     extractor = PretrainedFeatureExtractor(image_size=24, device="cpu", **BACKBONE).fit(images)
     model = to_onnx(extractor, images[:5])
     assert [output.name for output in model.graph.output] == ["features"]
+    assert _exporter(model) == "dynamo"
     session = _session(model)
     for n in BATCH_SIZES:
         (features,) = session.run(None, {"X": images[:n]})
@@ -152,6 +180,7 @@ def test_unet_segmenter():
     masks = masks * 10 + 1  # label values that are not indices
     segmenter = UNetSegmenter(depth=2, base_filters=4, **TRAINING).fit(X, masks)
     model = to_onnx(segmenter, X[:5])
+    assert _exporter(model) == "dynamo"
     session = _session(model)
     for n in BATCH_SIZES:
         label, probabilities = session.run(None, {"X": X[:n]})

@@ -178,24 +178,29 @@ def _check_exportable(estimator, where=""):
         )
     if isinstance(estimator, FasterRCNNDetector):
         raise NotImplementedError(
-            f"{name} cannot be exported to ONNX: a detector's output has a different "
-            "number of boxes per image (torchvision's Faster R-CNN export needs a "
-            "batch of one image and fixed image sizes, outside skvision's API)."
+            f"{name} cannot be exported to ONNX: a detector returns a different number "
+            "of boxes per image, and torchvision's Faster R-CNN exports only with a fixed "
+            "batch size and image size (TorchScript exporter), not with the dynamic batch "
+            "axis of skvision's export."
         )
 
 
-def _torch_part(estimator, X, layout):
-    """The torch module, its output names and the labels to look its indices up in."""
+def _torch_part(estimator, X_sample, X, layout):
+    """The torch module, its output names and the labels to look its indices up in.
+
+    ``X_sample`` as given, ``X`` its array and ``layout`` (:func:`_input_layout`).
+    """
+    from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
     from .classification import CNNClassifier, CNNRegressor
     from .segmentation import UNetSegmenter
     from .transfer import PretrainedFeatureExtractor, _FineTunedMixin
 
     _check_exportable(estimator)
-    from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
-
-    image_shape = tuple(estimator.image_shape_) if hasattr(estimator, "image_shape_") else None
     if isinstance(estimator, PretrainedFeatureExtractor):
         check_is_fitted(estimator, "backbone_")
+        # The estimator's own checks of the sample (channels, shape), with its messages.
+        estimator._check_data(X_sample, reset=False)
+        image_shape = tuple(estimator.image_shape_)
         network = _Features(_float32_copy(estimator.backbone_), estimator._image_size,
                             estimator._pooling)
         images = _ImageInput(layout, image_shape, X.dtype == np.uint8, None)
@@ -211,6 +216,8 @@ def _torch_part(estimator, X, layout):
             "of them followed by scikit-learn steps)."
         )
     check_is_fitted(estimator, "net_")
+    estimator._check_data(X_sample, reset=False)
+    image_shape = tuple(estimator.image_shape_)
     network = _float32_copy(estimator.net_.module_)
     # What predict_batches resizes to (the fine-tuned models resize inside the network).
     sample_shape = _sample_image_shape(X, layout, image_shape)
@@ -336,7 +343,7 @@ def _label_lookup(model, classes):
 
 def _export_estimator(estimator, X_sample):
     X, layout = _input_layout(estimator, X_sample)
-    module, output_names, classes = _torch_part(estimator, X, layout)
+    module, output_names, classes = _torch_part(estimator, X_sample, X, layout)
     model = _export_torch(module, X, output_names)
     if classes is not None:
         model = _label_lookup(model, classes)

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -95,6 +96,9 @@ def test_cnn_classifier_float_grayscale(digits):
     assert _input_type(model) == np.float32
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
     _check_classifier(model, clf, X)
+    # The sample is checked as predict checks its images.
+    with pytest.raises(ValueError, match="channel"):
+        to_onnx(clf, np.zeros((2, 8, 8, 3), np.float32))
 
 
 def test_cnn_classifier_uint8_string_labels_and_resize(shapes):
@@ -217,5 +221,7 @@ def test_what_cannot_be_exported(shapes):
         to_onnx(make_pipeline(StandardScaler(), CNNClassifier()), X[:2])
     with pytest.raises(NotImplementedError, match="step 'cnnclassifier'"):
         to_onnx(make_pipeline(PretrainedFeatureExtractor(), CNNClassifier()), X[:2])
+    with pytest.raises(NotFittedError):
+        to_onnx(CNNClassifier(), X[:2])
     with pytest.raises(TypeError, match="file paths|array of images"):
         to_onnx(CNNClassifier(), ["a.png", "b.png"])

@@ -1,5 +1,6 @@
 """skvision: computer vision that drops into scikit-learn."""
 
+from ._onnx import to_onnx
 from ._persistence import load, save
 from ._version import __version__
 from .attention import VisionTransformerClassifier, VisionTransformerRegressor
@@ -29,4 +30,5 @@ __all__ = [
     "__version__",
     "load",
     "save",
+    "to_onnx",
 ]

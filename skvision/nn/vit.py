@@ -138,7 +138,7 @@ class VisionTransformer(nn.Module):
         """Logits; with ``return_attention=True`` also each block's attention weights."""
         grid = self.patch_embedding.grid(*x.shape[-2:])
         tokens = self.patch_embedding(x)
-        tokens = torch.cat([self.class_token.expand(len(tokens), -1, -1), tokens], dim=1)
+        tokens = torch.cat([self.class_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         tokens = self.dropout(tokens + self._position_for(grid))
         attention = []
         for block in self.blocks:

@@ -36,7 +36,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="32 images, 1 repeat")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    n_images, repeats = (32, 1) if args.quick else (64, 2)
+    n_images, repeats = (32, 1) if args.quick else (64, 4)
     images = np.random.default_rng(0).integers(0, 256, (n_images, SIZE, SIZE, 3), dtype=np.uint8)
     results = {}
     for backbone in FAMILIES:

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
+from ._net import output_probabilities
+
 __all__ = ["to_onnx"]
 
 # Opset 18: Resize's antialias attribute (the bilinear resizes with antialiasing).
@@ -109,18 +111,22 @@ class _Exported(torch.nn.Module):
 
 
 class _Classes(torch.nn.Module):
-    """Logits → (index of the most probable class, probabilities); sigmoids for multilabel."""
+    """Logits → (predicted index or indicator matrix, probabilities), as ``predict`` maps them.
 
-    def __init__(self, multilabel, axis=1):
+    The probabilities come from :func:`skvision._net.output_probabilities`,
+    the mapping every classifier's ``predict_proba`` uses.
+    """
+
+    def __init__(self, target_kind):
         super().__init__()
-        self.multilabel = multilabel
-        self.axis = axis
+        self.target_kind = target_kind
 
     def forward(self, logits):
         logits = logits.float()
-        if self.multilabel:
-            return (logits > 0).long(), torch.sigmoid(logits)
-        return logits.argmax(dim=self.axis), torch.softmax(logits, dim=self.axis)
+        probabilities = output_probabilities(logits, self.target_kind)
+        if self.target_kind == "multilabel":
+            return (logits > 0).long(), probabilities
+        return logits.argmax(dim=1), probabilities
 
 
 class _Targets(torch.nn.Module):
@@ -226,12 +232,12 @@ def _torch_part(estimator, X_sample, X, layout):
         size = None
     images = _ImageInput(layout, image_shape, X.dtype == np.uint8, size)
     if isinstance(estimator, UNetSegmenter):
-        return (_Exported(images, network, _Classes(False)), ["label", "probabilities"],
+        return (_Exported(images, network, _Classes("masks")), ["label", "probabilities"],
                 estimator.classes_)
     if isinstance(estimator, NeuralClassifierMixin):
         multilabel = estimator._target_kind == "multilabel"
-        return (_Exported(images, network, _Classes(multilabel)), ["label", "probabilities"],
-                None if multilabel else estimator.classes_)
+        return (_Exported(images, network, _Classes(estimator._target_kind)),
+                ["label", "probabilities"], None if multilabel else estimator.classes_)
     if isinstance(estimator, NeuralRegressorMixin):
         output = _Targets(estimator.y_mean_, estimator.y_scale_)
         return _Exported(images, network, output), ["variable"], None

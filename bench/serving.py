@@ -10,8 +10,10 @@ inputs:
 * an ONNX Runtime session of the model ``skvision.to_onnx`` exports, fed
   the same arrays ``predict`` gets.
 
-Each figure is the median of many calls after a warm-up (calls of a few
-milliseconds: the median is robust to the odd slow one). Printed and
+Each figure is the median of many calls after a warm-up, the calls of
+``predict`` and of the raw forward interleaved so that they share the
+machine's conditions (calls of a few milliseconds: the median is robust to
+the odd slow one); ONNX Runtime runs after them, without spinning threads. Printed and
 written: predict against the raw forward (ratio and milliseconds above it)
 and ONNX Runtime's speed against torch eager at batch 1 and 64.
 
@@ -33,15 +35,23 @@ from skvision import CNNClassifier, FineTunedClassifier
 from skvision.datasets import load_digit_images
 
 
-def median_ms(call, repeats):
+def median_ms(calls, repeats):
+    """Median milliseconds of each call, the calls interleaved (``{name: ms}``).
+
+    Interleaving puts every candidate under the same conditions (frequency
+    changes, other processes): their ratio is steadier than that of medians
+    taken one after the other.
+    """
     for _ in range(max(3, repeats // 10)):
-        call()
-    times = []
+        for call in calls.values():
+            call()
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(values) for name, values in times.items()}
 
 
 def raw_input(model, images):
@@ -58,8 +68,12 @@ def raw_input(model, images):
 
 def measure(name, model, images, repeats):
     module = model.net_.module_.eval()
+    options = onnxruntime.SessionOptions()
+    # ONNX Runtime's threads spin after each run by default, taking the cores
+    # from the torch calls timed next to it.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(
-        skvision.to_onnx(model, images[:1]).SerializeToString(),
+        skvision.to_onnx(model, images[:1]).SerializeToString(), options,
         providers=["CPUExecutionProvider"])
     result = {}
     for batch_size in (1, 64):
@@ -74,9 +88,11 @@ def measure(name, model, images, repeats):
                     return module(tensor)
 
         calls = max(20, repeats // batch_size)
-        raw_ms = median_ms(raw, calls)
-        predict_ms = median_ms(lambda batch=batch: model.predict(batch), calls)
-        onnx_ms = median_ms(lambda batch=batch: session.run(None, {"X": batch}), calls)
+        medians = median_ms({"raw": raw, "predict": lambda batch=batch: model.predict(batch)},
+                            calls)
+        medians.update(median_ms({"onnx": lambda batch=batch: session.run(None, {"X": batch})},
+                                  calls))
+        raw_ms, predict_ms, onnx_ms = medians["raw"], medians["predict"], medians["onnx"]
         result[f"batch_{batch_size}"] = {
             "raw_forward_ms": raw_ms, "predict_ms": predict_ms, "onnxruntime_ms": onnx_ms,
             "predict_over_raw_ratio": predict_ms / raw_ms,

@@ -10,7 +10,9 @@ from sklearn.base import BaseEstimator
 
 from skvision import CNNClassifier
 from skvision._validation import (
+    _plain_numeric_array,
     check_class_labels,
+    check_image_data,
     check_images,
     check_regression_targets,
     encode_labels,
@@ -149,3 +151,37 @@ def test_tensor_never_shares_memory_with_the_input():
     assert not np.shares_memory(images.numpy(), X)
     images.add_(1)  # in-place work on the tensor cannot reach the caller's array
     assert X.max() < 1
+
+
+@pytest.mark.parametrize("X", [
+    np.zeros((2, 4, 4), np.uint8), np.ones((3, 5, 5, 3), np.float32), np.ones((2, 16), bool),
+    np.arange(32, dtype=np.int64).reshape(2, 4, 4), np.ones((2, 4, 4), np.float16),
+    np.asfortranarray(np.ones((2, 4, 4, 3))), np.ones((2, 8, 8, 3))[:, ::2, ::2],
+])
+def test_the_plain_array_path_equals_check_array(X, monkeypatch):
+    """Plain numeric arrays skip check_array (its cost dominates predict on one
+    small image): the result and the fitted attributes are those it gives."""
+    from skvision import _validation
+
+    fast_estimator, slow_estimator = BaseEstimator(), BaseEstimator()
+    fast = _validation._validated_array(X, estimator=fast_estimator, image_shape=(4, 4))
+    monkeypatch.setattr(_validation, "_plain_numeric_array", lambda X: False)
+    slow = _validation._validated_array(X, estimator=slow_estimator, image_shape=(4, 4))
+    assert fast.dtype == slow.dtype and fast.shape == slow.shape
+    np.testing.assert_array_equal(fast, slow)
+    assert vars(fast_estimator) == vars(slow_estimator)
+    again = _validation._validated_array(X, estimator=fast_estimator, reset=False)
+    np.testing.assert_array_equal(again, slow)
+
+
+@pytest.mark.parametrize("value, message", [(np.nan, "Input X contains NaN"),
+                                            (np.inf, "Input X contains infinity")])
+def test_the_plain_array_path_refuses_nan_and_inf(value, message):
+    X = np.ones((2, 4, 4), np.float32)
+    X[1, 2, 3] = value
+    with pytest.raises(ValueError, match=message):
+        check_image_data(X, estimator=CNNClassifier())
+    assert _plain_numeric_array(X)  # the path under test
+    for other in (np.zeros((0, 4, 4)), np.ones(4), np.ones((2, 4, 4), complex),
+                  np.ones((2, 4), object), [[1.0, 2.0]], pd.DataFrame(np.ones((2, 4)))):
+        assert not _plain_numeric_array(other)

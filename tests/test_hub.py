@@ -91,7 +91,7 @@ class LoopbackHub:
             protocol_version = "HTTP/1.1"
 
             def log_message(self, *args):
-                pass
+                """Silent: the tests read ``hub.requests``, not stderr."""
 
             def do_HEAD(self):
                 self.respond(body=False)

@@ -796,8 +796,8 @@ def imagenet_predict(images, *, top=5, name="efficientnet_lite0", weights=None):
 def _freeze_levels(backbone, n_trainable):
     """Freeze all but the last ``n_trainable`` levels (None: none); return the frozen indices.
 
-    The owner keeps frozen modules in eval mode (:func:`_eval_frozen`), so
-    their batch-norm statistics stay the pretrained ones.
+    The owner keeps the modules :func:`_frozen_modules` lists in eval mode,
+    so their batch-norm statistics stay the pretrained ones.
     """
     groups = backbone.level_parameters()
     trainable = len(groups) if n_trainable is None else min(n_trainable, len(groups))
@@ -808,12 +808,15 @@ def _freeze_levels(backbone, n_trainable):
     return frozen
 
 
-def _eval_frozen(network):
-    """Put every module whose own parameters are all frozen in eval mode."""
+def _frozen_modules(network):
+    """The modules whose own parameters are all frozen, found once: skorch calls
+    ``train()`` before every batch, and each call puts them back in eval mode."""
+    frozen = []
     for module in network.modules():
         own = list(module.parameters(recurse=False))
         if own and not any(parameter.requires_grad for parameter in own):
-            module.eval()
+            frozen.append(module)
+    return frozen
 
 
 class MultiScaleFeatures(nn.Module):
@@ -880,11 +883,13 @@ class MultiScaleFeatures(nn.Module):
         self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
         self.frozen_stages = _freeze_levels(backbone, n_trainable_stages)
+        self._frozen_modules = _frozen_modules(backbone.network)
         self.train()
 
     def train(self, mode=True):
         super().train(mode)
-        _eval_frozen(self.backbone.network)
+        for module in self._frozen_modules:
+            module.eval()
         return self
 
     def forward(self, x):
@@ -941,11 +946,13 @@ class BackboneClassifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout),
                                   nn.Linear(backbone.n_features(pooling), n_outputs))
         self.frozen_stages = _freeze_levels(backbone, n_trainable_stages)
+        self._frozen_modules = _frozen_modules(backbone.network)
         self.train()  # frozen levels go to eval mode from the start
 
     def train(self, mode=True):
         super().train(mode)
-        _eval_frozen(self.backbone.network)
+        for module in self._frozen_modules:
+            module.eval()
         return self
 
     def forward(self, x):

@@ -12,7 +12,8 @@ entry point (:func:`skvision._torch.predict_batches`) read batches from it with
 * ``images.read(positions)``: those images as one uint8 or float tensor
   ``(n, c, h, w)``, or, for images of different sizes, a list of ``(c, h, w)``
   tensors (:func:`to_float` takes both);
-* ``images.prefetch``: whether reading is slow enough to overlap with compute.
+* ``images.prefetch``: how many batches to read ahead of the one in use,
+  where reading is slow enough to overlap with compute (0: none).
 
 Three kinds of sets:
 
@@ -20,13 +21,16 @@ Three kinds of sets:
   dtype (uint8 stays uint8: four times less memory than a float32 copy);
 * :class:`FileImages`: image files, decoded batch by batch by a pool of
   threads (Pillow releases the GIL while it decodes and resizes), JPEGs at a
-  reduced DCT scale when the target is much smaller than the file;
+  reduced DCT scale when the target is much smaller than the file; files
+  at URLs are fetched a batch at a time, concurrently, by
+  :mod:`skvision._storage`, and read further ahead;
 * :class:`ListImages`: a list of differently sized images (the detector).
 
 A batch becomes float32 in [0, 1] (uint8 divided by 255, other numbers kept)
 only on the device it is used on, by :func:`to_float`.
 """
 
+import io
 import os
 import threading
 import warnings
@@ -37,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from ._storage import display_name, is_url, open_sources, read_bytes, redact_text
 
 __all__ = [
     "ArrayImages",
@@ -58,6 +64,8 @@ __all__ = [
 DECODE_THREADS = max(2, min(8, os.cpu_count() or 1))
 # Batches read ahead of the one in use, so decoding overlaps computing.
 PREFETCH_BATCHES = 2
+# Remote batches wait on the network: read further ahead, several at once.
+REMOTE_PREFETCH_BATCHES = 6
 # Memory-mapped pages are handed back to the OS after this many bytes read.
 RELEASE_BYTES = 32 * 2**20
 # Pillow modes decoded as one gray channel; every other mode becomes RGB.
@@ -120,38 +128,88 @@ def as_paths(X):
 
 
 def _file_error(path, error):
-    """The error to raise for a file that cannot be read, naming the file."""
+    """The error to raise for a file that cannot be read, naming the file (a URL redacted)."""
+    name = display_name(path)
     if isinstance(error, FileNotFoundError):
-        return FileNotFoundError(f"Image file not found: {path!r}.")
+        return FileNotFoundError(f"Image file not found: {name!r}.")
     if isinstance(error, Image.DecompressionBombError):
-        return ValueError(f"Image file {path!r} is too large to decode safely: {error}")
-    return ValueError(f"Cannot decode image file {path!r}: {error}")
+        return ValueError(f"Image file {name!r} is too large to decode safely: {error}")
+    return ValueError(f"Cannot decode image file {name!r}: {redact_text(str(error))}")
 
 
 # What Pillow raises for a file it cannot decode.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# Bytes of a remote file read to find its size and mode (a JPEG's EXIF block
+# fits), and of its end, checked for the end-of-image marker.
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 1024
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
 
 
-def _truncated(path, image_format):
-    """Whether a JPEG or PNG file lacks its end marker: a cheap check of the last bytes."""
-    marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(image_format)
-    if marker is None:
-        return False
-    with open(path, "rb") as file:
-        file.seek(0, os.SEEK_END)
-        file.seek(max(0, file.tell() - 1024))
-        return marker not in file.read()
+def _header(source):
+    """(height, width), Pillow mode and format of an image file, from its header."""
+    with Image.open(source) as image:
+        return (image.size[1], image.size[0]), image.mode, image.format
 
 
-def _scan_one(path):
+def _scanned(path, header, tail):
+    """The scan result of a file whose header parsed: truncated files are errors.
+
+    A JPEG or PNG file without its end marker in its last bytes is a
+    truncated download.
+    """
+    marker = _END_MARKERS.get(header[2])
+    if marker is not None and marker not in tail:
+        return None, _file_error(path, OSError("the file is truncated (no end-of-image marker)"))
+    return header[:2], None
+
+
+def _scan_local(path):
     try:
-        with Image.open(path) as image:
-            info = (image.size[1], image.size[0]), image.mode
-            if _truncated(path, image.format):
-                raise OSError("the file is truncated (no end-of-image marker)")
-            return info, None
+        header = _header(path)
+        with open(path, "rb") as file:
+            file.seek(0, os.SEEK_END)
+            file.seek(max(0, file.tell() - TAIL_BYTES))
+            return _scanned(path, header, file.read())
     except DECODE_ERRORS as error:
         return None, _file_error(path, error)
+
+
+def _scan_remote(urls):
+    """The scan results of URLs: one ranged request each (two for files over HEAD_BYTES)."""
+    results = [None] * len(urls)
+    tails, wholes = [], []  # files to read the end of, and whose header needs more
+    for index, (url, head) in enumerate(zip(urls, read_bytes(urls, 0, HEAD_BYTES))):
+        if isinstance(head, BaseException):
+            results[index] = None, head
+            continue
+        complete = len(head) < HEAD_BYTES
+        try:
+            header = _header(io.BytesIO(head))
+        except DECODE_ERRORS as error:
+            if complete:
+                results[index] = None, _file_error(url, error)
+            else:
+                wholes.append(index)
+            continue
+        if complete:
+            results[index] = _scanned(url, header, head[-TAIL_BYTES:])
+        else:
+            tails.append((index, header))
+    for (index, header), tail in zip(
+            tails, read_bytes([urls[i] for i, _ in tails], -TAIL_BYTES)):
+        results[index] = (None, tail) if isinstance(tail, BaseException) else _scanned(
+            urls[index], header, tail)
+    for index, content in zip(wholes, read_bytes([urls[i] for i in wholes])):
+        if isinstance(content, BaseException):
+            results[index] = None, content
+            continue
+        try:
+            results[index] = _scanned(urls[index], _header(io.BytesIO(content)),
+                                      content[-TAIL_BYTES:])
+        except DECODE_ERRORS as error:
+            results[index] = None, _file_error(urls[index], error)
+    return results
 
 
 def scan_files(paths, on_error="raise"):
@@ -159,7 +217,10 @@ def scan_files(paths, on_error="raise"):
 
     A missing file, an unreadable header or a JPEG/PNG without its end marker
     (a truncated download) raises an error naming the file, or with
-    ``on_error="skip"`` is left out with one warning listing them.
+    ``on_error="skip"`` is left out with one warning listing them. URLs are
+    read with ranged requests, concurrently (:mod:`skvision._storage`); an
+    object that cannot be fetched (missing, forbidden, timed out after the
+    retries) counts as a file that cannot be read.
 
     Returns
     -------
@@ -170,14 +231,22 @@ def scan_files(paths, on_error="raise"):
     modes : list of str
         Their Pillow modes.
     """
-    results = list(_decode_pool().map(_scan_one, paths))
+    remote = [index for index, path in enumerate(paths) if is_url(path)]
+    local = [index for index, path in enumerate(paths) if not is_url(path)]
+    results = [None] * len(paths)
+    for index, result in zip(local, _decode_pool().map(_scan_local,
+                                                        [paths[i] for i in local])):
+        results[index] = result
+    if remote:
+        for index, result in zip(remote, _scan_remote([paths[i] for i in remote])):
+            results[index] = result
     failed = [(path, error) for path, (_, error) in zip(paths, results) if error is not None]
     if failed and on_error != "skip":
         raise failed[0][1]
     if failed:
         warnings.warn(
             f"Skipped {len(failed)} image file(s) that cannot be read: "
-            f"{[path for path, _ in failed]}", UserWarning, stacklevel=4,
+            f"{[display_name(path) for path, _ in failed]}", UserWarning, stacklevel=4,
         )
     kept = np.array([index for index, (info, _) in enumerate(results) if info is not None],
                     dtype=np.intp)
@@ -187,8 +256,12 @@ def scan_files(paths, on_error="raise"):
 
 
 def decode_images(paths, size=None, mode="RGB"):
-    """Decode files with :func:`decode_image` on the decoding threads; a list of arrays."""
-    return list(_decode_pool().map(lambda path: decode_image(path, size, mode), paths))
+    """Decode files with :func:`decode_image` on the decoding threads; a list of arrays.
+
+    URLs among ``paths`` are read first, concurrently.
+    """
+    return list(_decode_pool().map(lambda path, source: decode_image(path, size, mode, source),
+                                   paths, open_sources(paths)))
 
 
 def file_mode(mode):
@@ -196,16 +269,18 @@ def file_mode(mode):
     return "L" if mode in _GRAY_MODES else "RGB"
 
 
-def decode_image(path, size=None, mode="RGB"):
+def decode_image(path, size=None, mode="RGB", source=None):
     """Decode one image file to a uint8 array ``(h, w)`` ("L") or ``(h, w, 3)`` ("RGB").
 
     ``size=(height, width)`` resizes it (bilinear with antialiasing); a JPEG
     much larger than ``size`` is first decoded at a reduced DCT scale (Pillow's
     draft mode: 2-5x faster, and the scale never goes below ``size``).
-    ``mode=None`` keeps the file's own Pillow mode.
+    ``mode=None`` keeps the file's own Pillow mode. ``source``: what to
+    open instead of ``path`` (a URL's bytes, see
+    :func:`skvision._storage.open_sources`); errors name ``path``.
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(path if source is None else source) as image:
             if size is not None and image.format == "JPEG":
                 image.draft(mode or image.mode, (size[1], size[0]))
             if mode is not None and image.mode != mode:
@@ -217,9 +292,9 @@ def decode_image(path, size=None, mode="RGB"):
         raise _file_error(path, error) from error
 
 
-def _decode_mask(path, size):
+def _decode_mask(path, size, source=None):
     try:
-        with Image.open(path) as image:
+        with Image.open(path if source is None else source) as image:
             if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise ValueError(
                     f"mask files hold one class index per pixel (a gray or palette PNG); "
@@ -238,7 +313,8 @@ def decode_masks(paths, size=None):
     ``size=(height, width)`` resizes them with nearest neighbours, so no
     class index is ever blended into another.
     """
-    masks = list(_decode_pool().map(lambda path: _decode_mask(path, size), paths))
+    masks = list(_decode_pool().map(lambda path, source: _decode_mask(path, size, source),
+                                    paths, open_sources(paths)))
     shapes = {mask.shape for mask in masks}
     if len(shapes) > 1:
         raise ValueError(
@@ -270,7 +346,7 @@ class ArrayImages:
     batches are read, so the process's memory does not grow with the file.
     """
 
-    prefetch = False
+    prefetch = 0
     kept = None
 
     def __init__(self, array, index=None, mapped=None):
@@ -320,14 +396,15 @@ class FileImages:
     """Image files decoded batch by batch to uint8 at one size, by a pool of threads.
 
     ``resize=False``: every file must already have ``size`` (an error names
-    the first that does not).
+    the first that does not). Paths may be URLs (:mod:`skvision._storage`).
     """
 
-    prefetch = True
     kept = None
 
     def __init__(self, paths, size, mode, original_sizes=None, resize=True):
         self.paths = list(paths)
+        self.prefetch = (REMOTE_PREFETCH_BATCHES if any(is_url(path) for path in self.paths)
+                         else PREFETCH_BATCHES)
         self.size = tuple(int(side) for side in size)
         self.mode = mode
         self.resize = resize
@@ -353,11 +430,11 @@ class FileImages:
             None if sizes is None else [sizes[i] for i in positions], self.resize,
         )
 
-    def _decode(self, path):
-        image = decode_image(path, self.size if self.resize else None, self.mode)
+    def _decode(self, path, source):
+        image = decode_image(path, self.size if self.resize else None, self.mode, source)
         if image.shape[:2] != self.size:
             raise ValueError(
-                f"Image file {path!r} is {image.shape[1]}x{image.shape[0]} pixels, but the "
+                f"Image file {display_name(path)!r} is {image.shape[1]}x{image.shape[0]} pixels, but the "
                 f"images are {self.size[1]}x{self.size[0]} (width x height); set image_size "
                 "to resize them all to one size."
             )
@@ -365,7 +442,7 @@ class FileImages:
 
     def read(self, positions):
         paths = [self.paths[i] for i in np.asarray(positions).reshape(-1)]
-        images = np.stack(list(_decode_pool().map(self._decode, paths)))
+        images = np.stack(list(_decode_pool().map(self._decode, paths, open_sources(paths))))
         if images.ndim == 3:
             images = images[..., np.newaxis]
         return torch.from_numpy(images).permute(0, 3, 1, 2)
@@ -377,7 +454,7 @@ class ListImages:
     ``read`` returns a list of them, not one tensor: their sizes differ.
     """
 
-    prefetch = False
+    prefetch = 0
     kept = None
 
     def __init__(self, tensors):
@@ -444,19 +521,24 @@ def to_float(batch, device, size=None, memory_channels_last=True):
 def read_batches(images, batches, device, size=None, memory_channels_last=True):
     """Yield the float batch of each array of positions in ``batches``.
 
-    For sets that are slow to read (files), the next batches are read in a
-    background thread while the caller computes on the current one.
+    For sets that are slow to read (files), the next ``images.prefetch``
+    batches are read in background threads while the caller computes on the
+    current one: one thread for local files (their decoding is already
+    spread over the decoding threads), several for remote ones, whose
+    fetches then overlap.
     """
-    if not images.prefetch:
+    depth = images.prefetch
+    if not depth:
         for positions in batches:
             yield to_float(images.read(positions), device, size, memory_channels_last)
         return
-    reader = ThreadPoolExecutor(1, thread_name_prefix="skvision-prefetch")
+    readers = 1 if depth <= PREFETCH_BATCHES else max(2, depth // 2)
+    reader = ThreadPoolExecutor(readers, thread_name_prefix="skvision-prefetch")
     pending = deque()
     try:
         for positions in batches:
             pending.append(reader.submit(images.read, positions))
-            if len(pending) > PREFETCH_BATCHES:
+            if len(pending) > depth:
                 yield to_float(pending.popleft().result(), device, size, memory_channels_last)
         while pending:
             yield to_float(pending.popleft().result(), device, size, memory_channels_last)

@@ -193,6 +193,10 @@ def _read_error(url, error, attempts, timeout):
 async def _read_async(fs, items, start, end, settings):
     timeout, retries, concurrency = settings
     semaphore = asyncio.Semaphore(concurrency)
+    if start is None and end is None:
+        # An open range: one GET. Without a range s3fs first asks for the
+        # object's size (to split large reads), a second round trip per image.
+        start = 0
 
     async def read_one(url, path):
         async with semaphore:

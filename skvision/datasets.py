@@ -1,5 +1,6 @@
 """Built-in image data: sklearn's digits and synthetic shapes."""
 
+import io
 import numbers
 import os
 import warnings
@@ -11,6 +12,7 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_scalar
 
 from ._data import DECODE_ERRORS
+from ._storage import display_name, is_url, list_files, read_bytes
 
 __all__ = [
     "load_digit_images",
@@ -296,7 +298,8 @@ def load_textures(*, patch_size=48, n_per_region=20, random_state=0):
 
 
 
-def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False, on_error="raise"):
+def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False, on_error="raise",
+                      storage_options=None):
     """List the images of a ``root/class_name/image.png`` folder with their labels.
 
     The layout of torchvision's ``ImageFolder``: every sub-folder of ``path``
@@ -306,10 +309,16 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False, on_e
     :class:`~skvision.preprocessing.ImageReader` to decode the files inside a
     pipeline, so that only the images a step needs are read.
 
+    ``path`` may be a prefix in object storage or any fsspec URL
+    (``s3://bucket/train``, ``gs://...``, ``az://...``,
+    ``zip://train::s3://bucket/images.zip``): the class is then the first
+    sub-prefix, the objects are listed with fsspec's ``find``, and the
+    result holds their URLs, which every skvision estimator reads.
+
     Parameters
     ----------
     path : str or path-like
-        The root folder.
+        The root folder, or a URL prefix.
     extensions : tuple of str, default=IMAGE_EXTENSIONS
         File name endings (case-insensitive) that count as images.
     as_frame : bool, default=False
@@ -321,11 +330,17 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False, on_e
         file now and leaves out those that cannot be decoded (truncated,
         corrupt, or over Pillow's decompression-bomb limit), with one warning
         listing them.
+    storage_options : dict, default=None
+        Options of the fsspec filesystem that lists a URL prefix (e.g.
+        ``{"anon": True}`` for a public S3 bucket). They apply to the listing
+        only: estimators read the URLs with fsspec's configuration
+        (``fsspec.config.conf`` or ``FSSPEC_<PROTOCOL>_<OPTION>`` environment
+        variables) and the cloud SDK's own, which these options do not change.
 
     Returns
     -------
     paths : ndarray of str, shape (n_images,)
-        File paths.
+        File paths (URLs for a URL prefix).
     labels : ndarray of str, shape (n_images,)
         The class (folder) name of each file.
 
@@ -344,24 +359,16 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False, on_e
     array(['cat', 'dog'], dtype=object)
     """
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"Image folder not found: {path!r}.")
-    suffixes = tuple(extension.lower() for extension in extensions)
-    paths, labels = [], []
-    classes = sorted(entry.name for entry in os.scandir(path)
-                     if entry.is_dir() and not entry.name.startswith("."))
-    for label in classes:
-        for folder, subfolders, files in os.walk(os.path.join(path, label)):
-            subfolders.sort()
-            for name in sorted(files):
-                if name.lower().endswith(suffixes) and not name.startswith("."):
-                    paths.append(os.path.join(folder, name))
-                    labels.append(label)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
+    suffixes = tuple(extension.lower() for extension in extensions)
+    if is_url(path):
+        paths, labels = _list_remote(path, suffixes, storage_options)
+    else:
+        paths, labels = _list_local(path, suffixes)
     if on_error == "skip":
-        readable = [_decodes(file) for file in paths]
-        skipped = [file for file, ok in zip(paths, readable) if not ok]
+        readable = _decodes(paths)
+        skipped = [display_name(file) for file, ok in zip(paths, readable) if not ok]
         if skipped:
             warnings.warn(
                 f"Skipped {len(skipped)} image file(s) that cannot be decoded: {skipped}",
@@ -371,7 +378,8 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False, on_e
         paths = [file for file, ok in zip(paths, readable) if ok]
     if not paths:
         raise ValueError(
-            f"Found no image files ({', '.join(suffixes)}) in class sub-folders of {path!r}; "
+            f"Found no image files ({', '.join(suffixes)}) in class sub-folders of "
+            f"{display_name(path)!r}; "
             "expected the layout root/class_name/image.png."
         )
     paths, labels = np.array(paths, dtype=object), np.array(labels, dtype=object)
@@ -380,13 +388,61 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, as_frame=False, on_e
     return paths, labels
 
 
-def _decodes(path):
-    """Whether Pillow decodes the whole file (its decompression-bomb guard on)."""
+def _is_image_name(name, suffixes):
+    return name.lower().endswith(suffixes) and not name.startswith(".")
+
+
+def _list_local(path, suffixes):
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"Image folder not found: {path!r}.")
+    paths, labels = [], []
+    classes = sorted(entry.name for entry in os.scandir(path)
+                     if entry.is_dir() and not entry.name.startswith("."))
+    for label in classes:
+        for folder, subfolders, files in os.walk(os.path.join(path, label)):
+            subfolders.sort()
+            for name in sorted(files):
+                if _is_image_name(name, suffixes):
+                    paths.append(os.path.join(folder, name))
+                    labels.append(label)
+    return paths, labels
+
+
+def _list_remote(url, suffixes, storage_options):
+    """Image URLs under a prefix; the class is the first sub-prefix (hidden ones left out)."""
+    paths, labels = [], []
+    for relative, file_url in list_files(url, storage_options):
+        parts = relative.split("/")
+        if (len(parts) > 1 and not any(part.startswith(".") for part in parts)
+                and _is_image_name(parts[-1], suffixes)):
+            paths.append(file_url)
+            labels.append(parts[0])
+    return paths, labels
+
+
+# Files decoded at once by on_error="skip": URLs fetched together, memory bounded.
+_CHECK_CHUNK = 256
+
+
+def _decodes(paths):
+    """Whether Pillow decodes each whole file (its decompression-bomb guard on)."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except DECODE_ERRORS:
-        return False
-    return True
+    readable = []
+    for first in range(0, len(paths), _CHECK_CHUNK):
+        chunk = paths[first:first + _CHECK_CHUNK]
+        remote = [index for index, path in enumerate(chunk) if is_url(path)]
+        sources = list(chunk)
+        for index, content in zip(remote, read_bytes([chunk[i] for i in remote])):
+            sources[index] = None if isinstance(content, BaseException) else io.BytesIO(content)
+        for source in sources:
+            try:
+                if source is None:
+                    raise OSError("cannot be read")
+                with Image.open(source) as image:
+                    image.load()
+            except DECODE_ERRORS:
+                readable.append(False)
+            else:
+                readable.append(True)
+    return readable

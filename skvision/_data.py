@@ -434,8 +434,8 @@ class FileImages:
         image = decode_image(path, self.size if self.resize else None, self.mode, source)
         if image.shape[:2] != self.size:
             raise ValueError(
-                f"Image file {display_name(path)!r} is {image.shape[1]}x{image.shape[0]} pixels, but the "
-                f"images are {self.size[1]}x{self.size[0]} (width x height); set image_size "
+                f"Image file {display_name(path)!r} is {image.shape[1]}x{image.shape[0]} "
+                f"pixels, but the images are {self.size[1]}x{self.size[0]} (width x height); set image_size "
                 "to resize them all to one size."
             )
         return image

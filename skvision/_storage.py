@@ -31,6 +31,7 @@ password, so neither is ever shown.
 """
 
 import asyncio
+import functools
 import io
 import os
 import random
@@ -204,7 +205,7 @@ async def _read_async(fs, items, start, end, settings):
                 try:
                     return await asyncio.wait_for(
                         fs._cat_file(path, start=start, end=end), timeout or None)
-                except Exception as error:  # noqa: BLE001 - classified, then returned
+                except Exception as error:  # classified, then returned
                     if attempt == retries or not _transient(error):
                         return _read_error(url, error, attempt + 1, timeout)
                 await asyncio.sleep(_backoff(attempt))
@@ -217,7 +218,7 @@ def _read_sync(fs, url, path, start, end, settings):
     for attempt in range(retries + 1):
         try:
             return fs.cat_file(path, start=start, end=end)
-        except Exception as error:  # noqa: BLE001 - classified, then returned
+        except Exception as error:  # classified, then returned
             if attempt == retries or not _transient(error):
                 return _read_error(url, error, attempt + 1, settings[0])
         _sleep(_backoff(attempt))
@@ -266,9 +267,9 @@ def read_bytes(urls, start=None, end=None):
             contents = sync(fs.loop, _read_async, fs, [(url, path) for _, url, path in members],
                             start, end, settings)
         else:
-            contents = list(_thread_pool().map(
-                lambda member: _read_sync(fs, member[1], member[2], start, end, settings),
-                members))
+            read = functools.partial(_read_sync, fs, start=start, end=end, settings=settings)
+            contents = list(_thread_pool().map(read, [url for _, url, _ in members],
+                                               [path for _, _, path in members]))
         for (index, _, _), content in zip(members, contents):
             results[index] = content
     return results

@@ -72,6 +72,7 @@ class FileServer:
     * ``delay``: seconds added before each answer;
     * ``fail``: path -> how many more requests get 503;
     * ``truncate``: path -> bytes sent of the body (its full length announced);
+    * ``status``: path -> an error status answered every time (403, ...);
     * ``hang``: when True, requests are read and never answered.
 
     ``requests`` lists the paths asked for, query strings dropped.
@@ -82,6 +83,7 @@ class FileServer:
         self.delay = 0.0
         self.fail = {}
         self.truncate = {}
+        self.status = {}
         self.hang = False
         self.requests = []
         self._release = threading.Event()
@@ -111,6 +113,9 @@ class FileServer:
                 if server.fail.get(path, 0) > 0:
                     server.fail[path] -= 1
                     self._send(503, b"busy")
+                    return
+                if path in server.status:
+                    self._send(server.status[path], b"refused")
                     return
                 content = server.files.get(path)
                 if content is None:

@@ -435,8 +435,8 @@ class FileImages:
         if image.shape[:2] != self.size:
             raise ValueError(
                 f"Image file {display_name(path)!r} is {image.shape[1]}x{image.shape[0]} "
-                f"pixels, but the images are {self.size[1]}x{self.size[0]} (width x height); set image_size "
-                "to resize them all to one size."
+                f"pixels, but the images are {self.size[1]}x{self.size[0]} (width x height); "
+                "set image_size to resize them all to one size."
             )
         return image
 

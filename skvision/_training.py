@@ -447,8 +447,8 @@ class BaseNeuralEstimator(BaseEstimator):
         X : array-like of images, or of image file paths
             3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
             :func:`skvision._validation.check_image_data`), or a list, array,
-            Series or one-column DataFrame of file paths, decoded batch by
-            batch.
+            Series or one-column DataFrame of file paths or URLs
+            (``s3://``, ``gs://``, ``https://``, ...), decoded batch by batch.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
 
@@ -583,8 +583,8 @@ class NeuralClassifierMixin(ClassifierMixin):
         X : array-like of images, or of image file paths
             3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
             :func:`skvision._validation.check_image_data`), or a list, array,
-            Series or one-column DataFrame of file paths, decoded batch by
-            batch.
+            Series or one-column DataFrame of file paths or URLs
+            (``s3://``, ``gs://``, ``https://``, ...), decoded batch by batch.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a multilabel-indicator matrix (0 and 1: which
             tags each image has), e.g. from
@@ -685,8 +685,8 @@ class NeuralRegressorMixin(RegressorMixin):
         X : array-like of images, or of image file paths
             3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
             :func:`skvision._validation.check_image_data`), or a list, array,
-            Series or one-column DataFrame of file paths, decoded batch by
-            batch.
+            Series or one-column DataFrame of file paths or URLs
+            (``s3://``, ``gs://``, ``https://``, ...), decoded batch by batch.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None

@@ -199,8 +199,9 @@ def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channel
     Parameters
     ----------
     X : array-like of images, or of file paths
-        As :func:`check_images`, or a 1-D list/array/Series of file paths, or
-        a one-column DataFrame of them.
+        As :func:`check_images`, or a 1-D list/array/Series of file paths or
+        URLs (read through :mod:`skvision._storage`), or a one-column
+        DataFrame of them.
     estimator, reset, image_shape, channels
         As :func:`check_images`.
     image_size : (height, width) or None, default=None

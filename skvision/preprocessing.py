@@ -114,9 +114,10 @@ class ImageReader(TransformerMixin, BaseEstimator):
     The first step of a classical pipeline on image files: ``fit`` only
     checks the paths (it never reads the files, so ``fit_transform`` reads
     each file once); ``transform`` decodes them, on several threads, into
-    one uint8 array. For data larger than memory, give the paths to the
-    neural estimators or the feature extractor directly instead: they
-    decode batch by batch.
+    one uint8 array. Paths may be URLs (``s3://``, ``gs://``,
+    ``https://``, ... read through fsspec, all at once). For data larger
+    than memory, give the paths to the neural estimators or the feature
+    extractor directly instead: they decode batch by batch.
 
     Parameters
     ----------

@@ -105,10 +105,11 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
     grayscale is repeated to RGB, and the last feature maps are pooled to one
     vector per image. ``fit`` trains nothing; ``transform`` is deterministic.
 
-    ``X`` may be images in memory or image file paths (a list, array or
-    Series of paths, or a one-column DataFrame): files are decoded batch by
+    ``X`` may be images in memory or image file paths or URLs (a list, array
+    or Series of them, or a one-column DataFrame): files are decoded batch by
     batch, in parallel, while the previous batch runs, so any number of
-    files fits in memory.
+    files fits in memory; URLs (``s3://``, ``gs://``, ``https://``, ...)
+    are fetched concurrently first.
 
     Parameters
     ----------

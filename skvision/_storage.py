@@ -275,20 +275,21 @@ def read_bytes(urls, start=None, end=None):
     return results
 
 
-def open_sources(paths):
+def open_sources(paths, errors="raise"):
     """What Pillow opens for each of ``paths``: a local path as it is, a URL's bytes.
 
-    URLs are read together, concurrently; the first that cannot be read
-    raises its error (naming it, redacted).
+    URLs are read together, concurrently. A URL that cannot be read raises
+    its error (naming it, redacted), or with ``errors="return"`` leaves the
+    error in its place.
     """
     remote = [index for index, path in enumerate(paths) if is_url(path)]
-    if not remote:
-        return list(paths)
     sources = list(paths)
+    if not remote:
+        return sources
     for index, content in zip(remote, read_bytes([paths[i] for i in remote])):
-        if isinstance(content, BaseException):
+        if isinstance(content, BaseException) and errors == "raise":
             raise content
-        sources[index] = io.BytesIO(content)
+        sources[index] = content if isinstance(content, BaseException) else io.BytesIO(content)
     return sources
 
 

@@ -1,6 +1,5 @@
 """Built-in image data: sklearn's digits and synthetic shapes."""
 
-import io
 import numbers
 import os
 import warnings
@@ -12,7 +11,7 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_scalar
 
 from ._data import DECODE_ERRORS
-from ._storage import display_name, is_url, list_files, read_bytes
+from ._storage import display_name, is_url, list_files, open_sources
 
 __all__ = [
     "load_digit_images",
@@ -430,15 +429,10 @@ def _decodes(paths):
 
     readable = []
     for first in range(0, len(paths), _CHECK_CHUNK):
-        chunk = paths[first:first + _CHECK_CHUNK]
-        remote = [index for index, path in enumerate(chunk) if is_url(path)]
-        sources = list(chunk)
-        for index, content in zip(remote, read_bytes([chunk[i] for i in remote])):
-            sources[index] = None if isinstance(content, BaseException) else io.BytesIO(content)
-        for source in sources:
+        for source in open_sources(paths[first:first + _CHECK_CHUNK], errors="return"):
             try:
-                if source is None:
-                    raise OSError("cannot be read")
+                if isinstance(source, BaseException):
+                    raise OSError("cannot be read") from source
                 with Image.open(source) as image:
                     image.load()
             except DECODE_ERRORS:

@@ -57,6 +57,9 @@ def digit_jpegs(tmp_path_factory):
             zipped.writestr(key, content)
     files["archives/digits.zip"] = archive.getvalue()
     keys = [key for key in files if key.startswith("train/")]
+    files["mixed/a/good.jpg"] = files[keys[0]]
+    files["mixed/a/cut.jpg"] = files[keys[1]][:200]
+    files["mixed/b/good.jpg"] = files[keys[2]]
     return files, keys, labels, [str(root / key) for key in keys]
 
 
@@ -147,6 +150,13 @@ def test_folder_listing_and_zip_chain_over_s3(digit_jpegs, s3):
     reader = ImageReader(mode="L").fit(chained)
     np.testing.assert_array_equal(reader.transform(chained),
                                   reader.transform(np.array(local, dtype=object)[order]))
+
+
+def test_folder_listing_skips_objects_that_do_not_decode(s3):
+    with pytest.warns(UserWarning, match=r"Skipped 1 image file.*s3://images/mixed/a/cut.jpg"):
+        urls, labels = load_image_folder("s3://images/mixed", on_error="skip")
+    assert list(urls) == ["s3://images/mixed/a/good.jpg", "s3://images/mixed/b/good.jpg"]
+    assert list(labels) == ["a", "b"]
 
 
 def test_local_and_remote_paths_mix(digit_jpegs, s3):

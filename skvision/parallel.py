@@ -12,7 +12,28 @@ cluster: joblib's dask backend sends each fit to a worker::
 
 :func:`apply_blocks` runs a fitted estimator's ``predict``/``transform`` on a
 dask array of images, one block of images per task, with the model sent to
-each worker once. dask is optional: ``pip install "scikit-vision[distributed]"``.
+each worker once; or on a dask DataFrame, Series or array of image file
+paths or URLs (``s3://``, ``gs://``, ``https://``, ...), each worker then
+reading the files of its blocks itself. dask is optional:
+``pip install "scikit-vision[distributed]"``.
+
+Workers that read URLs need the storage's settings and credentials in their
+own processes: a setting made in the client's Python session
+(``fsspec.config.conf``, a ``storage_options`` dict) does not reach them.
+Give them the environment a single process would read, set before the
+workers start (a LocalCluster's and a nanny's workers inherit the
+environment they start in; dask's ``distributed.nanny.pre-spawn-environ``
+setting adds variables to it): the cloud SDK's own (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL_S3``, an instance role,
+``GOOGLE_APPLICATION_CREDENTIALS``, ...) or fsspec's, which it reads into
+its configuration when a process imports it: ``FSSPEC_<PROTOCOL>_<OPTION>``
+(``FSSPEC_S3_ENDPOINT_URL``, ``FSSPEC_S3_KEY``, ``FSSPEC_S3_SECRET``), or a
+JSON dict in ``FSSPEC_<PROTOCOL>`` (``FSSPEC_S3='{"anon": true}'``)::
+
+    os.environ["FSSPEC_S3_ENDPOINT_URL"] = "https://minio.example.com"
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1)
+    urls = dd.from_pandas(pd.DataFrame({"image": image_urls}), npartitions=8)
+    predicted = apply_blocks(model, urls).compute()
 
 Start workers without dask's default ``MALLOC_TRIM_THRESHOLD_=65536``: it
 turns off glibc's adaptive allocator thresholds, and torch, which allocates
@@ -115,24 +136,49 @@ def _apply(block, model, method, columns=None):
     return getattr(model, method)(block)
 
 
+def _frame_to_array(X):
+    """A dask DataFrame or Series as a dask array, with the column names blocks get back.
+
+    Blocks of a DataFrame go to the estimator as pandas frames, so the
+    feature names it was fitted with still match; a Series's as 1-D arrays.
+    Columns of pandas's string dtype (file paths, URLs) become object
+    columns first: dask converts extension dtypes to arrays only that way.
+    """
+    import pandas as pd
+
+    frame = X.ndim == 2
+    dtypes = dict(X.dtypes) if frame else {X.name: X.dtype}
+    strings = [name for name, dtype in dtypes.items()
+               if isinstance(dtype, pd.StringDtype)]
+    if strings:
+        X = X.astype({name: object for name in strings} if frame else object)
+    return X.to_dask_array(lengths=True), (list(X.columns) if frame else None)
+
+
 def apply_blocks(estimator, X, method="predict"):
-    """Apply a fitted estimator to a dask array of images, block by block.
+    """Apply a fitted estimator to a dask array of images, or of image paths, block by block.
 
     Each block of samples becomes one task: on a ``dask.distributed``
     cluster the blocks run on the workers in parallel, and memory holds a
     few blocks at a time however large ``X`` is (e.g. read lazily from a
     ``.npy`` file with ``da.from_array(np.load(path, mmap_mode="r"))`` or
     from zarr). The model is one task of the graph: each worker receives it
-    once, not once per block.
+    once, not once per block. Blocks of file paths or URLs are read where
+    they run: each worker reads only its blocks' files.
 
     Parameters
     ----------
     estimator : fitted estimator
         Any fitted skvision (or sklearn) estimator or pipeline.
-    X : dask.array.Array or dask.dataframe.DataFrame
+    X : dask.array.Array, dask.dataframe.DataFrame or dask.dataframe.Series
         Images (or rows) chunked along the first axis only; other axes are
-        merged into one chunk. A DataFrame's partitions reach the estimator
-        as pandas DataFrames (with their column names).
+        merged into one chunk. Or image file paths or URLs, which the
+        estimator reads (as its ``predict`` reads a list of them): a 1-D
+        array or a Series of them, or a one-column DataFrame (string
+        columns included). A DataFrame's partitions reach the estimator as
+        pandas DataFrames (with their column names); a Series's as 1-D
+        arrays. Workers reading URLs need the storage's configuration in
+        their environment (see :mod:`skvision.parallel`).
     method : str, default="predict"
         The estimator's method to apply: "predict", "predict_proba",
         "transform", "decision_function", ...
@@ -161,11 +207,8 @@ def apply_blocks(estimator, X, method="predict"):
     import dask.array as da
 
     columns = None
-    if is_dask_collection(X) and hasattr(X, "columns"):
-        # Rows of a dask DataFrame: blocks go to the estimator as pandas frames,
-        # so the feature names it was fitted with still match.
-        columns = list(X.columns)
-        X = X.to_dask_array(lengths=True)
+    if is_dask_collection(X) and hasattr(X, "to_dask_array"):
+        X, columns = _frame_to_array(X)
     if not isinstance(X, da.Array):
         raise TypeError(
             f"apply_blocks takes a dask array or DataFrame; got {type(X).__name__}. Wrap "

@@ -1,0 +1,80 @@
+"""Images at URLs read by the processes of a cluster: dask workers and torchrun processes.
+
+The processes are spawned, so they do not see what a test changes inside
+its own process (``fsspec.config.conf``): they are configured as a user
+configures a cluster, through environment variables set before it starts
+(``FSSPEC_S3_ENDPOINT_URL``, ``FSSPEC_S3_KEY``, ``FSSPEC_S3_SECRET``, which
+fsspec reads into its ``s3`` configuration when a process imports it).
+"""
+
+import io
+
+import numpy as np
+import pytest
+from _servers import FAKE_KEY_ID, FAKE_SECRET, moto_s3
+from PIL import Image
+
+from skvision import CNNClassifier
+from skvision.parallel import apply_blocks
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+
+def _jpeg(color, seed):
+    """A small JPEG of noise around ``color``."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(color) + rng.normal(0, 20, (12, 12, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _images(n):
+    """``n`` JPEGs, alternately reddish and bluish: (key -> bytes, labels)."""
+    colors = {"red": (200, 40, 40), "blue": (40, 40, 200)}
+    labels = ["red" if i % 2 == 0 else "blue" for i in range(n)]
+    files = {f"{label}/{i:03d}.jpg": _jpeg(colors[label], i) for i, label in enumerate(labels)}
+    return files, np.array(labels)
+
+
+def test_apply_blocks_reads_s3_urls_on_a_local_cluster(monkeypatch):
+    """A dask DataFrame of s3:// URLs, predicted on two worker processes, as predict does."""
+    distributed = pytest.importorskip("distributed")
+    dd = pytest.importorskip("dask.dataframe")
+    import dask
+    import dask.array as da
+    import pandas as pd
+
+    from skvision.parallel import worker_config
+
+    files, labels = _images(20)
+    with moto_s3(monkeypatch, files) as endpoint:
+        # What the workers see: fsspec's s3 configuration from the environment
+        # (the test process's own configuration was set by moto_s3 directly:
+        # fsspec read its environment variables when it was imported).
+        monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("FSSPEC_S3_KEY", FAKE_KEY_ID)
+        monkeypatch.setenv("FSSPEC_S3_SECRET", FAKE_SECRET)
+        urls = [f"s3://images/{key}" for key in files]
+        model = CNNClassifier(filters=(4,), epochs=1, batch_size=8, image_size=8,
+                              precision="32", device="cpu", random_state=0).fit(urls, labels)
+        expected = model.predict(urls)
+        proba = model.predict_proba(urls)
+
+        frame = dd.from_pandas(pd.DataFrame({"image": urls}), npartitions=4)
+        with dask.config.set(worker_config()), distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True,
+                dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+            predicted = apply_blocks(model, frame).compute()
+            lazy_proba = apply_blocks(model, frame, "predict_proba").compute()
+            # Both workers took part, each in its own process (no shared fsspec state).
+            hosts = client.run(lambda: __import__("os").getpid())
+            assert len(set(hosts.values())) == 2
+            # A dask Series of the URLs, and an array of them, work alike.
+            series = apply_blocks(model, frame["image"]).compute()
+            array = apply_blocks(model, da.from_array(np.array(urls, object), chunks=5)).compute()
+    np.testing.assert_array_equal(predicted, expected)
+    np.testing.assert_array_equal(series, expected)
+    np.testing.assert_array_equal(array, expected)
+    np.testing.assert_allclose(lazy_proba, proba, atol=1e-6)

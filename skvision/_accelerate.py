@@ -8,6 +8,7 @@ subclass that uses them, with its overrides of skorch's private methods, is
 """
 
 import contextlib
+import functools
 import signal
 import threading
 
@@ -122,6 +123,20 @@ def gather_from_processes(accelerator, value):
     from accelerate.utils import gather_object
 
     return gather_object([value])
+
+
+def file_scan_share(accelerator):
+    """How the processes of a data-parallel run share the scan of image files' headers.
+
+    ``(rank, world, gather)`` for :func:`skvision._data.scan_files`: each
+    process reads the headers at positions ``rank::world`` (its part of the
+    requests, for URLs), and the results are gathered so that every process
+    ends with them all. None without an accelerator or with one process.
+    """
+    if accelerator is None or accelerator.num_processes == 1:
+        return None
+    return (accelerator.process_index, accelerator.num_processes,
+            functools.partial(gather_from_processes, accelerator))
 
 
 def wait_for_processes(accelerator):

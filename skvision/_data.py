@@ -212,7 +212,39 @@ def _scan_remote(urls):
     return results
 
 
-def scan_files(paths, on_error="raise"):
+def _scan(paths):
+    """(size, None) or (None, error to raise) for each of ``paths``, in order."""
+    remote = [index for index, path in enumerate(paths) if is_url(path)]
+    local = [index for index, path in enumerate(paths) if not is_url(path)]
+    results = [None] * len(paths)
+    for index, result in zip(local, _decode_pool().map(_scan_local,
+                                                        [paths[i] for i in local])):
+        results[index] = result
+    if remote:
+        for index, result in zip(remote, _scan_remote([paths[i] for i in remote])):
+            results[index] = result
+    return results
+
+
+def _scan_shared(paths, share):
+    """:func:`_scan` of ``paths``, each process of ``share`` scanning its part of them.
+
+    ``share`` is ``(rank, world, gather)``: this process scans positions
+    ``rank::world``, and ``gather(results)`` gives every process the results
+    of each, in process order, from which every process puts together the
+    same complete list (errors included, pickled across).
+    """
+    if share is None:
+        return _scan(paths)
+    rank, world, gather = share
+    parts = gather(_scan(paths[rank::world]))
+    results = [None] * len(paths)
+    for part_rank, part in enumerate(parts):
+        results[part_rank::world] = part
+    return results
+
+
+def scan_files(paths, on_error="raise", share=None):
     """Read the headers of ``paths`` (in parallel): sizes, modes and which files fail.
 
     A missing file, an unreadable header or a JPEG/PNG without its end marker
@@ -221,6 +253,13 @@ def scan_files(paths, on_error="raise"):
     read with ranged requests, concurrently (:mod:`skvision._storage`); an
     object that cannot be fetched (missing, forbidden, timed out after the
     retries) counts as a file that cannot be read.
+
+    ``share=(rank, world, gather)``: the processes of a data-parallel fit
+    share the reading, each scanning positions ``rank::world`` only;
+    ``gather(value)`` returns every process's value in process order
+    (:func:`skvision._accelerate.gather_from_processes`), so every process
+    returns the same result and raises the same error. Every process must
+    call it (the gather is collective).
 
     Returns
     -------
@@ -231,15 +270,7 @@ def scan_files(paths, on_error="raise"):
     modes : list of str
         Their Pillow modes.
     """
-    remote = [index for index, path in enumerate(paths) if is_url(path)]
-    local = [index for index, path in enumerate(paths) if not is_url(path)]
-    results = [None] * len(paths)
-    for index, result in zip(local, _decode_pool().map(_scan_local,
-                                                        [paths[i] for i in local])):
-        results[index] = result
-    if remote:
-        for index, result in zip(remote, _scan_remote([paths[i] for i in remote])):
-            results[index] = result
+    results = _scan_shared(list(paths), share)
     failed = [(path, error) for path, (_, error) in zip(paths, results) if error is not None]
     if failed and on_error != "skip":
         raise failed[0][1]

@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.helper import predefined_split
 from skorch.history import History
 
-from ._accelerate import shared_seed, wait_for_processes
+from ._accelerate import file_scan_share, shared_seed, wait_for_processes
 from ._batching import ImageDataset, TrainingAugment, select_rows
 from ._callbacks import HISTORY_COLUMNS, TrainingCheckpoint, training_callbacks
 from ._checkpoint import fingerprint, read_checkpoint, remove_checkpoint
@@ -210,10 +210,15 @@ class BaseNeuralEstimator(BaseEstimator):
         return self._image_size() or tuple(self.image_shape_[:2])
 
     def _check_data(self, X, *, reset, on_error="raise"):
-        """Validate X (arrays or file paths) as an image set, read batch by batch."""
+        """Validate X (arrays or file paths) as an image set, read batch by batch.
+
+        The processes of a data-parallel fit share the reading of the files'
+        headers, each its part (``share``).
+        """
         return check_image_data(
             X, estimator=self, reset=reset, image_shape=self.image_shape, channels=self.channels,
             image_size=self._image_size(), on_error=on_error, file_size=self._file_size(),
+            share=file_scan_share(self._accelerator()),
         )
 
     def _fit(self, X, y, *, partial, classes=None, sample_weight=None):

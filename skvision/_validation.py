@@ -187,7 +187,7 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
 
 
 def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channels="last",
-                     image_size=None, on_error="raise", file_size=None):
+                     image_size=None, on_error="raise", file_size=None, share=None):
     """Validate images in any accepted form, file paths included; return an image set.
 
     The entry point of every neural estimator's ``fit`` and inference: the
@@ -215,6 +215,10 @@ def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channel
     file_size : (height, width) or None, default=None
         Size files are decoded at when ``image_size`` is None (a pretrained
         backbone's input size).
+    share : (rank, world, gather) or None, default=None
+        In a data-parallel fit, how the processes share the scan of the
+        files' headers (see :func:`skvision._data.scan_files`): each reads
+        its part, and every process ends with the same image set.
 
     Returns
     -------
@@ -222,17 +226,17 @@ def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channel
     """
     paths = as_paths(X)
     if paths is not None:
-        return _check_files(paths, estimator, reset, image_size, on_error, file_size)
+        return _check_files(paths, estimator, reset, image_size, on_error, file_size, share)
     array = _validated_array(X, estimator=estimator, reset=reset, image_shape=image_shape,
                              channels=channels, any_size=image_size is not None)
     return ArrayImages(array, mapped=X if isinstance(X, np.memmap) else None)
 
 
-def _check_files(paths, estimator, reset, image_size, on_error, file_size):
+def _check_files(paths, estimator, reset, image_size, on_error, file_size, share=None):
     name = _estimator_name(estimator)
     size = image_size or file_size
     if reset:
-        kept, sizes, modes = scan_files(paths, on_error=on_error)
+        kept, sizes, modes = scan_files(paths, on_error=on_error, share=share)
         distinct = sorted(set(sizes))
         if size is None and len(distinct) > 1:
             raise ValueError(

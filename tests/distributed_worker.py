@@ -2,7 +2,7 @@
 
 Started by torchrun (``python -m torch.distributed.run --nproc_per_node 2``)
 on CPU processes; writes what each process ends with to ``OUT`` for the
-test to compare. Usage: ``distributed_worker.py OUT {fit,fail,resume}``.
+test to compare. Usage: ``distributed_worker.py OUT {fit,fail,resume,remote}``.
 """
 
 import pickle
@@ -141,8 +141,53 @@ def resume(out, accelerator):
     torch.save(resumed.module_.state_dict(), out / f"resumed_{rank}.pt")
 
 
+def remote(out, accelerator):
+    """A fit on image URLs (``OUT/remote.json``): the URLs each process reads, and when.
+
+    ``read_bytes`` of skvision's storage layer, through which every URL is
+    read, records what it is asked for: while the headers are scanned (in
+    ``scan_files``), and after, while training. Written to ``reads_RANK.json``.
+    """
+    import json
+
+    import skvision._data
+    import skvision._storage
+    import skvision._validation
+
+    spec = json.loads((out / "remote.json").read_text())
+    rank = accelerator.process_index
+    reads = {"scan": [], "train": []}
+    phase = ["train"]
+    read_bytes, scan_files = skvision._storage.read_bytes, skvision._validation.scan_files
+
+    def recording_read_bytes(urls, *args, **kwargs):
+        reads[phase[0]].extend(urls)  # from the prefetching threads too: list.extend is atomic
+        return read_bytes(urls, *args, **kwargs)
+
+    def recording_scan_files(*args, **kwargs):
+        phase[0] = "scan"
+        try:
+            return scan_files(*args, **kwargs)
+        finally:
+            phase[0] = "train"
+
+    # _data took read_bytes by name; open_sources calls _storage's.
+    skvision._storage.read_bytes = skvision._data.read_bytes = recording_read_bytes
+    skvision._validation.scan_files = recording_scan_files
+    try:
+        clf = CNNClassifier(filters=(4,), epochs=1, batch_size=4, image_size=8,
+                            early_stopping=False, random_state=0,
+                            accelerator=accelerator).fit(spec["urls"], spec["labels"])
+    finally:
+        skvision._storage.read_bytes = skvision._data.read_bytes = read_bytes
+        skvision._validation.scan_files = scan_files
+    (out / f"reads_{rank}.json").write_text(json.dumps(reads))
+    torch.save(clf.module_.state_dict(), out / f"weights_remote_{rank}.pt")
+
+
 if __name__ == "__main__":
     from accelerate import Accelerator
 
     out, scenario = Path(sys.argv[1]), sys.argv[2]
-    {"fit": fit, "fail": fail, "resume": resume}[scenario](out, Accelerator(cpu=True))
+    scenarios = {"fit": fit, "fail": fail, "resume": resume, "remote": remote}
+    scenarios[scenario](out, Accelerator(cpu=True))

@@ -8,17 +8,17 @@ fsspec reads into its ``s3`` configuration when a process imports it).
 """
 
 import io
+import json
+from collections import Counter
 
 import numpy as np
 import pytest
-from _servers import FAKE_KEY_ID, FAKE_SECRET, moto_s3
+import torch
+from _servers import FAKE_KEY_ID, FAKE_SECRET, FileServer, moto_s3
 from PIL import Image
 
 from skvision import CNNClassifier
 from skvision.parallel import apply_blocks
-
-pytest.importorskip("s3fs")
-pytest.importorskip("moto")
 
 
 def _jpeg(color, seed):
@@ -40,6 +40,8 @@ def _images(n):
 
 def test_apply_blocks_reads_s3_urls_on_a_local_cluster(monkeypatch):
     """A dask DataFrame of s3:// URLs, predicted on two worker processes, as predict does."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
     distributed = pytest.importorskip("distributed")
     dd = pytest.importorskip("dask.dataframe")
     import dask
@@ -78,3 +80,42 @@ def test_apply_blocks_reads_s3_urls_on_a_local_cluster(monkeypatch):
     np.testing.assert_array_equal(series, expected)
     np.testing.assert_array_equal(array, expected)
     np.testing.assert_allclose(lazy_proba, proba, atol=1e-6)
+
+
+def test_data_parallel_processes_each_read_their_share_of_the_urls(tmp_path):
+    """Under torchrun (2 processes), each reads its part of the headers and of the batches.
+
+    The header scan at the top of fit is split between the processes and its
+    results gathered; each trains on its shard of each batch. What each
+    process asked skvision's storage layer to read is recorded by the worker.
+    """
+    pytest.importorskip("accelerate")
+    pytest.importorskip("aiohttp")
+    from test_distributed import _launch
+
+    files, labels = _images(16)
+    with FileServer({f"/{key}": content for key, content in files.items()}) as server:
+        urls = [f"{server.url}/{key}" for key in files]
+        (tmp_path / "remote.json").write_text(json.dumps(
+            {"urls": urls, "labels": labels.tolist()}))
+        status, output = _launch(tmp_path, "remote")
+        requests = Counter(server.requests)
+    assert status == 0, output[-5000:]
+    reads = [json.loads((tmp_path / f"reads_{rank}.json").read_text()) for rank in (0, 1)]
+
+    # The headers: each URL scanned once, by one process; the two share the work.
+    scanned = [Counter(read["scan"]) for read in reads]
+    assert all(max(counts.values()) == 1 for counts in scanned)
+    assert not scanned[0].keys() & scanned[1].keys()
+    assert scanned[0].keys() | scanned[1].keys() == set(urls)
+    assert [len(counts) for counts in scanned] == [8, 8]
+    # The epoch: each process read the images of its shard only, once.
+    trained = [Counter(read["train"]) for read in reads]
+    assert all(max(counts.values()) == 1 for counts in trained)
+    assert not trained[0].keys() & trained[1].keys()
+    assert trained[0].keys() | trained[1].keys() == set(urls)
+    # The server agrees: two requests per image in all (its header, its body).
+    assert requests == Counter({f"/{key}": 2 for key in files})
+    # And the processes trained one model.
+    state, other = (torch.load(tmp_path / f"weights_remote_{rank}.pt") for rank in (0, 1))
+    assert all(torch.equal(state[key], other[key]) for key in state)

@@ -9,7 +9,9 @@ fsspec reads into its ``s3`` configuration when a process imports it).
 
 import io
 import json
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from _servers import FAKE_KEY_ID, FAKE_SECRET, FileServer, moto_s3
 from PIL import Image
 
 from skvision import CNNClassifier
+from skvision._data import scan_files
 from skvision.parallel import apply_blocks
 
 
@@ -119,3 +122,53 @@ def test_data_parallel_processes_each_read_their_share_of_the_urls(tmp_path):
     # And the processes trained one model.
     state, other = (torch.load(tmp_path / f"weights_remote_{rank}.pt") for rank in (0, 1))
     assert all(torch.equal(state[key], other[key]) for key in state)
+
+
+def _shared_scans(paths, world=2, **kwargs):
+    """What each of ``world`` processes of a data-parallel fit gets from scan_files.
+
+    The processes are threads here; their gather is collective, as accelerate's.
+    Returns each one's result, or the error it raised.
+    """
+    barrier, parts = threading.Barrier(world), [None] * world
+
+    def scan(rank):
+        def gather(value):
+            parts[rank] = value
+            barrier.wait()
+            return list(parts)
+
+        try:
+            return scan_files(paths, share=(rank, world, gather), **kwargs)
+        except Exception as error:  # compared below
+            return error
+
+    with ThreadPoolExecutor(world) as pool:
+        return list(pool.map(scan, range(world)))
+
+
+def test_a_shared_scan_ends_alike_on_every_process(tmp_path):
+    files, _ = _images(7)
+    paths = []
+    for key, content in files.items():
+        path = tmp_path / key.replace("/", "_")
+        path.write_bytes(content)
+        paths.append(str(path))
+    Image.new("L", (5, 3)).save(tmp_path / "gray.png")
+    paths.insert(3, str(tmp_path / "gray.png"))
+    expected = scan_files(paths)
+    for result in _shared_scans(paths, world=3):
+        np.testing.assert_array_equal(result[0], expected[0])
+        assert result[1:] == expected[1:] and result[2][3] == "L"
+
+    # A file one process scanned fails every process's fit, with the same error.
+    paths[5] = str(tmp_path / "missing.jpg")
+    errors = _shared_scans(paths)
+    assert all(isinstance(error, FileNotFoundError) for error in errors)
+    assert str(errors[0]) == str(errors[1]) and "missing.jpg" in str(errors[0])
+    # on_error="skip": every process leaves out the same file.
+    with pytest.warns(UserWarning, match="missing.jpg"):
+        skipped = _shared_scans(paths, on_error="skip")
+    for kept, sizes, _ in skipped:
+        np.testing.assert_array_equal(kept, [i for i in range(len(paths)) if i != 5])
+        assert len(sizes) == len(paths) - 1

@@ -182,6 +182,15 @@ def main():
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(name, None)
 
+    # The rates depend on free cores (reader and servers share two here):
+    # say when something else is running, and record it.
+    before, start = busy_seconds(), time.perf_counter()
+    time.sleep(1.0)
+    busy_before = (busy_seconds() - before) / (time.perf_counter() - start)
+    if busy_before > 0.25:
+        print(f"warning: {busy_before:.2f} cores were busy before the run; the rates will be "
+              "low (the 'other' column shows how much ran alongside each measurement)")
+
     folder = tempfile.mkdtemp(prefix="skvision-bench-")
     paths = write_files(folder, n_images)
     servers = {}
@@ -263,7 +272,8 @@ def main():
                         delay_ms=DELAY_MS, big_pool=BIG_POOL, decode_threads=DECODE_THREADS,
                         prefetch_batches=PREFETCH_BATCHES,
                         remote_prefetch_batches=REMOTE_PREFETCH_BATCHES,
-                        remote_settings=remote_settings(), cpus=os.cpu_count()),
+                        remote_settings=remote_settings(), cpus=os.cpu_count(),
+                        cores_busy_before=busy_before),
     }
     columns = ["reader", *servers, "other"]
     print(f"{'':36s} {'img/s':>7s}  cores busy: " + " ".join(f"{c:>8s}" for c in columns))

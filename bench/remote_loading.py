@@ -61,7 +61,8 @@ def write_files(root, n_images):
     """n_images 64x64 JPEGs: random crops of scikit-image photographs, scaled down by 2-4."""
     from skimage import data
 
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(),
+              data.immunohistochemistry()]
     rng = np.random.default_rng(0)
     paths = []
     for index in range(n_images):
@@ -172,7 +173,7 @@ def main():
     args = parser.parse_args()
     # The one-by-one loop's rate does not depend on how many files it reads:
     # fewer of them keep its 20 ms runs short.
-    n_images, n_baseline, repeats = (128, 32, 1) if args.quick else (512, 256, 3)
+    n_images, n_baseline, repeats = (128, 16, 1) if args.quick else (512, 256, 3)
     # Credentials and region from the configuration; never an instance-metadata
     # lookup, a proxy or a config file off this machine.
     os.environ.update(AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,

@@ -60,6 +60,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/detector_overhead.py
 	$(BIN)/python bench/precision_throughput.py
 	$(BIN)/python bench/file_loading.py
+	$(BIN)/python bench/remote_loading.py
 	$(BIN)/python bench/backbone_accuracy.py
 	$(BIN)/python -m pip install -e ".[distributed]"
 	$(BIN)/python bench/parallel_scaling.py

@@ -81,6 +81,32 @@ def write_page_parts(app=None):
     plt.close(fig)
 
 
+def write_remote_loading_table(results=RESULTS):
+    """The throughput table of the object-storage page, from ``remote_loading.json``."""
+    OUTPUT.mkdir(exist_ok=True)
+    data = json.loads((Path(results) / "remote_loading.json").read_text())
+    read = data["read"]
+    local = read["local_skvision"]["images_per_s"]
+    lines = [".. list-table:: Images per second, 64 px JPEGs, batches of 64 "
+             f"({data['machine']['threads']} CPU cores; ``bench/remote_loading.py``)",
+             "   :header-rows: 1", "",
+             "   * - Source", "     - Added latency", "     - skvision",
+             "     - One-by-one ``cat_file`` loop", "     - skvision / loop",
+             "     - skvision / local files",
+             "   * - local files", "     - ", f"     - {local:.0f}",
+             f"     - {read['local_one_by_one']['images_per_s']:.0f}", "     - ", "     - 1"]
+    for server, name in (("moto", "moto's S3 server"), ("stub", "stub S3 server")):
+        for delay in (0, 20):
+            key = f"{server}_{delay}ms_pool_64"
+            rate = read[f"{key}_skvision"]["images_per_s"]
+            loop = read[f"{server}_{delay}ms_one_by_one"]["images_per_s"]
+            lines += [f"   * - {name}", f"     - {delay} ms", f"     - {rate:.0f}",
+                      f"     - {loop:.0f}", f"     - {rate / loop:.1f}",
+                      f"     - {rate / local:.2f}"]
+    (OUTPUT / "remote_loading.rst").write_text("\n".join(lines) + "\n")
+
+
 def setup(app):
     app.connect("builder-inited", write_page_parts)
+    app.connect("builder-inited", lambda app: write_remote_loading_table())
     return {"parallel_read_safe": True, "version": "1"}

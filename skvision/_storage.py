@@ -37,8 +37,9 @@ import os
 import random
 import re
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+
+from ._threads import ProcessThreadPool
 
 __all__ = [
     "is_url",
@@ -221,26 +222,11 @@ def _read_sync(fs, url, path, start, end, settings):
         except Exception as error:  # classified, then returned
             if attempt == retries or not _transient(error):
                 return _read_error(url, error, attempt + 1, settings[0])
-        _sleep(_backoff(attempt))
+        time.sleep(_backoff(attempt))
 
 
-def _sleep(seconds):
-    threading.Event().wait(seconds)
-
-
-_io_lock = threading.Lock()
-_io_pool = None
-_io_pool_pid = None
-
-
-def _thread_pool():
-    """Threads for filesystems without an event loop (made anew in a forked child)."""
-    global _io_pool, _io_pool_pid
-    with _io_lock:
-        if _io_pool is None or _io_pool_pid != os.getpid():
-            _io_pool = ThreadPoolExecutor(16, thread_name_prefix="skvision-io")
-            _io_pool_pid = os.getpid()
-        return _io_pool
+# Threads for filesystems without an event loop.
+_thread_pool = ProcessThreadPool(16, "skvision-io")
 
 
 def read_bytes(urls, start=None, end=None):

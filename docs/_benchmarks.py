@@ -1,12 +1,30 @@
-"""Sphinx extension: the Benchmarks page's table and plot from ``bench/results/*.json``.
+"""Sphinx extension: every measured number on the site, from ``bench/results/*.json``.
 
-Every number whose key names a ratio or a speed-up is one row; the script's
-own docstring says what it compares. Regenerated at every build, so the page
-shows whatever the last ``make bench`` wrote.
+* The Benchmarks page's table and plot: every number whose key names a ratio
+  or a speed-up is one row; the script's own docstring says what it compares.
+* The ``:bench:`` role, for a figure quoted in prose::
+
+      :bench:`file_loading.decode_ratio_vs_sequential`          -> 2.13
+      :bench:`{:.2f}x <file_loading.decode_ratio_vs_sequential>` -> 2.13x
+      :bench:`{:.1f} s <time_to_accuracy.results.mnist/plain_loop.fit_seconds>`
+      :bench:`{:.0%} <file_loading.decode_share_of_fit_epoch>`   -> 19%
+      :bench:`{:,.0f} img/s <gpu_check.benches...images_per_s>`  -> 12,110 img/s
+
+  The target is the result file's name (``bench/results/<name>.json``; a
+  file under ``bench/results/history/`` as ``history/<name>``) and the keys
+  down to the number, joined by dots; the optional text before ``<...>`` is
+  a Python format string with ``{}`` for the value (``{:.3g}`` when
+  omitted). A target that names no number is a build error, and the page is
+  rebuilt when the file changes.
+
+Regenerated at every build, so the site shows whatever the last
+``make bench`` wrote.
 """
 
 import ast
 import json
+import re
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +99,76 @@ def write_page_parts(app=None):
     plt.close(fig)
 
 
+_ROLE = re.compile(r"^(?:(?P<format>.*?)\s*<(?P<target>[^<>]+)>|(?P<bare>[^<>]+))$", re.S)
+DEFAULT_FORMAT = "{:.3g}"
+
+
+@lru_cache(maxsize=None)
+def _load(name, results=RESULTS):
+    return json.loads((Path(results) / f"{name}.json").read_text())
+
+
+def parse_role(text):
+    """``(format, file, target)`` of a ``:bench:`` role's text."""
+    match = _ROLE.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a :bench: reference: {text!r}")
+    target = (match["target"] or match["bare"]).strip()
+    fmt = (match["format"] or "").strip() or DEFAULT_FORMAT
+    return fmt, target
+
+
+def lookup(target, results=RESULTS):
+    """``(file, value)``: the number that ``file.key.key...`` names in the results."""
+    parts = target.split(".")
+    name = parts.pop(0)
+    path = Path(results) / f"{name}.json"
+    if not path.exists():
+        raise KeyError(f"no result file bench/results/{name}.json")
+    node = _load(name, str(results))
+    while parts:
+        # A key may itself hold dots: take the shortest run of parts that is a key.
+        for size in range(1, len(parts) + 1):
+            key = ".".join(parts[:size])
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+                break
+            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+                break
+        else:
+            raise KeyError(f"bench/results/{name}.json has no key {parts[0]!r} "
+                           f"on the way to {target!r}")
+        parts = parts[size:]
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        raise KeyError(f"{target!r} in bench/results/{name}.json is not a number")
+    return path, node
+
+
+def render(text, results=RESULTS):
+    """``(shown text, file, value)`` of a ``:bench:`` role's text."""
+    fmt, target = parse_role(text)
+    path, value = lookup(target, results)
+    return fmt.format(value), path, value
+
+
+def bench_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    from docutils import nodes
+
+    try:
+        shown, path, value = render(text)
+    except (KeyError, ValueError, IndexError) as error:
+        message = inliner.reporter.error(f":bench: {error}", line=lineno)
+        problem = inliner.problematic(rawtext, rawtext, message)
+        return [problem], [message]
+    env = getattr(inliner.document.settings, "env", None)
+    if env is not None:
+        env.note_dependency(str(path))
+    where = f"{path.relative_to(ROOT)}: {parse_role(text)[1].split('.', 1)[-1]} = {value!r}"
+    return [nodes.abbreviation(shown, shown, explanation=where, classes=["bench"])], []
+
+
 def setup(app):
     app.connect("builder-inited", write_page_parts)
+    app.add_role("bench", bench_role)
     return {"parallel_read_safe": True, "version": "1"}

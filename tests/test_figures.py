@@ -53,7 +53,7 @@ SENTENCE_END = re.compile(r"\.\s|\n\s*\n|:\n")
 OPTION_LINE = re.compile(r"^[ \t]*:[\w-]+:.*$", re.M)
 DOCTEST = re.compile(r"^[ \t]*(?:>>>|\.\.\.)[^\n]*(?:\n[ \t]*(?!>>>)\S[^\n]*)*", re.M)
 # The short list of phrases whose numbers are definitions, not measurements.
-NOT_MEASURED = re.compile("|".join([
+NOT_MEASURED = re.compile("|".join(phrase.replace(" ", r"\s+") for phrase in [
     r"IoU (?:threshold )?(?:of )?0\.5\b",       # the metric's definition
     r"0\.5:0\.95|0\.5, 0\.55, \.\.\., 0\.95",     # COCO's IoU thresholds
     r"ImageNet top-1(?:[^.]|\.\d)*",              # published by the backbones' authors

@@ -19,7 +19,7 @@ this, read at each call so that dask workers and ``torchrun`` processes see
 them too:
 
 ``SKVISION_REMOTE_TIMEOUT``
-    Seconds one request may take (default 60).
+    Seconds one request may take (default 60; 0 for no limit).
 ``SKVISION_REMOTE_RETRIES``
     Retries of a transient failure (default 4).
 ``SKVISION_REMOTE_CONCURRENCY``

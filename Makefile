@@ -67,6 +67,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/detector_finetune.py
 	$(BIN)/python bench/precision_throughput.py
 	$(BIN)/python bench/file_loading.py
+	$(BIN)/python bench/remote_loading.py
 	$(BIN)/python bench/backbone_accuracy.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/time_to_accuracy.py

@@ -2,6 +2,7 @@
 
 * The Benchmarks page's table and plot: every number whose key names a ratio
   or a speed-up is one row; the script's own docstring says what it compares.
+* The Object storage page's table (``_generated/remote_loading.rst``).
 * The ``:bench:`` role, for a figure quoted in prose::
 
       :bench:`file_loading.decode_ratio_vs_sequential`          -> 2.13
@@ -68,10 +69,50 @@ def _machine(machine):
     return ", ".join(parts)
 
 
+def _remote_table(results=RESULTS):
+    """The Object storage page's table, from ``bench/remote_loading.py``'s results."""
+    path = Path(results) / "remote_loading.json"
+    if not path.exists():
+        return "*No result file: run* ``bench/remote_loading.py``.\n"
+    data = json.loads(path.read_text())
+    read, machine = data["read"], data.get("machine", {})
+    lines = [".. list-table::", "   :header-rows: 1", "",
+             "   * - Source", "     - Connection pool", "     - skvision (images/s)",
+             "     - One object at a time (images/s)", "     - skvision / one at a time",
+             "     - skvision / local files"]
+    local = read["local_skvision"]["images_per_s"]
+    lines += ["   * - local files", "     - ", f"     - {local:,.0f}",
+              f"     - {read['local_one_by_one']['images_per_s']:,.0f}",
+              f"     - {local / read['local_one_by_one']['images_per_s']:.2f}", "     - 1.00"]
+    for server, label in (("moto", "moto S3 server"), ("stub", "stub S3 server")):
+        for delay in ("0ms", "20ms"):
+            for pool in ("default", "64"):
+                case = f"{server}_{delay}_pool_{pool}"
+                if f"{case}_skvision" not in read:
+                    continue
+                ours = read[f"{case}_skvision"]["images_per_s"]
+                loop = read.get(f"{server}_{delay}_one_by_one", {}).get("images_per_s")
+                ratio = data.get(f"skvision_vs_one_by_one_{case}")
+                lines += [f"   * - {label}, {delay.replace('ms', ' ms')}",
+                          f"     - {'botocore default' if pool == 'default' else pool}",
+                          f"     - {ours:,.0f}",
+                          f"     - {loop:,.0f}" if loop else "     - ",
+                          f"     - {ratio:.1f}" if ratio else "     - ",
+                          f"     - {ours / local:.2f}"]
+    files, batch = machine.get("files", "JPEG files"), machine.get("batch_size", "?")
+    lines += ["", f"``bench/remote_loading.py``, one run on {machine.get('cpus', '?')} CPU cores "
+              f"({files}, batches of {batch}; "
+              "servers on the loopback interface). The one-at-a-time loop is "
+              "``fs.cat_file(url)`` then Pillow; see the script for every timing, "
+              "the servers' CPU time and the single-request variant."]
+    return "\n".join(lines) + "\n"
+
+
 def write_page_parts(app=None):
     import matplotlib.pyplot as plt
 
     OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / "remote_loading.rst").write_text(_remote_table())
     rows = collect_ratios()
     lines = [".. list-table::", "   :header-rows: 1", "   :widths: 22 40 10 28",
              "   :class: benchmarks", "",

@@ -25,7 +25,10 @@ import bisect
 import json
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -182,6 +185,7 @@ def source(value, decimals, unit, values):
     return None
 
 
+@lru_cache(maxsize=None)
 def scan():
     """``(roles, matched, unsourced)``: lists of ``(where, detail)``."""
     values = result_values()
@@ -208,8 +212,10 @@ def test_every_bench_role_names_a_number():
     assert not bad, "\n".join(bad)
 
 
-def test_every_typed_figure_is_in_a_result_file():
+@pytest.mark.parametrize("group", ["README.md", "docs/", "skvision/"])
+def test_every_typed_figure_is_in_a_result_file(group):
     _, _, unsourced = scan()
+    unsourced = [(where, detail) for where, detail in unsourced if where.startswith(group)]
     assert not unsourced, (
         f"{len(unsourced)} figure(s) that no bench/results/*.json holds at the "
         "precision shown (quote them with :bench: in docs pages, or run the "

@@ -183,8 +183,9 @@ ACCELERATOR_DOC = """
         share of every epoch's shuffled images (``batch_size`` is per
         process), the gradients are averaged and every process ends with the
         same model. The accelerator places the network and sets mixed
-        precision (its ``mixed_precision``; ``precision`` must then stay
-        "32"). ``device`` is ignored."""
+        precision (its ``mixed_precision``; ``precision`` must then be "32"
+        or "auto", and either trains as "32" under the accelerator's own
+        setting: ``precision_`` is "32"). ``device`` is ignored."""
 
 
 CLASS_WEIGHT_DOC = """\

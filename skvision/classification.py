@@ -29,8 +29,8 @@ filters : tuple of int or "auto", default="auto"
         per entry, with 2x2 pooling between stages. ``"auto"`` is
         ``(32, 64, 128)`` below 10,000 training images and ``(16, 32, 64)``
         from 10,000 up, where a few passes over the data are enough and the
-        narrower network trains about 2.3x faster per image (the choice is
-        ``filters_``).
+        narrower network costs a quarter of the multiply-adds per image (the
+        choice is ``filters_``).
 
     kernel_size : int, default=3
         Side of the square convolution kernels (odd).
@@ -64,14 +64,13 @@ filters : tuple of int or "auto", default="auto"
 class _CNNMixin:
     """Architecture constraints, module building and inspection shared by both CNNs."""
 
-    # 10 epochs up to 5,000 images (digits: ~0.984 in 5-fold CV), 1 from
-    # 50,000 (MNIST: 99.3 % test accuracy with the narrow filters below,
-    # faster than a plain 2-epoch loop).
+    # 10 epochs up to 5,000 images, 1 from 50,000: digits and MNIST results
+    # in bench/results/time_to_accuracy.json (docs: Defaults and training time).
     _auto_epochs = (10, 50_000)
     # filters="auto": (images from which the narrow network is used, wide, narrow).
-    # On digits the narrow one lost 0.6 point in 5-fold CV (0.978 against
-    # 0.984); on MNIST, one float32 pass took 25.7 s for 99.34 % against the
-    # wide one's 58.9 s for 99.53 %, on 2 cores without bfloat16.
+    # The narrow one has a quarter of the wide one's multiply-adds; on small
+    # sets the wide one was more accurate (not in bench/results: measured by
+    # hand when the rule was set).
     _auto_filters = (10_000, (32, 64, 128), (16, 32, 64))
 
     _parameter_constraints = {

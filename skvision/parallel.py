@@ -37,8 +37,8 @@ JSON dict in ``FSSPEC_<PROTOCOL>`` (``FSSPEC_S3='{"anon": true}'``)::
 
 Start workers without dask's default ``MALLOC_TRIM_THRESHOLD_=65536``: it
 turns off glibc's adaptive allocator thresholds, and torch, which allocates
-large tensors all the time, then runs 2.2x slower (measured: 259 against
-574 EfficientNet images/s on one thread). :func:`worker_config` gives the
+large tensors all the time, then runs markedly slower (EfficientNet
+feature extraction on one thread, measured once). :func:`worker_config` gives the
 setting; use it before the cluster starts::
 
     import dask

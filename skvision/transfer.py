@@ -147,10 +147,12 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         Channel axis of 4-D numpy input.
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
         Where the backbone runs.
-    precision : {"32", "bf16", "16-mixed"}, default="32"
+    precision : {"32", "bf16", "16-mixed", "auto"}, default="32"
         Arithmetic of the forward pass: "bf16" and "16-mixed" run it under
-        ``torch.autocast`` in bfloat16 or float16 (faster on GPUs); the
-        features are returned as float32 either way.
+        ``torch.autocast`` in bfloat16 or float16 (faster on GPUs); "auto"
+        is "bf16" on CPUs with native bfloat16 instructions and "32"
+        elsewhere, decided at each ``transform`` on the machine it runs on.
+        The features are returned as float32 either way.
     verbose : int, default=0
         1 shows a progress bar over the batches of ``transform``.
     **backbone_arguments : dict

@@ -71,6 +71,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/backbone_accuracy.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/time_to_accuracy.py
+	$(BIN)/python bench/real_photos.py
 	$(BIN)/python bench/parallel_scaling.py
 
 # The sdist and the wheel of the scikit-vision distribution, in dist/.

@@ -14,7 +14,9 @@ registry), written as JPEG files, one folder per class, listed with
   (leave it out with ``--skip-defaults``).
 
 ``seconds`` is the wall time of the whole 3-fold cross-validation (three
-fits and three predictions), file decoding included.
+fits and three predictions), file decoding included;
+``load_average_1min_after`` is the machine's load after each route (above
+the number of cores, other work shared them and the times are inflated).
 
 Usage: python bench/real_photos.py [--skip-defaults]
 Writes bench/results/real_photos.json (after each route, so a partial run
@@ -77,6 +79,9 @@ def main():
             result["scores"][name] = float(scores.mean())
             result["score_std"][name] = float(scores.std())
             result["seconds"][name] = seconds
+            # Other processes on the machine stretch wall times: say how busy it was.
+            result["load_average_1min_after"] = dict(
+                result.get("load_average_1min_after", {}), **{name: os.getloadavg()[0]})
             print(f"{name:22s} accuracy {scores.mean():.3f} ± {scores.std():.3f}  "
                   f"{seconds:6.1f} s", flush=True)
             write_result("real_photos", result)

@@ -18,9 +18,9 @@ three routes of :doc:`/user_guide/choosing` by 3-fold cross-validation, each
 with its wall time:
 
 (a) pretrained features and a logistic regression
-    (:class:`~skvision.transfer.PretrainedFeatureExtractor`);
+    (:class:`~skvision.PretrainedFeatureExtractor`);
 (b) fine-tuning the head of a pretrained network
-    (:class:`~skvision.transfer.FineTunedClassifier`);
+    (:class:`~skvision.FineTunedClassifier`);
 (c) a CNN trained from scratch (:class:`~skvision.CNNClassifier`).
 
 The settings are small (64-pixel inputs for the pretrained network, 3

@@ -6,10 +6,10 @@ The other examples train on digits, synthetic shapes and texture patches.
 This one uses real photographs: the subset of *Labeled Faces in the Wild*
 (LFW) that ships inside scikit-image, 100 faces and 100 non-faces (patches
 of the backgrounds of the same news photos), 25x25 pixels in grayscale.
-No package on the package registry ships a larger collection of real
-photos (several classes, hundreds of pictures) inside its wheel, so this is
-the most realistic data that installs offline; with your own photos, only
-the folder changes.
+We found no package on the package registry that ships a larger
+collection of real photos (several classes, hundreds of pictures) inside
+its wheel, so this is the most realistic data that installs offline; with
+your own photos, only the folder changes.
 
 We write the photos as JPEG files into a folder per class, as a real data
 set arrives, list them with :func:`~skvision.datasets.load_image_folder`,
@@ -63,8 +63,8 @@ print(len(paths), "files in", sorted(set(labels)), "e.g.", os.path.relpath(paths
 # First look
 # ----------
 # :class:`~skvision.preprocessing.ImageReader` decodes files with the same
-# reader the estimators use. Faces are centred and aligned; the non-faces
-# are whatever else the news photos held: clothes, walls, microphones, hands.
+# reader the estimators use. The faces are cropped around the face; the
+# non-faces are patches of the backgrounds of the same photos.
 shown = np.r_[0:8, 100:108]
 images = ImageReader(mode="L").fit_transform(paths[shown])
 plot_images(images, titles=list(labels[shown]), n_cols=8)

@@ -28,7 +28,7 @@ def test_the_distribution_is_scikit_vision_at_the_package_version():
 
 
 def _user_facing_files():
-    for pattern in ("README.md", "Makefile", "pyproject.toml", "docs/**/*.rst", "docs/*.py",
+    for pattern in ("README.md", "CONTRIBUTING.md", "Makefile", "pyproject.toml", "docs/**/*.rst", "docs/*.py",
                     "examples/*.py", "bench/*.py", "tools/*.py", "skvision/**/*.py"):
         yield from ROOT.glob(pattern)
 

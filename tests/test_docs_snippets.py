@@ -14,8 +14,10 @@ docs"):
   - ``# needs: network`` or ``# needs: cloud`` (URLs, buckets, a cluster):
     never run;
   - ``# needs: gpu``: run with ``--heavy`` on a machine with CUDA;
-  - ``# needs: time`` (minutes of training): run with ``--heavy``, which
-    ``make docs`` does after building the site.
+  - ``# needs: time`` (minutes of training, or process-wide state): run
+    with ``--heavy``, which ``make docs`` does after building the site;
+  - ``# needs: <package>`` (any other word: a package that is not a
+    dependency, such as ``tensorboard``): run where it imports.
 
   A page's later blocks must not depend on a block that is skipped.
 * Everything else runs in ``make test``, so it must be cheap: small data,
@@ -25,6 +27,7 @@ The README is not read here: ``tests/test_readme.py`` runs its quickstart.
 """
 
 import contextlib
+import importlib.util
 import io
 import re
 import textwrap
@@ -82,12 +85,13 @@ def _page_id(path):
 
 
 def test_every_code_block_says_what_it_is():
-    """A block is Python or shell (or text), and its ``needs:`` are known words."""
+    """A block is Python or shell (or text), and every Python block compiles."""
     for page in PAGES:
         for lang, line, code, needs in code_blocks(page):
             where = f"{_page_id(page)}:{line}"
             assert lang in SHELL | {"python"}, f"{where}: code block in {lang!r}"
-            assert needs <= NEEDS, f"{where}: unknown '# needs:' {sorted(needs - NEEDS)}"
+            packages = needs - NEEDS
+            assert all(word.isidentifier() for word in packages), f"{where}: {sorted(needs)}"
             if lang == "python":  # every block, run or not, is valid Python
                 compile("\n" * (line - 1) + code, str(page), "exec")
 
@@ -99,8 +103,6 @@ def test_the_pages_have_code_to_run():
 
 
 def _should_run(needs, heavy):
-    if not needs:
-        return True
     if needs & {"network", "cloud"}:
         return False
     if "gpu" in needs:
@@ -108,7 +110,9 @@ def _should_run(needs, heavy):
 
         if not (heavy and torch.cuda.is_available()):
             return False
-    return heavy
+    if "time" in needs and not heavy:
+        return False
+    return all(importlib.util.find_spec(package) is not None for package in needs - NEEDS)
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if any(

@@ -196,7 +196,27 @@ REGISTRY = {
 
 
 def list_backbones():
-    """Names with offline default weights (others need ``weights=``)."""
+    """The backbone names whose default weights ship with skvision (offline).
+
+    Any timm or torchvision model name, or an ``hf-hub:`` id, works too as
+    ``backbone=``: its weights download on first use (or come from
+    ``weights=``).
+
+    Returns
+    -------
+    names : list of str
+        The registry's names, sorted.
+
+    See Also
+    --------
+    build_backbone : Builds one of them (or any timm or torchvision model).
+
+    Examples
+    --------
+    >>> from skvision.nn import list_backbones
+    >>> list_backbones()[0]
+    'efficientnet_lite0'
+    """
     return sorted(REGISTRY)
 
 
@@ -305,7 +325,8 @@ def _create_network(name, image_size=None):
         )
         return network, preprocessing
     raise ValueError(
-        f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included), or "
+        f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included, "
+        "skvision.nn.list_backbones()), or "
         "a timm or torchvision model name, or an hf-hub: id."
     )
 

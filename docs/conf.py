@@ -51,6 +51,9 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(numpy|scipy|pandas|sklearn|torch|torchvision|timm|skorch|skops|xgboost"
                r"|imblearn|skimage|dask|distributed|accelerate|onnx|onnxruntime|PIL|fsspec)"
                r"(\..*)?"),
+    # numpydoc links a fitted attribute that is a property (``module_``,
+    # ``feature_importances_``) to a member entry; the API pages list no members.
+    (r"py:obj", r"(module_|feature_importances_)"),
 ]
 
 html_theme = "pydata_sphinx_theme"

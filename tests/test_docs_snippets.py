@@ -32,6 +32,7 @@ import io
 import re
 import textwrap
 import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,12 @@ def _run(page, to_run, namespace, plt):
     try:
         for _, line, code, _ in to_run:
             try:
-                with contextlib.redirect_stdout(io.StringIO()):
+                with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                    # A search or cross-validation whose fits or scores fail
+                    # only warns: here it fails the page.
+                    for message in ("Scoring failed", "One or more of the test scores",
+                                    "One or more of the train scores", ".*fits failed"):
+                        warnings.filterwarnings("error", message=message)
                     exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
             except Exception:
                 pytest.fail(f"{_page_id(page)}, the block at line {line}:\n"

@@ -46,6 +46,7 @@ lint: $(DEV_STAMP)
 docs: $(DEV_STAMP)
 	$(BIN)/python -m pip install -e ".[docs]"
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py --heavy
 	@echo "Open docs/_build/html/index.html"
 
 # Every CPU script whose results the docs quote (bench/results/*.json).

@@ -95,7 +95,7 @@ class AugmentationParams:
 
     See Also
     --------
-    ImageAugmenter.augment_batch : Returns and replays them.
+    skvision.ImageAugmenter : Its ``augment_batch`` returns and replays them.
 
     Examples
     --------

@@ -81,7 +81,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     geometric steps of an image are composed into one affine matrix and the
     image is resampled once. Integer masks (nearest neighbour) and xyxy
     boxes (clipped; boxes that leave the image are dropped with their labels)
-    follow the same geometry through :meth:`augment_batch`.
+    follow the same geometry through ``augment_batch``.
 
     Three uses:
 
@@ -89,15 +89,15 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
       fresh augmentation of every training batch at every epoch, never of
       validation or prediction batches; only there do ``mixup_alpha`` and
       ``cutmix_alpha`` apply, as they mix the labels too;
-    * :meth:`fit_resample`: the originals plus ``n_copies`` augmented copies;
+    * ``fit_resample``: the originals plus ``n_copies`` augmented copies;
       wrapped in :class:`AugmentationSampler` it is a sampler step of an
       imbalanced-learn ``Pipeline``, so that cross-validation augments the
       training folds only;
-    * :meth:`transform`: augment once (offline expansion, test-time
-      augmentation; see :func:`tta_predict`).
+    * ``transform``: augment once (offline expansion, test-time
+      augmentation; see :func:`~skvision.augmentation.tta_predict`).
 
     Every step is off by default except the horizontal flip;
-    :meth:`preset` gives tuned combinations ("light", "standard", "strong").
+    ``preset`` gives tuned combinations ("light", "standard", "strong").
 
     Parameters
     ----------
@@ -175,7 +175,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         filled (``torch.nn.functional.grid_sample``'s modes).
 
     n_copies : int, default=1
-        Augmented copies per image added by :meth:`fit_resample`.
+        Augmented copies per image added by ``fit_resample``.
 
     image_shape : tuple of int, default=None
         ``(height, width)`` or ``(height, width, channels)`` of flat 2-D
@@ -213,7 +213,7 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     --------
     skvision.CNNClassifier : Takes an augmenter as ``augment=``.
     AugmentationSampler : The augmenter as an imbalanced-learn sampler step.
-    tta_predict : Test-time augmentation: predictions averaged over copies.
+    skvision.augmentation.tta_predict : Test-time augmentation: predictions averaged over copies.
     torchvision.transforms.v2 : Per-image transforms (one parameter draw per
         call, even on a batch).
 
@@ -608,7 +608,7 @@ class AugmentationSampler(BaseEstimator):
     training data only, so ``cross_val_score`` and ``GridSearchCV`` train on
     augmented folds and score untouched ones. imbalanced-learn refuses a
     step that has both ``transform`` and ``fit_resample``, hence this
-    wrapper around :meth:`ImageAugmenter.fit_resample`.
+    wrapper around ``ImageAugmenter.fit_resample``.
 
     Parameters
     ----------
@@ -688,7 +688,7 @@ class AugmentationSampler(BaseEstimator):
         Returns
         -------
         X_resampled : array or tensor
-            See :meth:`ImageAugmenter.fit_resample`.
+            See ``ImageAugmenter.fit_resample``.
         y_resampled : ndarray
             ``y`` repeated ``n_copies + 1`` times.
         """

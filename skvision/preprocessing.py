@@ -609,7 +609,7 @@ class ImageFlattener(_ImageTransformer):
     Gives the 2-D ``(n_samples, height * width * channels)`` matrix sklearn's
     scalers, selectors and linear models take, with feature names
     ``px_r{row}_c{col}_ch{channel}`` (channels-last order, so pandas output
-    and selectors name real pixels). :meth:`inverse_transform` turns rows —
+    and selectors name real pixels). ``inverse_transform`` turns rows —
     or a selector's support mask — back into images.
 
     Parameters

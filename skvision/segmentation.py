@@ -51,7 +51,7 @@ depth : int, default=3
 
     encoder : str, default=None
         A pretrained backbone (e.g. "efficientnet_lite0", see
-        :func:`skvision.nn.backbones.list_backbones`) whose stages become the
+        :func:`skvision.nn.list_backbones`) whose stages become the
         encoder (transfer learning for segmentation); None trains a plain
         U-Net encoder from scratch. Images must have 1 or 3 channels.
 

@@ -147,7 +147,8 @@ class StyleTransfer(TransformerMixin, BaseEstimator):
 
     See Also
     --------
-    skvision.nn.style : The losses as plain torch functions.
+    skvision.nn.style_loss : The style loss as a plain torch function (with
+        ``content_loss``, ``gram_matrix`` and ``total_variation_loss``).
 
     Examples
     --------

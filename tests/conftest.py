@@ -22,3 +22,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--heavy", action="store_true", default=False,
+        help="also run the docs' code blocks marked '# needs: time' (and '# needs: gpu' "
+             "where CUDA is present): tests/test_docs_snippets.py, run by `make docs`")

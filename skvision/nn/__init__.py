@@ -4,7 +4,13 @@ Nothing in this sub-package imports scikit-learn: the modules can be used in a
 hand-written PyTorch script as they are.
 """
 
-from .backbones import Backbone, BackboneClassifier, MultiScaleFeatures, build_backbone
+from .backbones import (
+    Backbone,
+    BackboneClassifier,
+    MultiScaleFeatures,
+    build_backbone,
+    list_backbones,
+)
 from .blocks import (
     ConvBlock,
     Downsample,
@@ -23,6 +29,7 @@ __all__ = [
     "BackboneClassifier",
     "MultiScaleFeatures",
     "build_backbone",
+    "list_backbones",
     "content_loss",
     "global_pool",
     "gram_matrix",

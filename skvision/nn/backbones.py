@@ -196,7 +196,27 @@ REGISTRY = {
 
 
 def list_backbones():
-    """Names with offline default weights (others need ``weights=``)."""
+    """The backbone names whose default weights ship with skvision (offline).
+
+    Any timm or torchvision model name, or an ``hf-hub:`` id, works too as
+    ``backbone=``: its weights download on first use (or come from
+    ``weights=``).
+
+    Returns
+    -------
+    names : list of str
+        The registry's names, sorted.
+
+    See Also
+    --------
+    build_backbone : Builds one of them (or any timm or torchvision model).
+
+    Examples
+    --------
+    >>> from skvision.nn import list_backbones
+    >>> list_backbones()[0]
+    'efficientnet_lite0'
+    """
     return sorted(REGISTRY)
 
 
@@ -305,7 +325,8 @@ def _create_network(name, image_size=None):
         )
         return network, preprocessing
     raise ValueError(
-        f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included), or "
+        f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included, "
+        "skvision.nn.list_backbones()), or "
         "a timm or torchvision model name, or an hf-hub: id."
     )
 
@@ -483,7 +504,7 @@ class Backbone(nn.Module):
 
     Every network goes through timm's generic feature API (timm models
     natively; torchvision models and a user's own network through
-    :class:`StagesNetwork`). Its levels are the stages of timm's
+    ``StagesNetwork``). Its levels are the stages of timm's
     ``feature_info``, each at its stride, followed by the network's final
     features (``forward_features``: after EfficientNet's head convolution,
     after a transformer's last norm) where they differ from the last stage's
@@ -492,7 +513,7 @@ class Backbone(nn.Module):
     ``forward`` maps preprocessed images ``(n, 3, h, w)`` to the feature
     maps ``(n, out_channels, h', w')`` of the last level kept (a
     transformer's final tokens come back as a map of its patch tokens);
-    :meth:`pool` maps images to feature vectors. Call
+    ``pool`` maps images to feature vectors. Call
     ``preprocessing(images)`` first on images in [0, 1].
 
     Parameters
@@ -501,7 +522,7 @@ class Backbone(nn.Module):
         Registry, timm or torchvision name, or the class path of a user's
         network.
     network : torch.nn.Module
-        A timm model or a :class:`StagesNetwork`, classifier removed.
+        A timm model or a ``StagesNetwork``, classifier removed.
     preprocessing : Preprocessing
         Input size, mean/std and interpolation of the weights.
     layer : int, default=-1
@@ -611,7 +632,7 @@ class Backbone(nn.Module):
         return self.level_maps(x, [len(self.levels) - 1])[-1]
 
     def n_features(self, pooling):
-        """Length of the vectors :meth:`pool` returns."""
+        """Length of the vectors ``pool`` returns."""
         if pooling == "auto" and self.levels[-1]["final"]:
             return self.head_features
         return self.out_channels * (2 if pooling == "avgmax" else 1)
@@ -917,7 +938,7 @@ class BackboneClassifier(nn.Module):
     n_outputs : int
         Number of classes (logits) or targets.
     pooling : {"auto", "avg", "max", "avgmax"}, default="auto"
-        How feature maps become a vector (:meth:`Backbone.pool`); "auto" is
+        How feature maps become a vector (``Backbone.pool``); "auto" is
         the network's own pre-logits features.
     dropout : float, default=0.0
         Dropout before the linear head.

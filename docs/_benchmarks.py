@@ -100,7 +100,8 @@ def _remote_table(results=RESULTS):
                           f"     - {ratio:.1f}" if ratio else "     - ",
                           f"     - {ours / local:.2f}"]
     files, batch = machine.get("files", "JPEG files"), machine.get("batch_size", "?")
-    lines += ["", f"``bench/remote_loading.py``, one run on {machine.get('threads', '?')} CPU cores "
+    cores = machine.get("threads", "?")
+    lines += ["", f"``bench/remote_loading.py``, one run on {cores} CPU cores "
               f"({files}, batches of {batch}; "
               "servers on the loopback interface). The one-at-a-time loop is "
               "``fs.cat_file(url)`` then Pillow; see the script for every timing, "

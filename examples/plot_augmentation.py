@@ -39,17 +39,9 @@ plot_images(np.concatenate([standard, strong]), titles=["standard"] * 8 + ["stro
 # A CNN trained on 150 digits memorizes them (training accuracy 1.0); the
 # gap to held-out accuracy measures the overfitting. Small rotations, shifts
 # and zooms (no flips: a flipped digit is another symbol) and mixup narrow
-# it. Three random splits, the same network and epochs for all:
-#
-# ======================  ===========  ==========  =====
-# augmentation            train acc.   held-out    gap
-# ======================  ===========  ==========  =====
-# none                    1.000        0.950       0.050
-# rotate/shift/zoom       1.000        0.959       0.041
-# ... + mixup             0.998        0.967       0.031
-# ======================  ===========  ==========  =====
-#
-# (measured on 2 CPU cores; the loop below recomputes them in ~15 s.)
+# it. Three random splits, the same network and epochs for all; the loop
+# prints the training accuracy, the held-out accuracy and the gap of each
+# setting (the output below is this build's run).
 X, y = load_digit_images(return_X_y=True)
 geometric = dict(horizontal_flip=0, degrees=12, translate=0.1, scale=(0.9, 1.1))
 settings = {

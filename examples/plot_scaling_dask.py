@@ -10,8 +10,7 @@ and the boosted-trees estimators train with ``xgboost.dask`` when given dask
 data. Here the "cluster" is a ``LocalCluster`` of two workers in this
 process (so the example also runs as a plain script); on a real cluster,
 replace it with ``Client("tcp://scheduler:8786")`` and nothing else changes.
-Needs ``pip install "scikit-vision[distributed]"``. Measured on 2 CPU cores:
-about 40 s.
+Needs ``pip install "scikit-vision[distributed]"``.
 """
 
 # %%
@@ -20,7 +19,7 @@ about 40 s.
 # For worker *processes* (``LocalCluster()``'s default, or ``dask worker``
 # on other machines), start them inside ``dask.config.set(worker_config())``:
 # it keeps dask from setting ``MALLOC_TRIM_THRESHOLD_`` in the workers,
-# which makes torch 2.2x slower. The dashboard (printed) shows every task
+# which makes torch several times slower. The dashboard (printed) shows every task
 # live.
 import time
 

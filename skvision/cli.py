@@ -53,8 +53,8 @@ def main(argv=None):
         description="Digit classification (a CNN against a pixel baseline), transfer "
         "learning on texture photos, augmentation on a small training set and U-Net "
         "segmentation, on data that ships offline. Prints a results table and writes "
-        "report.html (figures embedded) and results.csv to the output folder. "
-        "About 80 s on 2 CPU cores; --quick about half a minute.",
+        "report.html (figures embedded) and results.csv to the output folder; "
+        "--quick runs each part on less data, as a smoke test.",
     )
     demo.add_argument("--output", default="skvision-demo", metavar="FOLDER",
                       help="folder for report.html and results.csv (default: %(default)s)")

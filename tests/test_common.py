@@ -95,6 +95,13 @@ _NEEDS_BOXES = (
     "is tested on real targets in tests/test_detection.py."
 )
 
+_FLOAT32_SUBSET = (
+    "a regressor's predictions of a subset agree with the whole batch's to float32 "
+    "rounding (measured up to 6e-7 relative in a fresh-clone CI run on 2 cores) but the "
+    "check asks rtol=1e-7; oneDNN picks its convolution and matmul kernels by batch size "
+    "and memory alignment (the classifier's softmax hides it). tests/test_inference.py "
+    "asserts predictions in any batches to 1e-5."
+)
 _FLOAT32_ORDER = (
     "predictions of reordered samples agree to float32 rounding (measured up to 5e-7 "
     "relative on a CPU without AVX512-BF16) but the check asks rtol=1e-7; oneDNN picks "
@@ -116,7 +123,10 @@ _SGD_WEIGHTS = (
 _VAR_KEYWORD = ("set_params receives the **backbone_arguments catch-all by its own name, "
                 "which is not a parameter: only backbone__<name> arguments are.")
 EXPECTED_FAILED_CHECKS = {
-    CNNRegressor: {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
+    CNNRegressor: {
+        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
+        "check_methods_subset_invariance": _FLOAT32_SUBSET,
+    },
     FineTunedRegressor: {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
                          "check_do_not_raise_errors_in_init_or_set_params": _VAR_KEYWORD},
     **{Estimator: {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
@@ -147,12 +157,7 @@ EXPECTED_FAILED_CHECKS = {
     VisionTransformerRegressor: {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
         "check_methods_sample_order_invariance": _FLOAT32_ORDER,
-        "check_methods_subset_invariance": (
-            "float32 matrix products are blocked by batch size, so a subset's "
-            "predictions differ from the whole batch's by ~5e-7 relative, above the "
-            "check's rtol=1e-7 (the classifier's softmax hides it). "
-            "tests/test_attention.py asserts the property to 1e-5."
-        ),
+        "check_methods_subset_invariance": _FLOAT32_SUBSET,
     },
     PretrainedFeatureExtractor: {
         "check_do_not_raise_errors_in_init_or_set_params": _VAR_KEYWORD,

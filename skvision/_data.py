@@ -32,6 +32,7 @@ only on the device it is used on, by :func:`to_float`.
 
 import io
 import os
+import threading
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +43,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ._storage import display_name, is_url, open_sources, read_bytes, redact_text
-from ._threads import ProcessThreadPool
 
 __all__ = [
     "ArrayImages",
@@ -71,8 +71,19 @@ RELEASE_BYTES = 32 * 2**20
 # Pillow modes decoded as one gray channel; every other mode becomes RGB.
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
-# The process's decoding threads.
-_decode_pool = ProcessThreadPool(DECODE_THREADS, "skvision-decode")
+_pool_lock = threading.Lock()
+_pool = None
+_pool_pid = None
+
+
+def _decode_pool():
+    """The process's decoding threads (made anew in a forked child process)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="skvision-decode")
+            _pool_pid = os.getpid()
+        return _pool
 
 
 # --------------------------------------------------------------------------
@@ -203,8 +214,9 @@ def _scan_remote(urls):
 
 def _scan(paths):
     """(size, None) or (None, error to raise) for each of ``paths``, in order."""
-    remote = [index for index, path in enumerate(paths) if is_url(path)]
-    local = [index for index, path in enumerate(paths) if not is_url(path)]
+    remote, local = [], []
+    for index, path in enumerate(paths):
+        (remote if is_url(path) else local).append(index)
     results = [None] * len(paths)
     for index, result in zip(local, _decode_pool().map(_scan_local,
                                                         [paths[i] for i in local])):

@@ -11,8 +11,8 @@ roles): nothing here holds a secret.
 
 Remote reads are limited by latency, not bandwidth, so a batch of URLs is
 read concurrently: on fsspec's event loop for its asynchronous filesystems
-(S3, GCS, Azure, HTTP), on threads for the others (a ``zip::`` chain). Each
-request has a timeout; transient failures (timeouts, 5xx and 429 answers,
+(S3, GCS, Azure, HTTP), on that loop's threads for the others (a ``zip::``
+chain). Each request has a timeout; transient failures (timeouts, 5xx and 429 answers,
 dropped connections, cut-short bodies) are retried with exponential backoff
 and jitter a bounded number of times. Three environment variables tune
 this, read at each call so that dask workers and ``torchrun`` processes see
@@ -31,15 +31,11 @@ password, so neither is ever shown.
 """
 
 import asyncio
-import functools
 import io
 import os
 import random
 import re
 import sys
-import time
-
-from ._threads import ProcessThreadPool
 
 __all__ = [
     "is_url",
@@ -167,6 +163,13 @@ def _backoff(attempt):
     return random.uniform(0, min(10.0, 0.25 * 2**attempt))
 
 
+def _permission_error(action, url):
+    return PermissionError(
+        f"Permission denied {action} {redact(url)!r}: check the credentials that fsspec "
+        "and the cloud SDK find (environment, config files, instance role)."
+    )
+
+
 def _read_error(url, error, attempts, timeout):
     """The error for ``url`` that could not be read: its kind kept, its URL redacted."""
     name = redact(url)
@@ -174,10 +177,7 @@ def _read_error(url, error, attempts, timeout):
     if isinstance(error, FileNotFoundError) or status == 404:
         return FileNotFoundError(f"Image file not found: {name!r}.")
     if isinstance(error, PermissionError) or status in (401, 403):
-        return PermissionError(
-            f"Permission denied reading {name!r}: check the credentials that fsspec "
-            "and the cloud SDK find (environment, config files, instance role)."
-        )
+        return _permission_error("reading", url)
     tries = f"after {attempts} attempt{'s' if attempts > 1 else ''}"
     if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
         return TimeoutError(
@@ -192,41 +192,37 @@ def _read_error(url, error, attempts, timeout):
 # Reading bytes.
 
 
-async def _read_async(fs, items, start, end, settings):
+async def _read_all(fs, items, start, end, settings):
+    """Read ``(url, path)`` items of ``fs`` concurrently: one retry policy for every filesystem.
+
+    An asynchronous filesystem's reads run on the event loop; a synchronous
+    one's (a ``zip::`` chain) in the loop's threads, under the same timeout.
+    """
     timeout, retries, concurrency = settings
     semaphore = asyncio.Semaphore(concurrency)
-    if start is None and end is None:
-        # An open range: one GET. Without a range s3fs first asks for the
-        # object's size (to split large reads), a second round trip per image.
-        start = 0
+    if getattr(fs, "async_impl", False):
+        if start is None and end is None:
+            # An open range: one GET. Without a range s3fs first asks for the
+            # object's size (to split large reads), a second round trip per image.
+            start = 0
+
+        def request(path):
+            return fs._cat_file(path, start=start, end=end)
+    else:
+        def request(path):
+            return asyncio.to_thread(fs.cat_file, path, start=start, end=end)
 
     async def read_one(url, path):
         async with semaphore:
             for attempt in range(retries + 1):
                 try:
-                    return await asyncio.wait_for(
-                        fs._cat_file(path, start=start, end=end), timeout or None)
+                    return await asyncio.wait_for(request(path), timeout or None)
                 except Exception as error:  # classified, then returned
                     if attempt == retries or not _transient(error):
                         return _read_error(url, error, attempt + 1, timeout)
                 await asyncio.sleep(_backoff(attempt))
 
     return await asyncio.gather(*(read_one(url, path) for url, path in items))
-
-
-def _read_sync(fs, url, path, start, end, settings):
-    _, retries, _ = settings
-    for attempt in range(retries + 1):
-        try:
-            return fs.cat_file(path, start=start, end=end)
-        except Exception as error:  # classified, then returned
-            if attempt == retries or not _transient(error):
-                return _read_error(url, error, attempt + 1, settings[0])
-        time.sleep(_backoff(attempt))
-
-
-# Threads for filesystems without an event loop.
-_thread_pool = ProcessThreadPool(16, "skvision-io")
 
 
 def read_bytes(urls, start=None, end=None):
@@ -236,7 +232,7 @@ def read_bytes(urls, start=None, end=None):
     ``FileNotFoundError``, ``PermissionError``, ``TimeoutError`` or
     ``OSError`` naming the redacted URL. Transient failures are retried first.
     """
-    from fsspec.asyn import sync
+    from fsspec.asyn import get_loop, sync
 
     settings = remote_settings()
     results = [None] * len(urls)
@@ -249,13 +245,9 @@ def read_bytes(urls, start=None, end=None):
             continue
         groups.setdefault(id(fs), (fs, []))[1].append((index, url, path))
     for fs, members in groups.values():
-        if getattr(fs, "async_impl", False):
-            contents = sync(fs.loop, _read_async, fs, [(url, path) for _, url, path in members],
-                            start, end, settings)
-        else:
-            read = functools.partial(_read_sync, fs, start=start, end=end, settings=settings)
-            contents = list(_thread_pool().map(read, [url for _, url, _ in members],
-                                               [path for _, _, path in members]))
+        loop = fs.loop if getattr(fs, "async_impl", False) else get_loop()
+        contents = sync(loop, _read_all, fs, [(url, path) for _, url, path in members],
+                        start, end, settings)
         for (index, _, _), content in zip(members, contents):
             results[index] = content
     return results
@@ -280,10 +272,9 @@ def open_sources(paths, errors="raise"):
 
 
 def list_files(url, storage_options=None):
-    """Every file under the prefix ``url``, as URLs (with the chain of a chained URL).
+    """Every file under the prefix ``url``: ``(path relative to url, file URL)`` pairs, sorted.
 
-    Returns the file URLs, sorted, and the length of the prefix to strip
-    for the part relative to ``url``.
+    A chained URL's files keep its chain (``zip://a/b.jpg::s3://bucket/x.zip``).
     """
     fs, root = _filesystem(url, storage_options)
     chain = url.partition("::")[2]
@@ -294,10 +285,7 @@ def list_files(url, storage_options=None):
     except FileNotFoundError:
         raise FileNotFoundError(f"Image folder not found: {redact(url)!r}.") from None
     except PermissionError:
-        raise PermissionError(
-            f"Permission denied listing {redact(url)!r}: check the credentials that fsspec "
-            "and the cloud SDK find (environment, config files, instance role)."
-        ) from None
+        raise _permission_error("listing", url) from None
     root = root.rstrip("/")
     relative = sorted(path[len(root):].lstrip("/") for path in found)
 

@@ -135,7 +135,7 @@ def use(config):
 
 
 def read_skvision(paths):
-    images = FileImages(paths, (SIZE, SIZE), "RGB")
+    images = FileImages(paths, (SIZE, SIZE), 3)
     for _ in read_batches(images, sequential_batches(0, len(images), BATCH_SIZE), "cpu"):
         pass
 

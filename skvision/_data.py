@@ -20,14 +20,17 @@ Three kinds of sets:
 * :class:`ArrayImages`: an in-memory or memory-mapped array, kept in its own
   dtype (uint8 stays uint8: four times less memory than a float32 copy);
 * :class:`FileImages`: image files, decoded batch by batch by a pool of
-  threads (Pillow releases the GIL while it decodes and resizes), JPEGs at a
-  reduced DCT scale when the target is much smaller than the file; files
+  threads (Pillow and torch release the GIL while they decode and resize)
+  along the one pixel path of :mod:`skvision._pixels`, JPEGs at a reduced
+  DCT scale when the target is much smaller than the file; files
   at URLs are fetched a batch at a time, concurrently, by
   :mod:`skvision._storage`, and read further ahead;
 * :class:`ListImages`: a list of differently sized images (the detector).
 
-A batch becomes float32 in [0, 1] (uint8 divided by 255, other numbers kept)
-only on the device it is used on, by :func:`to_float`.
+A batch becomes float32 (uint8 and uint16 scaled to [0, 1], other numbers
+kept: :func:`skvision._pixels.scale_to_unit`) only on the device it is used
+on, by :func:`to_float`, which resizes arrays with the same function that
+resized the files.
 """
 
 import io
@@ -39,18 +42,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from ._pixels import (
+    decode_file,
+    read_header,
+    scale_to_unit,
+    to_unit_tensor,
+)
 from ._storage import display_name, is_url, open_sources, read_bytes, redact_text
+from .nn._resize import resize_images
 
 __all__ = [
     "ArrayImages",
     "FileImages",
     "ListImages",
     "as_paths",
-    "decode_image",
-    "decode_images",
+    "decode_array",
+    "decode_arrays",
+    "unit_tensors",
     "decode_masks",
     "resize_masks",
     "read_batches",
@@ -68,8 +78,6 @@ PREFETCH_BATCHES = 2
 REMOTE_PREFETCH_BATCHES = 6
 # Memory-mapped pages are handed back to the OS after this many bytes read.
 RELEASE_BYTES = 32 * 2**20
-# Pillow modes decoded as one gray channel; every other mode becomes RGB.
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 _pool_lock = threading.Lock()
 _pool = None
@@ -137,8 +145,8 @@ def _file_error(path, error):
     return ValueError(f"Cannot decode image file {name!r}: {redact_text(str(error))}")
 
 
-# What Pillow raises for a file it cannot decode.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# What Pillow, tifffile and torchvision's PNG decoder raise for a file they cannot decode.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError)
 # Bytes of a remote file read to find its size and mode (a JPEG's EXIF block
 # fits), and of its end, checked for the end-of-image marker.
 HEAD_BYTES = 64 * 1024
@@ -147,9 +155,11 @@ _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
 
 
 def _header(source):
-    """(height, width), Pillow mode and format of an image file, from its header."""
-    with Image.open(source) as image:
-        return (image.size[1], image.size[0]), image.mode, image.format
+    """(height, width) after EXIF orientation, mode and format of a file, from its header."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as file:
+            return read_header(file)
+    return read_header(source)
 
 
 def _scanned(path, header, tail):
@@ -287,41 +297,39 @@ def scan_files(paths, on_error="raise", share=None):
     return kept, [results[i][0][0] for i in kept], [results[i][0][1] for i in kept]
 
 
-def decode_images(paths, size=None, mode="RGB"):
-    """Decode files with :func:`decode_image` on the decoding threads; a list of arrays.
+def decode_array(path, source=None, draft_size=None):
+    """Decode one image file to an array at full bit depth, upright.
 
-    URLs among ``paths`` are read first, concurrently.
-    """
-    return list(_decode_pool().map(lambda path, source: decode_image(path, size, mode, source),
-                                   paths, open_sources(paths)))
+    See :func:`skvision._pixels.decode_file`.
 
-
-def file_mode(mode):
-    """The mode files of Pillow mode ``mode`` are decoded in: "L" (gray) or "RGB"."""
-    return "L" if mode in _GRAY_MODES else "RGB"
-
-
-def decode_image(path, size=None, mode="RGB", source=None):
-    """Decode one image file to a uint8 array ``(h, w)`` ("L") or ``(h, w, 3)`` ("RGB").
-
-    ``size=(height, width)`` resizes it (bilinear with antialiasing); a JPEG
-    much larger than ``size`` is first decoded at a reduced DCT scale (Pillow's
-    draft mode: 2-5x faster, and the scale never goes below ``size``).
-    ``mode=None`` keeps the file's own Pillow mode. ``source``: what to
-    open instead of ``path`` (a URL's bytes, see
+    ``source``: what to read instead of ``path`` (a URL's bytes, see
     :func:`skvision._storage.open_sources`); errors name ``path``.
     """
     try:
-        with Image.open(path if source is None else source) as image:
-            if size is not None and image.format == "JPEG":
-                image.draft(mode or image.mode, (size[1], size[0]))
-            if mode is not None and image.mode != mode:
-                image = image.convert(mode)
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(image)
+        if source is not None and not isinstance(source, (str, os.PathLike)):
+            return decode_file(source, draft_size)
+        with open(path if source is None else source, "rb") as file:
+            return decode_file(file, draft_size)
     except DECODE_ERRORS as error:
         raise _file_error(path, error) from error
+
+
+def decode_arrays(paths, draft_size=None):
+    """:func:`decode_array` of every path on the decoding threads (URLs fetched first,
+    concurrently); a list of arrays at full bit depth, upright."""
+    return list(_decode_pool().map(
+        lambda path, source: decode_array(path, source, draft_size), paths,
+        open_sources(paths)))
+
+
+def unit_tensors(arrays, n_channels, size=None, interpolation="bilinear"):
+    """Decoded arrays as float32 ``(c, h, w)`` tensors: scaled, ``n_channels``, resized.
+
+    Steps 3-5 of the pixel path (:func:`skvision._pixels.to_unit_tensor`),
+    on the decoding threads.
+    """
+    return list(_decode_pool().map(
+        lambda array: to_unit_tensor(array, n_channels, size, interpolation), arrays))
 
 
 def _decode_mask(path, size, source=None):
@@ -425,21 +433,29 @@ class ArrayImages:
 
 
 class FileImages:
-    """Image files decoded batch by batch to uint8 at one size, by a pool of threads.
+    """Image files decoded batch by batch along the pixel path, by a pool of threads.
 
-    ``resize=False``: every file must already have ``size`` (an error names
-    the first that does not). Paths may be URLs (:mod:`skvision._storage`).
+    Each file is decoded at full bit depth, turned upright, given the set's
+    ``n_channels``, scaled and resized to ``size`` with ``interpolation``
+    (:mod:`skvision._pixels`), so a batch of files equals the batch of the
+    same pixels given as an array. Files of 8-bit depth already at ``size``
+    stay uint8 (a quarter of the bytes to a GPU) and are scaled on the
+    device, as arrays are. ``resize=False``: every file must already have
+    ``size`` (an error names the first that does not). Paths may be URLs
+    (:mod:`skvision._storage`).
     """
 
     kept = None
 
-    def __init__(self, paths, size, mode, original_sizes=None, resize=True):
+    def __init__(self, paths, size, n_channels, original_sizes=None, resize=True,
+                 interpolation="bilinear"):
         self.paths = list(paths)
         self.prefetch = (REMOTE_PREFETCH_BATCHES if any(is_url(path) for path in self.paths)
                          else PREFETCH_BATCHES)
         self.size = tuple(int(side) for side in size)
-        self.mode = mode
+        self.n_channels = int(n_channels)
         self.resize = resize
+        self.interpolation = interpolation
         self._original_sizes = original_sizes
 
     def __len__(self):
@@ -447,7 +463,7 @@ class FileImages:
 
     @property
     def image_shape(self):
-        return (*self.size, 1 if self.mode == "L" else 3)
+        return (*self.size, self.n_channels)
 
     @property
     def original_sizes(self):
@@ -458,26 +474,39 @@ class FileImages:
     def subset(self, positions):
         sizes = self._original_sizes
         return FileImages(
-            [self.paths[i] for i in positions], self.size, self.mode,
+            [self.paths[i] for i in positions], self.size, self.n_channels,
             None if sizes is None else [sizes[i] for i in positions], self.resize,
+            self.interpolation,
         )
 
     def _decode(self, path, source):
-        image = decode_image(path, self.size if self.resize else None, self.mode, source)
-        if image.shape[:2] != self.size:
+        """One file: a uint8 array ``(h, w, c)`` at ``size``, else a float tensor ``(c, h, w)``."""
+        array = decode_array(path, source, self.size if self.resize else None)
+        if array.shape[:2] != self.size and not self.resize:
             raise ValueError(
-                f"Image file {display_name(path)!r} is {image.shape[1]}x{image.shape[0]} "
+                f"Image file {display_name(path)!r} is {array.shape[1]}x{array.shape[0]} "
                 f"pixels, but the images are {self.size[1]}x{self.size[0]} (width x height); "
                 "set image_size to resize them all to one size."
             )
-        return image
+        if array.dtype == np.uint8 and array.shape[:2] == self.size:
+            if array.ndim == 2:
+                array = array[..., np.newaxis]
+            if array.shape[2] == self.n_channels:
+                return array
+            if self.n_channels == 3:  # a gray file in a colour set
+                return np.repeat(array, 3, axis=2)
+        return to_unit_tensor(array, self.n_channels, self.size, self.interpolation)
 
     def read(self, positions):
         paths = [self.paths[i] for i in np.asarray(positions).reshape(-1)]
-        images = np.stack(list(_decode_pool().map(self._decode, paths, open_sources(paths))))
-        if images.ndim == 3:
-            images = images[..., np.newaxis]
-        return torch.from_numpy(images).permute(0, 3, 1, 2)
+        images = list(_decode_pool().map(self._decode, paths, open_sources(paths)))
+        if all(isinstance(image, np.ndarray) for image in images):
+            return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        return torch.stack([
+            scale_to_unit(torch.from_numpy(image).permute(2, 0, 1))
+            if isinstance(image, np.ndarray) else image
+            for image in images
+        ])
 
 
 class ListImages:
@@ -531,20 +560,16 @@ def to_float(batch, device, size=None, memory_channels_last=True):
     (or in the default layout with ``memory_channels_last=False``).
 
     The conversion happens after the transfer, so a uint8 batch crosses to a
-    GPU at a quarter of the float32 bytes. uint8 is scaled to [0, 1]; other
-    numbers are kept. ``size=(height, width)`` resizes (bilinear with
-    antialiasing) where the batch has another size.
+    GPU at a quarter of the float32 bytes. uint8 and uint16 are scaled to
+    [0, 1]; other numbers are kept (:func:`skvision._pixels.scale_to_unit`).
+    ``size=(height, width)`` resizes (bilinear with antialiasing, the
+    resize files of the set were decoded with) where the batch has another size.
     """
     if isinstance(batch, list):
         return [to_float(image[None], device, size, memory_channels_last)[0] for image in batch]
-    batch = batch.to(device, non_blocking=True)
-    if batch.dtype == torch.uint8:
-        batch = batch.float().div_(255)
-    elif batch.dtype != torch.float32:
-        batch = batch.float()
-    if size is not None and tuple(batch.shape[-2:]) != tuple(size):
-        batch = F.interpolate(batch, size=tuple(size), mode="bilinear", antialias=True,
-                              align_corners=False)
+    batch = scale_to_unit(batch.to(device, non_blocking=True))
+    if size is not None:
+        batch = resize_images(batch, size)
     if not memory_channels_last:
         return batch.contiguous()
     return batch.contiguous(memory_format=torch.channels_last)

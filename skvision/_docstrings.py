@@ -157,6 +157,12 @@ net_ : skorch.NeuralNet
     image_shape_ : tuple of int
         ``(height, width, channels)`` of the training images.
 
+    input_kind_ : str
+        What ``fit`` was given, as far as the pixels' scale goes: "uint8",
+        "uint16", "files", "float in [0, 1]", "float" or "integer". Input of
+        another scale at prediction (e.g. float 0-255 after fitting on uint8)
+        warns.
+
     precision_ : {"32", "bf16", "16-mixed"}
         The arithmetic the network trained in (``precision`` with "auto"
         resolved), used by every prediction.

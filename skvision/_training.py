@@ -205,6 +205,10 @@ class BaseNeuralEstimator(BaseEstimator):
         """Size image files are decoded at when ``image_size`` is None."""
         return None
 
+    def _interpolation(self):
+        """How image files are resized: as :func:`~skvision._data.to_float` resizes arrays."""
+        return "bilinear"
+
     def _input_size(self):
         """(height, width) of the network's input: ``image_size`` or the training images'."""
         return self._image_size() or tuple(self.image_shape_[:2])
@@ -218,7 +222,7 @@ class BaseNeuralEstimator(BaseEstimator):
         return check_image_data(
             X, estimator=self, reset=reset, image_shape=self.image_shape, channels=self.channels,
             image_size=self._image_size(), on_error=on_error, file_size=self._file_size(),
-            share=file_scan_share(self._accelerator()),
+            share=file_scan_share(self._accelerator()), interpolation=self._interpolation(),
         )
 
     def _fit(self, X, y, *, partial, classes=None, sample_weight=None):

@@ -13,6 +13,7 @@ data is never modified.
 import math
 import numbers
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -24,11 +25,13 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._data import ArrayImages, FileImages, as_paths, file_mode, scan_files
+from ._data import ArrayImages, FileImages, as_paths, scan_files
+from ._pixels import file_channels, scale_to_unit
 
 __all__ = [
     "check_images",
     "check_image_data",
+    "input_kind",
     "as_height_width",
     "is_image_shape",
     "check_masks",
@@ -152,7 +155,8 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
         ``(n, h, w)`` grayscale, ``(n, h, w, c)`` channels-last (or
         ``(n, c, h, w)`` with ``channels="first"``; torch tensors are taken as
         channels-first), a flat ``(n, h*w*c)`` array, or a list of equally
-        sized images. uint8 data is scaled to [0, 1]; other numbers are kept.
+        sized images. uint8 and uint16 data are scaled to [0, 1] (divided by
+        255 and 65535); other numbers are kept.
     estimator : estimator instance, optional
         With ``reset=True`` its ``n_features_in_``, ``image_shape_`` and
         ``feature_names_in_`` are set; with ``reset=False`` X is checked
@@ -176,8 +180,8 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
                          channels=channels)
     if dtype is None:
         dtype = np.float64 if X.dtype == np.float64 else np.float32
-    if X.dtype == np.uint8:
-        X = X.astype(np.float32) / np.float32(255)
+    if X.dtype in (np.uint8, np.uint16):
+        X = scale_to_unit(torch.from_numpy(np.ascontiguousarray(X))).numpy()
     images = np.ascontiguousarray(X.transpose(0, 3, 1, 2), dtype=dtype)
     if not images.flags.owndata or not images.flags.writeable:
         # A view of the caller's array: copy, so no in-place tensor operation can
@@ -187,7 +191,8 @@ def check_images(X, *, estimator=None, reset=True, image_shape=None, channels="l
 
 
 def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channels="last",
-                     image_size=None, on_error="raise", file_size=None, share=None):
+                     image_size=None, on_error="raise", file_size=None, share=None,
+                     interpolation="bilinear"):
     """Validate images in any accepted form, file paths included; return an image set.
 
     The entry point of every neural estimator's ``fit`` and inference: the
@@ -219,6 +224,9 @@ def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channel
         In a data-parallel fit, how the processes share the scan of the
         files' headers (see :func:`skvision._data.scan_files`): each reads
         its part, and every process ends with the same image set.
+    interpolation : {"bilinear", "bicubic"}, default="bilinear"
+        How files are resized: as the estimator resizes arrays (a pretrained
+        backbone's own interpolation), so both give the same pixels.
 
     Returns
     -------
@@ -226,13 +234,81 @@ def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channel
     """
     paths = as_paths(X)
     if paths is not None:
-        return _check_files(paths, estimator, reset, image_size, on_error, file_size, share)
+        images = _check_files(paths, estimator, reset, image_size, on_error, file_size, share,
+                              interpolation)
+        _check_input_kind(estimator, "files", reset)
+        return images
     array = _validated_array(X, estimator=estimator, reset=reset, image_shape=image_shape,
                              channels=channels, any_size=image_size is not None)
+    _check_input_kind(estimator, input_kind(array), reset, array)
     return ArrayImages(array, mapped=X if isinstance(X, np.memmap) else None)
 
 
-def _check_files(paths, estimator, reset, image_size, on_error, file_size, share=None):
+# Input kinds whose pixels reach a network in [0, 1]: integer images scaled by
+# their type's maximum, files likewise, float images already in that range.
+_UNIT_KINDS = ("uint8", "uint16", "files", "float in [0, 1]")
+# Rows looked at to tell the kind of a memory-mapped array (not read whole for it).
+_KIND_SAMPLE_ROWS = 256
+
+
+def input_kind(array):
+    """What an image array holds, as far as its scale goes.
+
+    "uint8" and "uint16" (scaled to [0, 1] by their maximum), "float in
+    [0, 1]", "float" (other floats, taken as they are) or "integer" (other
+    integers, kept as numbers). A memory-mapped array is judged by its
+    first rows.
+    """
+    if array.dtype in (np.uint8, np.uint16):
+        return array.dtype.name
+    if array.dtype.kind != "f":
+        return "integer"
+    sample = array[:_KIND_SAMPLE_ROWS] if isinstance(array, np.memmap) else array
+    return "float in [0, 1]" if sample.min() >= 0 and sample.max() <= 1 else "float"
+
+
+def _whole_numbers_above_one(array):
+    """Whether images hold pixel levels (0-255, 0-16, ...) as plain numbers: judged on a sample."""
+    sample = array[:64]
+    return sample.max() > 1 and bool(np.all(sample == np.floor(sample)))
+
+
+def _check_input_kind(estimator, kind, reset, array=None):
+    """Record the kind of input at ``fit`` (``input_kind_``); warn where predict's differs.
+
+    A model fitted on uint8 images and given the same pixels as float 0-255
+    (or the reverse) sees them 255 times brighter or darker, with no error:
+    such a change of scale warns, naming both kinds. Kinds of the same scale
+    (uint8 arrays, 16-bit arrays, files, floats in [0, 1]) mix freely. At
+    ``fit``, pixel levels held as plain numbers (floats or int64 of 0-255)
+    warn too: they are taken as they are, not scaled.
+    """
+    if estimator is None:
+        return
+    name = _estimator_name(estimator)
+    if reset:
+        estimator.input_kind_ = kind
+        if kind in ("float", "integer") and _whole_numbers_above_one(array):
+            warnings.warn(
+                f"{name} got {array.dtype} images of whole numbers up to "
+                f"{array[:64].max():g}: {array.dtype} pixels are taken as they are, while "
+                "uint8 and uint16 images are scaled to [0, 1]. If these are pixel levels, "
+                "pass them as uint8 (X.astype(np.uint8)) or scaled to [0, 1] (e.g. "
+                "X / 255), and give predict the same.", UserWarning, stacklevel=4)
+        return
+    fitted = getattr(estimator, "input_kind_", None)
+    if fitted is None or (fitted in _UNIT_KINDS) == (kind in _UNIT_KINDS):
+        return
+    warnings.warn(
+        f"X holds {kind} images, but {name} was fitted on {fitted} images. uint8 and "
+        "uint16 images and image files are scaled to [0, 1]; other numbers are taken as "
+        "they are, so these images reach the network on another scale than the training "
+        "images did. Give predict the kind of input fit had (e.g. uint8 pixels as uint8, "
+        "or float pixels divided by 255 if fit had uint8).", UserWarning, stacklevel=4)
+
+
+def _check_files(paths, estimator, reset, image_size, on_error, file_size, share=None,
+                 interpolation="bilinear"):
     name = _estimator_name(estimator)
     size = image_size or file_size
     if reset:
@@ -243,8 +319,8 @@ def _check_files(paths, estimator, reset, image_size, on_error, file_size, share
                 f"The image files have {len(distinct)} different sizes (height, width), e.g. "
                 f"{distinct[:3]}; set image_size=(height, width) to resize them to one size."
             )
-        images = FileImages([paths[i] for i in kept], size or sizes[0], file_mode(modes[0]),
-                            sizes, resize=size is not None)
+        images = FileImages([paths[i] for i in kept], size or sizes[0], file_channels(modes),
+                            sizes, resize=size is not None, interpolation=interpolation)
         images.kept = kept if len(kept) < len(paths) else None
         if estimator is not None:
             estimator.image_shape_ = images.image_shape
@@ -257,8 +333,8 @@ def _check_files(paths, estimator, reset, image_size, on_error, file_size, share
             f"{name} was fitted on images with {expected[2]} channels; image files decode to "
             "1 (gray) or 3 (RGB) channels. Read them into arrays of that shape first."
         )
-    mode = "L" if expected[2] == 1 else "RGB"
-    return FileImages(paths, size or expected[:2], mode, resize=size is not None)
+    return FileImages(paths, size or expected[:2], expected[2], resize=size is not None,
+                      interpolation=interpolation)
 
 
 def _validated_array(X, *, estimator=None, reset=True, image_shape=None, channels="last",
@@ -394,8 +470,9 @@ def images_like(images, X, *, channels="last", keep_uint8=True, flat=False):
             array = array[..., 0]
         elif ndim == 2:
             array = array.reshape(len(array), -1)
-    if dtype == np.uint8 and keep_uint8:
-        return np.rint(np.clip(array, 0, 1) * 255).astype(np.uint8)
+    if dtype in (np.uint8, np.uint16) and keep_uint8:
+        maximum = np.iinfo(dtype).max
+        return np.rint(np.clip(array, 0, 1) * maximum).astype(dtype)
     if dtype is not None and np.issubdtype(dtype, np.floating):
         return np.ascontiguousarray(array, dtype=dtype)
     return np.ascontiguousarray(array, dtype=np.float32)

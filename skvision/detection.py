@@ -519,12 +519,15 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
     def _whole_detector(self, n_channels, n_outputs, pretrained):
         """torchvision's Faster R-CNN ``backbone`` with its weights and a new box predictor."""
-        if n_channels != 3:
+        if n_channels not in (1, 3):
             raise ValueError(
-                f"torchvision's detector {self.backbone!r} takes RGB images (3 channels); got "
-                f"{n_channels}. Repeat grayscale images over 3 channels, or use "
-                "backbone='small_cnn'."
+                f"torchvision's detector {self.backbone!r} takes gray or RGB images (1 or 3 "
+                f"channels); got {n_channels}. Use backbone='small_cnn' for other images."
             )
+        # A gray image needs no conversion: the detector's transform normalizes
+        # with a mean and std per RGB channel, which broadcast a (1, h, w) image
+        # to the three equal channels that repeating it would give
+        # (tests/test_detection.py checks the equality).
         state, source = self._whole_detector_state(pretrained)
         # The architecture follows weights=, also when a saved model is rebuilt.
         from_weights = self.weights is not False

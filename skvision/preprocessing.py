@@ -15,11 +15,10 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._data import decode_images
+from ._data import decode_arrays, unit_tensors
 from ._docstrings import fill_docstring
 from ._params import (
     BOOLEAN,
@@ -32,6 +31,7 @@ from ._params import (
 )
 from ._validation import LUMA, as_height_width, check_images, images_like
 from .datasets import pixel_feature_names
+from .nn._resize import resize_images
 
 __all__ = ["ChannelStandardizer", "Grayscale", "ImageFlattener", "ImageReader", "Resize"]
 
@@ -124,14 +124,16 @@ class ImageReader(TransformerMixin, BaseEstimator):
     column : str or int, default=None
         The DataFrame column holding the paths; None takes the only column.
 
-    mode : {"RGB", "L", "RGBA"} or None, default="RGB"
-        Pillow mode every image is converted to: "RGB" gives
-        ``(n, h, w, 3)``, "L" (grayscale) gives ``(n, h, w)``. None keeps each
-        file's own mode (they must then all agree).
+    mode : {"RGB", "L"} or None, default="RGB"
+        The channels of every image: "RGB" gives ``(n, h, w, 3)``, "L"
+        (grayscale, ITU-R 601-2 luma) gives ``(n, h, w)``. None decides by
+        the files, as the estimators do: RGB if any file is colour, else gray.
+        Alpha is dropped (an opaque RGBA file reads as its RGB file).
 
     image_size : int or (int, int), default=None
-        Resize every image to ``(height, width)`` (Pillow's bilinear filter
-        with antialiasing). None requires all images to share one size.
+        Resize every image to ``(height, width)`` with the estimators'
+        resize (bilinear with antialiasing, on float pixels). None requires
+        all images to share one size.
 
     Attributes
     ----------
@@ -214,7 +216,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         "column": [None, InstanceOf((str, numbers.Integral), "a column name (str or int)")],
-        "mode": [None, Options("RGB", "L", "RGBA")],
+        "mode": [None, Options("RGB", "L")],
         "image_size": image_size(),
     }
 
@@ -252,20 +254,35 @@ class ImageReader(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        images : ndarray of uint8 (or the files' own integer type)
-            ``(n, h, w, c)``, or ``(n, h, w)`` for grayscale.
+        images : ndarray of shape (n, h, w, c), or (n, h, w) for grayscale
+            The files' own integers (uint8, or uint16 for 16-bit files) when
+            no resize is needed and they share one bit depth; otherwise
+            float32 in [0, 1], scaled and resized as the neural estimators
+            read the same files.
         """
         check_is_fitted(self, "is_fitted_")
         size = self._check_params()
         paths = self._paths(X, reset=False)
-        # The estimators' decoder: threads, and JPEG draft mode when shrinking.
-        images = decode_images(paths, size, self.mode)
+        # The estimators' pixel path: threads, full bit depth, EXIF orientation.
+        arrays = decode_arrays(paths, size)
+        n_channels = {"RGB": 3, "L": 1}.get(self.mode) or (
+            3 if any(array.ndim == 3 for array in arrays) else 1)
+        dtypes = {array.dtype.name for array in arrays}
+        native = (size is None and len(dtypes) == 1 and dtypes <= {"uint8", "uint16"}
+                  and not (n_channels == 1 and any(array.ndim == 3 for array in arrays)))
+        if native:
+            # Exact: the files' own integers, gray repeated where the set is colour.
+            images = [array if n_channels == 1 else
+                      np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
+                      for array in arrays]
+        else:
+            images = [tensor.permute(1, 2, 0).squeeze(2).numpy()
+                      for tensor in unit_tensors(arrays, n_channels, size)]
         shapes = {image.shape for image in images}
         if len(shapes) > 1:
             raise ValueError(
                 f"The images have {len(shapes)} different shapes (e.g. {sorted(shapes)[:3]}); "
-                "pass image_size=(height, width) to resize them to one size"
-                + (" and a mode to give them one channel count." if self.mode is None else ".")
+                "pass image_size=(height, width) to resize them to one size."
             )
         return np.stack(images)
 
@@ -288,7 +305,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
                 "ImageReader's output shape depends on the files unless image_size and mode "
                 "are set; set both to get output feature names."
             )
-        return pixel_feature_names((*size, {"RGB": 3, "L": 1, "RGBA": 4}[self.mode]))
+        return pixel_feature_names((*size, {"RGB": 3, "L": 1}[self.mode]))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -386,11 +403,7 @@ class Resize(_ImageTransformer):
         check_is_fitted(self, "image_shape_")
         images = self._images(X, reset=False)
         size = self._size()
-        antialias = self.antialias and self.interpolation in ("bilinear", "bicubic")
-        resized = F.interpolate(
-            images, size=size, mode=self.interpolation, antialias=antialias,
-            **({} if self.interpolation in ("nearest", "area") else {"align_corners": False}),
-        )
+        resized = resize_images(images, size, self.interpolation, self.antialias)
         return images_like(resized, X, channels=self.channels)
 
     def _output_shape(self):

@@ -32,6 +32,7 @@ from .nn.backbones import (
     BackboneClassifier,
     backbone_input_size,
     backbone_name,
+    backbone_preprocessing,
     build_backbone,
     is_known_backbone,
 )
@@ -172,6 +173,10 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         Length of each feature vector.
     device_ : str
         The device in use.
+    input_kind_ : str
+        What ``fit`` was given, as far as the pixels' scale goes: "uint8",
+        "uint16", "files", "float in [0, 1]", "float" or "integer". Input of
+        another scale at ``transform`` warns.
 
     See Also
     --------
@@ -256,10 +261,14 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         return self
 
     def _check_data(self, X, reset):
+        # Files are decoded as the backbone resizes arrays (``fit`` checks the
+        # data before building the backbone, and reads no file).
+        preprocessing = (backbone_preprocessing(self.backbone) if reset
+                         else self.backbone_.preprocessing)
         return check_image_data(
             X, estimator=self, reset=reset, image_shape=self.image_shape,
             channels=self.channels, image_size=self._image_size,
-            file_size=backbone_input_size(self.backbone),
+            file_size=preprocessing.input_size, interpolation=preprocessing.interpolation,
         )
 
     def transform(self, X):
@@ -403,6 +412,14 @@ class _FineTunedMixin(_BackboneArguments):
 
     def _file_size(self):
         return backbone_input_size(self.backbone)
+
+    def _interpolation(self):
+        # Files are decoded with the resize the network applies to arrays, so
+        # both reach it alike; a fitted model asks its own network (no lookup).
+        module = getattr(getattr(self, "net_", None), "module_", None)
+        if module is not None:
+            return module.backbone.preprocessing.interpolation
+        return backbone_preprocessing(self.backbone).interpolation
 
     def _input_size(self):
         return self._image_size()

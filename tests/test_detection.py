@@ -432,8 +432,16 @@ def test_whole_detector_errors(small, whole_weights, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="weights=<dict of"):
         FasterRCNNDetector(**FAST, weights=torch.load(whole_weights, weights_only=True)).fit(
             X, targets)
-    with pytest.raises(ValueError, match="RGB images"):
-        FasterRCNNDetector(**FAST, backbone=WHOLE, weights=False).fit(X[..., :1], targets)
+    with pytest.raises(ValueError, match="gray or RGB images"):
+        FasterRCNNDetector(**FAST, backbone=WHOLE, weights=False).fit(
+            np.concatenate([X, X[..., :1]], axis=-1), targets)
+    # Gray images fit: the detector's per-channel normalization repeats them over RGB.
+    gray = FasterRCNNDetector(**FAST, backbone=WHOLE, weights=False).fit(X[..., :1], targets)
+    assert gray.image_shape_ == (64, 64, 1) and len(gray.predict(X[:2, ..., :1])) == 2
+    images = torch.from_numpy(X[:2, ..., :1]).permute(0, 3, 1, 2).float() / 255
+    transform = gray.module_.transform.eval()
+    torch.testing.assert_close(transform(list(images))[0].tensors,
+                               transform(list(images.expand(-1, 3, -1, -1)))[0].tensors)
     # weights=None asks skvision.nn._hub for torchvision's COCO weights, by model name.
     asked = []
 

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from _memory import PEAK_HELPERS, peak_environment
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
@@ -23,10 +24,10 @@ from skvision import (
     UNetSegmenter,
     VisionTransformerClassifier,
 )
-from skvision._data import decode_image, resize_masks, scan_files
+from skvision._data import FileImages, decode_array, resize_masks, scan_files
 from skvision._validation import check_image_data
 from skvision.datasets import load_digit_images, load_image_folder, make_shapes
-from skvision.preprocessing import ImageReader
+from skvision.preprocessing import ImageReader, Resize
 
 FAST = dict(batch_size=32, device="cpu", random_state=0)
 
@@ -114,9 +115,12 @@ def test_decode_uses_draft_mode_and_the_exact_size(tmp_path):
     image = np.random.default_rng(0).integers(0, 256, (512, 384, 3), dtype=np.uint8)
     path = str(tmp_path / "big.jpg")
     Image.fromarray(image).save(path, quality=90)
-    small = decode_image(path, size=(64, 48))
-    assert small.shape == (64, 48, 3) and small.dtype == np.uint8
-    assert decode_image(path, size=(64, 48), mode="L").shape == (64, 48)
+    # The DCT scale never goes below twice the target: the one resize does the rest.
+    drafted = decode_array(path, draft_size=(64, 48))
+    assert drafted.shape == (128, 96, 3) and drafted.dtype == np.uint8
+    batch = FileImages([path], (64, 48), 3).read([0])
+    assert batch.shape == (1, 3, 64, 48) and batch.dtype == torch.float32
+    assert FileImages([path], (64, 48), 1).read([0]).shape == (1, 1, 64, 48)
 
 
 # -- bad files -----------------------------------------------------------------
@@ -247,7 +251,7 @@ def test_detector_boxes_follow_the_resized_images(tmp_path):
     from_files = detector.predict(paths)
     # The network sees the files decoded at 64 px; its boxes come back in each
     # file's own 128 px pixels.
-    seen = np.stack([decode_image(path, (64, 64)) for path in paths])
+    seen = ImageReader(image_size=64).fit_transform(paths)
     for on_file, on_seen in zip(from_files, detector.predict(seen)):
         np.testing.assert_allclose(on_file["boxes"], on_seen["boxes"] * 2, rtol=1e-5, atol=1e-3)
         np.testing.assert_array_equal(on_file["labels"], on_seen["labels"])
@@ -305,8 +309,11 @@ def test_saved_model_with_image_size_predicts_on_paths(shape_files, tmp_path):
 def test_image_reader_uses_the_same_decoder(shape_files):
     X, _, paths = shape_files
     np.testing.assert_array_equal(ImageReader().fit_transform(paths), X)
+    # Resized, the files give what the array transformer gives for the same pixels.
     resized = ImageReader(image_size=16).fit_transform(paths[:4])
-    np.testing.assert_array_equal(resized[1], decode_image(paths[1], (16, 16)))
+    assert resized.dtype == np.float32
+    np.testing.assert_allclose(resized, Resize(image_size=16).fit_transform(X[:4] / 255.0),
+                               atol=1e-6)
 
 
 def test_dask_apply_blocks_predicts_a_column_of_paths(tmp_path):

@@ -162,8 +162,8 @@ def test_folder_listing_skips_objects_that_do_not_decode(s3):
 def test_local_and_remote_paths_mix(digit_jpegs, s3):
     _, _, _, local = digit_jpegs
     mixed = [s3[0], local[1], s3[2], local[3]]
-    images = FileImages(mixed, (32, 32), "L")
-    assert images.prefetch > FileImages(local[:4], (32, 32), "L").prefetch
+    images = FileImages(mixed, (32, 32), 1)
+    assert images.prefetch > FileImages(local[:4], (32, 32), 1).prefetch
     batches = list(read_batches(images, sequential_batches(0, 4, 3), "cpu"))
     expected = ImageReader(mode="L").fit(local[:4]).transform(local[:4])
     np.testing.assert_array_equal(

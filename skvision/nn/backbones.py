@@ -23,10 +23,10 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._hub import hub_model_config, hub_weights_file
+from ._resize import resize_images
 from .blocks import global_pool
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Preprocessing",
     "StagesNetwork",
     "backbone_input_size",
+    "backbone_preprocessing",
     "backbone_name",
     "build_backbone",
     "imagenet_predict",
@@ -73,11 +74,7 @@ class Preprocessing:
                 f"{images.shape[1]}."
             )
         size = tuple(size or self.input_size)
-        if tuple(images.shape[-2:]) != size:
-            images = F.interpolate(
-                images, size=size, mode=self.interpolation, antialias=True,
-                align_corners=False,
-            )
+        images = resize_images(images, size, self.interpolation)
         mean = images.new_tensor(self.mean).view(1, 3, 1, 1)
         std = images.new_tensor(self.std).view(1, 3, 1, 1)
         # Channels-last: convolutions run much faster in it on CPU and GPU.
@@ -255,18 +252,60 @@ def is_known_backbone(name):
     return timm.is_model(name) or name in torchvision.models.list_models()
 
 
+def backbone_preprocessing(name):
+    """How a backbone's weights expect their images, known without building it.
+
+    The registry's entry, timm's pretrained config (an ``hf-hub:`` id's from
+    the hub's config, as :func:`_create_network` reads it), or torchvision's
+    weights transforms; a user's network gets :class:`Preprocessing`'s
+    defaults. The data layer decodes files with it, so that files and arrays
+    reach the network resized alike (:mod:`skvision._pixels`).
+    """
+    if name in REGISTRY:
+        return REGISTRY[name].preprocessing
+    if not isinstance(name, str):
+        return Preprocessing()
+    import timm
+
+    try:
+        if name.startswith("hf-hub:"):
+            cfg = hub_model_config(name)["pretrained_cfg"]
+        elif timm.is_model(name):
+            cfg = timm.get_pretrained_cfg(name)
+            cfg = cfg.to_dict() if cfg is not None else None
+        else:
+            import torchvision
+
+            if name in torchvision.models.list_models():
+                return _torchvision_preprocessing(name)
+            cfg = None
+    except (ImportError, RuntimeError, OSError, ValueError, KeyError):
+        cfg = None
+    if cfg:
+        size = cfg.get("input_size") or (3, *Preprocessing.input_size)
+        interpolation = cfg.get("interpolation", "bilinear")
+        return Preprocessing(
+            tuple(size[1:]), tuple(cfg.get("mean", Preprocessing.mean)),
+            tuple(cfg.get("std", Preprocessing.std)),
+            interpolation if interpolation in ("bilinear", "bicubic") else "bilinear",
+        )
+    return Preprocessing()
+
+
+def _torchvision_preprocessing(name):
+    import torchvision
+
+    transform = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    return Preprocessing(
+        tuple(transform.crop_size) * (2 if len(transform.crop_size) == 1 else 1),
+        tuple(transform.mean), tuple(transform.std),
+        "bicubic" if "BICUBIC" in str(transform.interpolation) else "bilinear",
+    )
+
+
 def backbone_input_size(name):
     """The ``(height, width)`` a backbone's weights were trained at (224 when unknown)."""
-    if name in REGISTRY:
-        return tuple(REGISTRY[name].preprocessing.input_size)
-    try:
-        import timm
-
-        cfg = timm.get_pretrained_cfg(name) if isinstance(name, str) else None
-    except (ImportError, RuntimeError):
-        cfg = None
-    size = getattr(cfg, "input_size", None)
-    return tuple(size[1:]) if size else Preprocessing.input_size
+    return tuple(backbone_preprocessing(name).input_size)
 
 
 def _create_network(name, image_size=None):
@@ -317,13 +356,7 @@ def _create_network(name, image_size=None):
         return network, preprocessing
     if name in torchvision.models.list_models():
         network = torchvision.models.get_model(name, weights=None)
-        transform = torchvision.models.get_model_weights(name).DEFAULT.transforms()
-        preprocessing = Preprocessing(
-            tuple(transform.crop_size) * (2 if len(transform.crop_size) == 1 else 1),
-            tuple(transform.mean), tuple(transform.std),
-            "bicubic" if "BICUBIC" in str(transform.interpolation) else "bilinear",
-        )
-        return network, preprocessing
+        return network, _torchvision_preprocessing(name)
     raise ValueError(
         f"Unknown backbone {name!r}. Use one of {list_backbones()} (weights included, "
         "skvision.nn.list_backbones()), or "

@@ -411,14 +411,6 @@ class ArrayImages:
         index = positions if self.index is None else self.index[positions]
         return ArrayImages(self.array, index, self.mapped)
 
-    def __getstate__(self):
-        # A subset (the validation split a fitted net keeps) pickles its own
-        # rows, not the whole training array it is a view of.
-        if self.index is None:
-            return self.__dict__
-        return {**self.__dict__, "array": self.array[self.index], "index": None,
-                "mapped": None}
-
     def read(self, positions):
         positions = np.asarray(positions)
         rows = positions if self.index is None else self.index[positions]

@@ -429,7 +429,13 @@ def drop_fit_state(net):
     model fitted on a GPU would not load on a CPU-only machine (and the
     file would carry the weights twice). A resumed fit's checkpoint
     callback holds the state it began from.
+
+    Nothing of the call's data stays either: ``train_split``, the
+    validation split of early stopping, is a view of the whole training
+    array (or its file paths), which would live, and travel in pickles,
+    as long as the model; every fit call sets its own.
     """
+    net.train_split = None
     if (schedule := _callback(net, "lr_schedule")) is not None:
         schedule.lr_scheduler_ = None
     if (stopping := _callback(net, "early_stopping")) is not None:

@@ -201,7 +201,10 @@ def test_early_stopping_restores_best_weights(small_digits):
     history = clf.history_
     assert {"valid_loss", "valid_acc"} <= set(history.columns)
     assert len(history) < 40
-    valid = clf.net_.train_split.keywords["valid_ds"]
+    # The validation split early stopping scored (the fitted model keeps none), drawn again.
+    dataset, _ = clf._prepare_inputs(X, y, reset=False, partial=False, classes=None,
+                                     sample_weight=None)
+    _, valid = clf._split_validation(dataset, clf._seed)
     # In the arithmetic the validation loss was recorded in (bf16 where "auto" chose it).
     with torch.no_grad(), autocast("cpu", clf.precision_):
         clf.module_.eval()

@@ -3,13 +3,19 @@ weight penalty, augmentation that moves targets, data placement under
 accelerate and parameters checked before data.
 
 Each test here failed on 4e4c92a, before the core was split by concern.
+Those of what a fitted model keeps (nothing of its training data) failed on
+3cc17f0, whose models kept early stopping's validation split: a view of the
+whole training array, or the list of its files.
 """
 
+import gc
 import pickle
+import types
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback, EpochScoring, GradientNormClipping
@@ -18,17 +24,20 @@ from torchvision.transforms import v2
 import skvision
 from skvision import (
     CNNClassifier,
+    CNNRegressor,
     FasterRCNNDetector,
     FineTunedClassifier,
+    FineTunedRegressor,
     ImageAugmenter,
     PretrainedFeatureExtractor,
     StyleTransfer,
     UNetSegmenter,
     VisionTransformerClassifier,
+    VisionTransformerRegressor,
 )
 from skvision import _torch as torch_helpers
 from skvision._batching import BatchIterator, ImageDataset, TrainingAugment
-from skvision._data import ArrayImages
+from skvision._data import ArrayImages, FileImages, ListImages
 from skvision._params import InvalidParameterError
 from skvision.datasets import load_digit_images, make_shapes
 
@@ -299,3 +308,136 @@ def test_an_epoch_scoring_callback_sees_predictions_and_records_a_column(digits)
                            callbacks=[EpochScoring("f1_samples", lower_is_better=False)])
     scores = tagger.fit(X_tags, tags).history_["f1_samples"]
     assert len(scores) == 1 and 0 <= scores.iloc[0] <= 1
+
+
+def _reachable(root):
+    """Every object ``root`` holds in memory, directly or through others (gc's view).
+
+    Classes, modules and functions' globals are not followed: through them
+    the whole interpreter is reachable, the test's own data included.
+    """
+    seen, stack = {}, [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (type, types.ModuleType)):
+            continue
+        seen[id(obj)] = obj
+        if isinstance(obj, types.FunctionType):
+            stack += [obj.__closure__ or (), obj.__defaults__ or (), obj.__kwdefaults__ or {}]
+        else:
+            stack += gc.get_referents(obj)
+    return list(seen.values())
+
+
+def _shares_memory(tensor, array):
+    if tensor.device.type != "cpu" or tensor.layout != torch.strided:
+        return False
+    storage = tensor.untyped_storage()
+    start, stop = array.ctypes.data, array.ctypes.data + array.nbytes
+    return storage.data_ptr() < stop and start < storage.data_ptr() + storage.nbytes()
+
+
+def _training_data_held(model, X, paths=()):
+    """What ``model`` still holds of its training images ``X`` (or of their files ``paths``)."""
+    held, paths = [], set(paths)
+    for obj in _reachable(model):
+        if isinstance(obj, (ArrayImages, FileImages, ListImages, BatchIterator,
+                            torch.utils.data.Dataset)):
+            held.append(type(obj).__name__)
+        elif isinstance(obj, np.ndarray) and np.may_share_memory(obj, X):
+            held.append(f"an array {obj.shape} in X's memory")
+        elif isinstance(obj, torch.Tensor) and _shares_memory(obj, X):
+            held.append(f"a tensor {tuple(obj.shape)} in X's memory")
+        elif isinstance(obj, str) and obj in paths:
+            held.append(f"the path {obj}")
+    return held
+
+
+def _random_images(n_images, size=8, seed=0):
+    # uint8 (n, h, w, c): the layout the estimators train from without a copy,
+    # so that whatever holds the training set holds X's own memory.
+    return np.random.default_rng(seed).integers(0, 256, (n_images, size, size, 3), np.uint8)
+
+
+_EARLY_STOPPING = dict(epochs=1, device="cpu", random_state=0, early_stopping=True,
+                       validation_fraction=0.1)
+
+
+def _labels_case(Estimator, **params):
+    def case():
+        X = _random_images(24)
+        return Estimator(**params, **_EARLY_STOPPING), X, np.arange(24) % 2
+    return case
+
+
+def _values_case(Estimator, **params):
+    def case():
+        X = _random_images(24)
+        return Estimator(**params, **_EARLY_STOPPING), X, np.linspace(0, 1, 24)
+    return case
+
+
+def _segmenter_case():
+    X, masks = make_shapes(n_samples=12, image_size=16, task="segmentation", random_state=0)
+    return UNetSegmenter(depth=1, base_filters=4, **_EARLY_STOPPING), X, masks
+
+
+def _detector_case():
+    # The detector has no early stopping; what it keeps is checked all the same.
+    X, targets = make_shapes(n_samples=4, image_size=32, task="detection", random_state=0)
+    return FasterRCNNDetector(epochs=1, device="cpu", random_state=0), X, targets
+
+
+_TINY_VIT = dict(embed_dim=8, depth=1, n_heads=2)
+_TINY_BACKBONE = dict(backbone="test_efficientnet", weights=False, image_size=8)
+NEURAL_CASES = {
+    "CNNClassifier": _labels_case(CNNClassifier, filters=(4,), callbacks=[EpochScoring(
+        "accuracy")], augment=ImageAugmenter(degrees=5, mixup_alpha=0.2, random_state=0)),
+    "CNNRegressor": _values_case(CNNRegressor, filters=(4,)),
+    "VisionTransformerClassifier": _labels_case(VisionTransformerClassifier, **_TINY_VIT),
+    "VisionTransformerRegressor": _values_case(VisionTransformerRegressor, **_TINY_VIT),
+    "FineTunedClassifier": _labels_case(FineTunedClassifier, **_TINY_BACKBONE),
+    "FineTunedRegressor": _values_case(FineTunedRegressor, **_TINY_BACKBONE),
+    "UNetSegmenter": _segmenter_case,
+    "FasterRCNNDetector": _detector_case,
+}
+
+
+def test_every_trained_estimator_has_a_case():
+    trained = {name for name in skvision.__all__
+               if hasattr(getattr(skvision, name), "_run_epochs")}
+    assert trained == set(NEURAL_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(NEURAL_CASES))
+def test_a_fitted_model_holds_nothing_of_its_training_data(name):
+    model, X, y = NEURAL_CASES[name]()
+    assert _training_data_held(model.fit(X, y), X) == []
+
+
+def test_nor_after_partial_fit_or_a_warm_start():
+    model, X, y = NEURAL_CASES["CNNClassifier"]()
+    model.fit(X, y).partial_fit(X, y)
+    assert _training_data_held(model, X) == []
+    # A warm start draws a validation split again, and keeps none of it either.
+    model.set_params(warm_start=True).fit(X, y)
+    assert _training_data_held(model, X) == []
+
+
+def test_a_model_fitted_on_files_holds_none_of_their_paths(tmp_path):
+    X = _random_images(24)
+    paths = [str(tmp_path / f"{index}.png") for index in range(len(X))]
+    for image, path in zip(X, paths):
+        Image.fromarray(image).save(path)
+    clf = CNNClassifier(filters=(4,), **_EARLY_STOPPING).fit(paths, np.arange(24) % 2)
+    assert _training_data_held(clf, X, paths) == []
+
+
+def test_a_pickled_model_does_not_grow_with_its_training_set():
+    # Early stopping's validation split, 4 images of 8x8 or 40, would add 7 kB to 30.
+    sizes = []
+    for n_images in (40, 400):
+        clf = CNNClassifier(filters=(4,), batch_size=100, precision="32", **_EARLY_STOPPING)
+        clf.fit(_random_images(n_images), np.arange(n_images) % 2)
+        sizes.append(len(pickle.dumps(clf)))
+    assert sizes[1] < 1.05 * sizes[0], sizes

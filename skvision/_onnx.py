@@ -3,7 +3,8 @@
 The graph does what skvision's inference path does to an input array
 (:func:`skvision._validation.check_image_data` then
 :func:`skvision._torch.predict_batches`): flat rows reshaped, channels
-moved first, uint8 scaled to [0, 1], the resize of ``image_size``, then the
+moved first, uint8 and uint16 scaled to [0, 1], the resize of ``image_size``
+(the one resize of :mod:`skvision.nn._resize`), then the
 fitted network (a pretrained backbone's own resize and normalization
 included) and the estimator's output step (softmax, label lookup, the
 regressor's target scaling). The torch part is a small wrapper module around
@@ -20,10 +21,11 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
 from ._net import output_probabilities
+from ._pixels import scale_to_unit
+from .nn._resize import resize_images
 
 __all__ = ["to_onnx"]
 
@@ -76,11 +78,10 @@ def _input_layout(estimator, X_sample):
 class _ImageInput(torch.nn.Module):
     """An input array of the sample's layout → float32 ``(n, c, h, w)`` in [0, 1], resized."""
 
-    def __init__(self, layout, image_shape, uint8, size):
+    def __init__(self, layout, image_shape, size):
         super().__init__()
         self.layout = layout
         self.image_shape = tuple(int(side) for side in image_shape)
-        self.uint8 = uint8
         self.size = size
 
     def forward(self, x):
@@ -90,10 +91,10 @@ class _ImageInput(torch.nn.Module):
             x = x.unsqueeze(-1)
         if self.layout != "first":
             x = x.permute(0, 3, 1, 2)
-        x = x.float() / 255 if self.uint8 else x.float()
-        if self.size is not None and tuple(x.shape[-2:]) != tuple(self.size):
-            x = F.interpolate(x, size=tuple(self.size), mode="bilinear", antialias=True,
-                              align_corners=False)
+        # predict's own scaling and resize (skvision._pixels), traced into the graph.
+        x = scale_to_unit(x)
+        if self.size is not None:
+            x = resize_images(x, self.size)
         return x
 
 
@@ -209,7 +210,7 @@ def _torch_part(estimator, X_sample, X, layout):
         image_shape = tuple(estimator.image_shape_)
         network = _Features(_float32_copy(estimator.backbone_), estimator._image_size,
                             estimator._pooling)
-        images = _ImageInput(layout, image_shape, X.dtype == np.uint8, None)
+        images = _ImageInput(layout, image_shape, None)
         return _Exported(images, network, torch.nn.Identity()), ["features"], None
     if not isinstance(estimator, BaseNeuralEstimator) or not isinstance(
             estimator, (CNNClassifier, CNNRegressor, UNetSegmenter, _FineTunedMixin)
@@ -230,7 +231,7 @@ def _torch_part(estimator, X_sample, X, layout):
     size = estimator._image_size()
     if isinstance(estimator, _FineTunedMixin) or size is None or sample_shape[:2] == size:
         size = None
-    images = _ImageInput(layout, image_shape, X.dtype == np.uint8, size)
+    images = _ImageInput(layout, image_shape, size)
     if isinstance(estimator, UNetSegmenter):
         return (_Exported(images, network, _Classes("masks")), ["label", "probabilities"],
                 estimator.classes_)
@@ -483,7 +484,7 @@ def to_onnx(estimator, X_sample):
     ``(n, h, w)`` and flat rows ``(n, h*w*c)`` (with the estimator's
     ``image_shape``) keep their form. Everything skvision does to an input
     array at prediction is inside it: the reshape of flat rows, channels
-    moved first, uint8 divided by 255, the resize to ``image_size``, a
+    moved first, uint8 and uint16 scaled to [0, 1], the resize to ``image_size``, a
     pretrained backbone's own resize and normalization, the network, and
     the output step. The network runs in float32 whatever the estimator's
     ``precision_`` (its ``predict`` may use bfloat16 or float16 on some

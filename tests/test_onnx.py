@@ -157,6 +157,11 @@ def test_fine_tuned_models(shapes):
     clf = FineTunedClassifier(image_size=24, **BACKBONE, **TRAINING)
     clf.fit(X, y)
     _check_classifier(to_onnx(clf, X[:5]), clf, X)
+    # Downsizing (16 to 12 px) with the backbone's antialiased bicubic: the
+    # exported Resize uses the same kernel (cubic_coeff_a=-0.5, exclude_outside).
+    small = FineTunedClassifier(image_size=12, **BACKBONE, **TRAINING).fit(X, y)
+    assert small.module_.backbone.preprocessing.interpolation == "bicubic"
+    _check_classifier(to_onnx(small, X[:5]), small, X)
     reg = FineTunedRegressor(image_size=24, **BACKBONE, **TRAINING)
     reg.fit(X, np.arange(len(X), dtype=float))
     _check_regressor(to_onnx(reg, X[:5]), reg, X)

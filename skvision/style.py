@@ -4,7 +4,6 @@ import numbers
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -26,6 +25,7 @@ from ._params import (
 from ._torch import resolve_device
 from ._validation import check_images, images_like
 from .nn import build_backbone
+from .nn._resize import resize_images
 from .nn.style import FeatureTaps, content_loss, gram_matrix, style_loss, total_variation_loss
 from .transfer import BACKBONE_CONSTRAINTS
 
@@ -256,8 +256,7 @@ class StyleTransfer(TransformerMixin, BaseEstimator):
         elif images.shape[1] != 3:
             raise ValueError(f"StyleTransfer takes RGB or gray images; got {images.shape[1]} "
                              "channels.")
-        return F.interpolate(images, size=size, mode="bilinear", antialias=True,
-                             align_corners=False).clamp(0, 1)
+        return resize_images(images, size).clamp(0, 1)
 
     def _normalize(self, images):
         mean = images.new_tensor(self._preprocessing.mean).view(1, 3, 1, 1)
@@ -334,8 +333,7 @@ class StyleTransfer(TransformerMixin, BaseEstimator):
         outputs = []
         for image in images:
             styled = self._stylize(image[None], device, rng)
-            outputs.append(F.interpolate(styled, size=tuple(image.shape[-2:]), mode="bilinear",
-                                         antialias=True, align_corners=False).clamp(0, 1).cpu())
+            outputs.append(resize_images(styled, image.shape[-2:]).clamp(0, 1).cpu())
         styled = torch.cat(outputs)
         if images.shape[1] == 1:
             styled = styled.mean(dim=1, keepdim=True)

@@ -234,6 +234,7 @@ def box_iou(boxes_a, boxes_b):
     Returns
     -------
     iou : ndarray of shape (n, m)
+        NaN for two boxes without area (0 / 0).
 
     Examples
     --------
@@ -288,7 +289,8 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
 
     For each class and IoU threshold, detections of all images are ranked by
     score and matched greedily to unmatched true boxes of the same image
-    (the best overlap at or above the threshold); precision is made
+    (the best overlap at or above the threshold; boxes without area overlap
+    nothing, so never match); precision is made
     monotone and averaged at 101 recall points. The result is the mean over
     classes that have true boxes, and over the thresholds.
 
@@ -338,7 +340,12 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
             keep = labels == label
             order = np.argsort(-confidences[keep], kind="mergesort")[:max_detections]
             dt, dt_scores = boxes[keep][order], confidences[keep][order]
-            ious = box_iou(dt, gt) if len(dt) and len(gt) else np.zeros((len(dt), len(gt)))
+            ious = np.zeros((len(dt), len(gt)))
+            if len(dt) and len(gt):
+                # Two boxes without area have IoU 0/0 = NaN, which passes the
+                # `<` test below as a match; they do not overlap (pycocotools
+                # counts them as 0).
+                ious = np.nan_to_num(box_iou(dt, gt), nan=0.0)
             image_hits = np.zeros((len(thresholds), len(dt)))
             for t_index, threshold in enumerate(thresholds):
                 matched = np.zeros(len(gt), dtype=bool)

@@ -216,6 +216,36 @@ def test_plot_boxes_draws_every_kind():
         plot_boxes(X, y_true=targets[:2])
 
 
+def test_plot_boxes_draws_boxes_on_the_object_pixels():
+    """A box is in pixel corners: (3, 2, 7, 6) outlines columns 3..6 of rows 2..5.
+
+    Rendered, the outline lies on the object's edges; with imshow's default
+    extent (pixel centres at integers) it lay half an image pixel right of
+    and below them.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skvision.plotting import plot_boxes
+
+    image = np.ones((8, 8))
+    image[2:6, 3:7] = 0  # a black object on white; the axes are off
+    fig = plot_boxes(image[None], proposals=[np.array([[3, 2, 7, 6]])], ax_size=4)
+    ax = fig.axes[0]
+    assert list(ax.images[0].get_extent()) == [0, 8, 8, 0]
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    rows, columns = np.nonzero((pixels <= 5).all(axis=-1))
+    outline = ax.patches[0].get_window_extent(fig.canvas.get_renderer())
+    height = pixels.shape[0]  # display y counts up from the bottom, rows down from the top
+    np.testing.assert_allclose(
+        [columns.min(), columns.max() + 1, height - rows.max() - 1, height - rows.min()],
+        [outline.x0, outline.x1, outline.y0, outline.y1], atol=2)
+    plt.close(fig)
+
+
 def test_mean_average_precision_takes_dataframes():
     """One row per box (image_id, x_min, ..., label[, score]) scores as the dicts do."""
     from skvision._validation import targets_to_frame

@@ -365,7 +365,7 @@ class _BoostedTrees(BaseEstimator):
         if sample_weight is not None:
             sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
         return self._fit(X, y, sample_weight, model_class, objective, stratify, client=client,
-                         target_scale=getattr(self, "_y_scale", 1.0))
+                         target_scale=1.0 if classifier else self._y_scale)
 
     @property
     def feature_importances_(self):

@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 import xgboost
+from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
@@ -25,10 +26,18 @@ from sklearn.utils.validation import (
 )
 from tqdm.auto import tqdm
 
-from ._docstrings import fill_docstring
-from ._params import BOOLEAN, RANDOM_STATE, Interval, Options, Satisfies, validate_params
+from ._docstrings import CLASS_WEIGHT_DOC, fill_docstring
+from ._params import (
+    BOOLEAN,
+    CLASSIFIER_CONSTRAINTS,
+    RANDOM_STATE,
+    Interval,
+    Options,
+    Satisfies,
+    validate_params,
+)
 from ._torch import draw_seed, is_device, resolve_device
-from ._validation import check_sample_weight
+from ._validation import check_sample_weight, class_weights
 from .parallel import apply_blocks, is_dask_collection
 
 __all__ = ["BoostedTreesClassifier", "BoostedTreesRegressor"]
@@ -97,7 +106,9 @@ n_estimators : int, default=100
 
 _COMMON_ATTRIBUTES_DOC = """\
 model_ : xgboost.XGBClassifier or xgboost.XGBRegressor
-        The fitted XGBoost model.
+        The fitted XGBoost model. A regressor's is fitted to the
+        standardized targets (less their mean, over their standard
+        deviation, computed in float64): ``predict`` scales its output back.
 
     n_iter_ : int
         Boosting rounds used for prediction (the best round with early
@@ -107,7 +118,11 @@ model_ : xgboost.XGBClassifier or xgboost.XGBRegressor
         Validation loss after each round; defined with early stopping only.
 
     feature_importances_ : ndarray of shape (n_features,)
-        Normalized total gain of the splits on each feature.
+        Total gain of the splits on each feature in the trees used for
+        prediction (the first ``n_iter_`` rounds), normalized to sum to 1
+        (all zeros when no tree splits). XGBoost's own default, the average
+        gain per split, would rank a feature split rarely but once well
+        above one that every tree uses.
 
     n_features_in_ : int
         Number of features seen in ``fit``.
@@ -256,7 +271,14 @@ class _BoostedTrees(BaseEstimator):
         return np.sort(train), np.sort(valid)
 
     def _fit(self, X, y, sample_weight, model_class, objective_params, stratify,
-             client=None):
+             client=None, target_scale=1.0):
+        """Train ``model_``; a regressor's ``y`` comes divided by ``target_scale``.
+
+        ``gamma`` (a loss reduction, in squared units of y) and ``reg_alpha``
+        (a bound on gradient sums, in units of y) are divided to match, so
+        the trees are those of the unscaled targets; the validation loss
+        (RMSE) is multiplied back.
+        """
         seed = draw_seed(self.random_state)
         early_stopping = self.early_stopping
         if early_stopping == "auto":
@@ -266,7 +288,8 @@ class _BoostedTrees(BaseEstimator):
             n_estimators=self.n_estimators, learning_rate=self.learning_rate,
             max_depth=self.max_depth, min_child_weight=self.min_child_weight,
             subsample=self.subsample, colsample_bytree=self.colsample_bytree,
-            reg_alpha=self.reg_alpha, reg_lambda=self.reg_lambda, gamma=self.gamma,
+            reg_alpha=self.reg_alpha / target_scale, reg_lambda=self.reg_lambda,
+            gamma=self.gamma / target_scale**2,
             max_bin=self.max_bin, tree_method="hist", device=_xgboost_device(self.device),
             n_jobs=self.n_jobs, random_state=seed, **objective_params,
         )
@@ -291,7 +314,7 @@ class _BoostedTrees(BaseEstimator):
             self.model_ = _local_model(self.model_, model_params)
         if len(valid):
             (losses,) = self.model_.evals_result()["validation_0"].values()
-            self.validation_loss_ = np.asarray(losses)
+            self.validation_loss_ = np.asarray(losses) * target_scale
             self.n_iter_ = int(self.model_.best_iteration) + 1
         else:
             self.__dict__.pop("validation_loss_", None)
@@ -331,22 +354,32 @@ class _BoostedTrees(BaseEstimator):
             sample_weight = _gathered(sample_weight).astype(np.float64)
         if classifier:
             y, objective = self._encode_classes(y)
+            sample_weight = self._class_weighted(sample_weight, y)
             model_class, stratify = xgb_dask.DaskXGBClassifier, y
         else:
-            y = y.astype(np.float64)
+            y = self._standardized(y, sample_weight)
             objective = {"objective": "reg:squarederror"}
             model_class, stratify = xgb_dask.DaskXGBRegressor, None
         X = X.rechunk({1: -1})
         y = da.from_array(y, chunks=(X.chunks[0],))
         if sample_weight is not None:
             sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
-        return self._fit(X, y, sample_weight, model_class, objective, stratify, client=client)
+        return self._fit(X, y, sample_weight, model_class, objective, stratify, client=client,
+                         target_scale=1.0 if classifier else self._y_scale)
 
     @property
     def feature_importances_(self):
-        """Normalized total gain of the splits on each feature."""
+        """Normalized total gain of the splits on each feature, in the trees that predict."""
         check_is_fitted(self, "model_")
-        return self.model_.feature_importances_
+        booster = self.model_.get_booster()
+        if self.n_iter_ < booster.num_boosted_rounds():
+            # Early stopping keeps the rounds after the best one; predictions
+            # do not use them, so neither do the importances.
+            booster = booster[:self.n_iter_]
+        gains = booster.get_score(importance_type="total_gain")
+        names = booster.feature_names or [f"f{index}" for index in range(self.n_features_in_)]
+        total = np.array([gains.get(name, 0.0) for name in names], dtype=np.float64)
+        return total / total.sum() if total.sum() > 0 else total
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -354,7 +387,8 @@ class _BoostedTrees(BaseEstimator):
         return tags
 
 
-@fill_docstring(parameters=_COMMON_PARAMETERS_DOC, attributes=_COMMON_ATTRIBUTES_DOC)
+@fill_docstring(parameters=_COMMON_PARAMETERS_DOC, attributes=_COMMON_ATTRIBUTES_DOC,
+                class_weight=CLASS_WEIGHT_DOC)
 class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
     """Gradient-boosted trees (XGBoost) for classification, with sklearn manners.
 
@@ -369,10 +403,15 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
     ----------
     %(parameters)s
 
+    %(class_weight)s
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels.
+
+    class_weight_ : ndarray of shape (n_classes,) or None
+        The weight of each class in the loss, when ``class_weight`` is set.
 
     %(attributes)s
 
@@ -395,6 +434,43 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
     array(['zero', 'one'], dtype='<U5')
     """
 
+    _parameter_constraints = {
+        **_BoostedTrees._parameter_constraints,
+        "class_weight": CLASSIFIER_CONSTRAINTS["class_weight"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_estimators=100,
+        learning_rate=0.1,
+        max_depth=6,
+        min_child_weight=1.0,
+        subsample=1.0,
+        colsample_bytree=1.0,
+        reg_alpha=0.0,
+        reg_lambda=1.0,
+        gamma=0.0,
+        max_bin=256,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        device="auto",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        class_weight=None,
+    ):
+        super().__init__(
+            n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
+            min_child_weight=min_child_weight, subsample=subsample,
+            colsample_bytree=colsample_bytree, reg_alpha=reg_alpha, reg_lambda=reg_lambda,
+            gamma=gamma, max_bin=max_bin, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            device=device, n_jobs=n_jobs, random_state=random_state, verbose=verbose,
+        )
+        self.class_weight = class_weight
+
     def fit(self, X, y, sample_weight=None):
         """Fit the boosted trees.
 
@@ -405,7 +481,7 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), default=None
-            Weights of the samples.
+            Weights of the samples, multiplied by ``class_weight``'s.
 
         Returns
         -------
@@ -421,8 +497,22 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         encoded, objective = self._encode_classes(y)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, len(X))
+        sample_weight = self._class_weighted(sample_weight, encoded)
         return self._fit(X, encoded, sample_weight, xgboost.XGBClassifier, objective,
                          stratify=encoded)
+
+    def _class_weighted(self, sample_weight, encoded):
+        """Set ``class_weight_``; ``sample_weight`` times the weight of each sample's class.
+
+        As HistGradientBoostingClassifier: "balanced" counts the classes in
+        all of ``y``, before the early-stopping split.
+        """
+        counts = np.bincount(encoded, minlength=len(self.classes_))
+        self.class_weight_ = class_weights(self.class_weight, self.classes_, counts)
+        if self.class_weight_ is None:
+            return sample_weight
+        weights = self.class_weight_[encoded]
+        return weights if sample_weight is None else sample_weight * weights
 
     def _encode_classes(self, y):
         """Set ``classes_``; return the labels as 0..k-1 and XGBoost's objective."""
@@ -447,12 +537,19 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
+            float64; each row sums to 1.
         """
         check_is_fitted(self, "model_")
         if is_dask_collection(X):
             return apply_blocks(self, X, "predict_proba")
         X = self._validate_X(X, reset=False)
-        return self.model_.predict_proba(X)
+        # XGBoost's probabilities are float32, and its binary 1 - p rounds
+        # away small probabilities: the float32 margins (log-odds) turned
+        # into probabilities in float64 give rows that sum to 1.
+        margin = self.model_.predict(X, output_margin=True).astype(np.float64)
+        if margin.ndim == 1:  # binary: the log-odds of the second class
+            return np.column_stack([expit(-margin), expit(margin)])
+        return softmax(margin, axis=1)
 
     def predict(self, X):
         """Most probable class label of each sample.
@@ -530,8 +627,30 @@ class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
         y = column_or_1d(y, warn=True)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, len(X))
+        y = self._standardized(y, sample_weight)
         return self._fit(X, y, sample_weight, xgboost.XGBRegressor,
-                         {"objective": "reg:squarederror"}, stratify=None)
+                         {"objective": "reg:squarederror"}, stratify=None,
+                         target_scale=self._y_scale)
+
+    def _standardized(self, y, sample_weight):
+        """``(y - mean) / std`` in float64; ``_y_mean`` and ``_y_scale`` are kept for predict.
+
+        XGBoost fits and predicts in float32: targets far from zero (1e7 on
+        top of a signal of scale 1) keep too few digits of their variation
+        to learn it. Its split search also ignores gains below 1e-6 and
+        overflows float32 above ~1e38, so targets of scale 1e-8 or 1e20 grow
+        no useful tree. The weighted mean and standard deviation make a
+        weight of 2 the same as a repeated row, and a weight of 0 the same
+        as a removed one.
+        """
+        y = np.asarray(y, dtype=np.float64)
+        weights = None if sample_weight is None or not np.sum(sample_weight) > 0 else (
+            sample_weight)
+        self._y_mean = float(np.average(y, weights=weights))
+        spread = float(np.sqrt(np.average((y - self._y_mean) ** 2, weights=weights)))
+        # A constant y (or one whose spread is lost to rounding) is only centred.
+        self._y_scale = spread if spread > 0 and np.isfinite(1 / spread) else 1.0
+        return (y - self._y_mean) / self._y_scale
 
     def predict(self, X):
         """Predicted targets.
@@ -549,4 +668,4 @@ class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
         if is_dask_collection(X):
             return apply_blocks(self, X, "predict")
         X = self._validate_X(X, reset=False)
-        return self.model_.predict(X).astype(np.float64)
+        return self.model_.predict(X).astype(np.float64) * self._y_scale + self._y_mean

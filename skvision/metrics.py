@@ -26,8 +26,8 @@ __all__ = [
 ]
 
 
-def _confusion(y_true, y_pred, labels, ignore_index):
-    """Per-class intersection, predicted and true pixel counts, and the labels."""
+def _valid_pixels(y_true, y_pred, ignore_index):
+    """Both masks flattened, without the pixels ``ignore_index`` marks in ``y_true``."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape:
         raise ValueError(
@@ -36,19 +36,38 @@ def _confusion(y_true, y_pred, labels, ignore_index):
     if y_true.size == 0:
         raise ValueError("Found empty masks; expected at least one pixel.")
     valid = np.ones(y_true.shape, dtype=bool) if ignore_index is None else y_true != ignore_index
-    y_true, y_pred = y_true[valid], y_pred[valid]
+    return y_true[valid], y_pred[valid]
+
+
+def _label_positions(labels, values):
+    """Position of each value in ``labels`` (in the caller's order), and whether it is there."""
+    # searchsorted needs sorted labels, but the caller's come in any order:
+    # search a sorted copy and map its positions back.
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    found = np.minimum(np.searchsorted(sorted_labels, values), len(labels) - 1)
+    return order[found], sorted_labels[found] == values
+
+
+def _confusion(y_true, y_pred, labels, ignore_index):
+    """Per-class intersection, predicted and true pixel counts, and the labels."""
+    y_true, y_pred = _valid_pixels(y_true, y_pred, ignore_index)
     if labels is None:
         labels = np.union1d(np.unique(y_true), np.unique(y_pred))
-    labels = np.asarray(labels)
-    true_index = np.searchsorted(labels, y_true)
-    pred_index = np.searchsorted(labels, y_pred)
+    labels = np.asarray(labels).reshape(-1)
+    if len(np.unique(labels)) != len(labels):
+        raise ValueError(f"labels must not repeat a class; got {labels}.")
     n_labels = len(labels)
-    # Pixels of labels outside `labels` count as wrong predictions, not as a class.
-    known_true = (true_index < n_labels) & (labels[np.minimum(true_index, n_labels - 1)] == y_true)
-    known_pred = (pred_index < n_labels) & (labels[np.minimum(pred_index, n_labels - 1)] == y_pred)
+    if not n_labels:  # no label given, or every pixel ignored
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty, empty, labels
+    true_index, known_true = _label_positions(labels, y_true)
+    pred_index, known_pred = _label_positions(labels, y_pred)
+    # Pixels of classes outside `labels` count as wrong predictions, not as a
+    # class: scikit-learn's per-label counts.
     true_counts = np.bincount(true_index[known_true], minlength=n_labels)
     pred_counts = np.bincount(pred_index[known_pred], minlength=n_labels)
-    hits = known_true & known_pred & (y_true == y_pred)
+    hits = known_true & (y_true == y_pred)
     intersection = np.bincount(true_index[hits], minlength=n_labels)
     return intersection, pred_counts, true_counts, labels
 
@@ -58,15 +77,20 @@ def _average(per_class, present, average):
         return per_class
     if average != "mean":
         raise ValueError(f"average must be 'mean' or None; got {average!r}.")
-    # Classes absent from both masks have no defined score: left out of the mean.
-    return float(per_class[present].mean()) if present.any() else 1.0
+    # Classes absent from both masks have no defined score: left out of the
+    # mean, which is NaN when no class is left (scikit-learn's macro average
+    # with zero_division=np.nan).
+    return float(per_class[present].mean()) if present.any() else np.nan
 
 
 def mean_iou(y_true, y_pred, *, labels=None, ignore_index=None, average="mean"):
     """Intersection over union (Jaccard index) per class, averaged over classes.
 
     For each class, the pixels where both masks have it divided by the
-    pixels where either has it; counted over all images together.
+    pixels where either has it; counted over all images together. Per class
+    it is scikit-learn's ``jaccard_score(y_true.ravel(), y_pred.ravel(),
+    labels=labels, average=None)``, but NaN, not ``zero_division``, for a
+    class in neither mask; the mean is over the other classes.
 
     Parameters
     ----------
@@ -75,11 +99,16 @@ def mean_iou(y_true, y_pred, *, labels=None, ignore_index=None, average="mean"):
     y_pred : array-like of the same shape
         Predicted class of each pixel.
     labels : array-like, default=None
-        Classes to score; by default every class in either mask.
+        Classes to score, in any order; by default every class in either
+        mask, sorted. Pixels of other classes are not scored as a class,
+        but a pixel of another class predicted as one of these counts
+        against it.
     ignore_index : int, default=None
         Pixels with this value in ``y_true`` are left out.
     average : {"mean", None}, default="mean"
-        None returns one score per class (NaN for a class in neither mask).
+        "mean" averages the classes in either mask (NaN if none of
+        ``labels`` is); None returns one score per class in ``labels``
+        order (NaN for a class in neither mask).
 
     Returns
     -------
@@ -104,7 +133,9 @@ def mean_iou(y_true, y_pred, *, labels=None, ignore_index=None, average="mean"):
 def dice_score(y_true, y_pred, *, labels=None, ignore_index=None, average="mean"):
     """Dice coefficient (F1 score of the pixels) per class, averaged over classes.
 
-    ``2 |true ∩ pred| / (|true| + |pred|)`` for each class.
+    ``2 |true ∩ pred| / (|true| + |pred|)`` for each class. Equals
+    scikit-learn's ``f1_score(y_true.ravel(), y_pred.ravel(), labels=labels,
+    average="macro", zero_division=np.nan)`` (``average=None`` likewise).
 
     Parameters
     ----------
@@ -113,11 +144,16 @@ def dice_score(y_true, y_pred, *, labels=None, ignore_index=None, average="mean"
     y_pred : array-like of the same shape
         Predicted class of each pixel.
     labels : array-like, default=None
-        Classes to score; by default every class in either mask.
+        Classes to score, in any order; by default every class in either
+        mask, sorted. Pixels of other classes are not scored as a class,
+        but a pixel of another class predicted as one of these counts
+        against it.
     ignore_index : int, default=None
         Pixels with this value in ``y_true`` are left out.
     average : {"mean", None}, default="mean"
-        None returns one score per class.
+        "mean" averages the classes in either mask (NaN if none of
+        ``labels`` is); None returns one score per class in ``labels``
+        order (NaN for a class in neither mask).
 
     Returns
     -------
@@ -140,6 +176,12 @@ def dice_score(y_true, y_pred, *, labels=None, ignore_index=None, average="mean"
 def pixel_accuracy(y_true, y_pred, *, labels=None, ignore_index=None, average="mean"):
     """Share of pixels classified correctly; per class it is the recall.
 
+    The overall accuracy counts every pixel (but those ``ignore_index``
+    marks), whatever ``labels`` says: scikit-learn's
+    ``accuracy_score(y_true.ravel(), y_pred.ravel())``. Per class it is
+    ``recall_score(y_true.ravel(), y_pred.ravel(), labels=labels,
+    average=None, zero_division=np.nan)``.
+
     Parameters
     ----------
     y_true : array-like of int, shape (n_samples, height, width) or (height, width)
@@ -147,13 +189,14 @@ def pixel_accuracy(y_true, y_pred, *, labels=None, ignore_index=None, average="m
     y_pred : array-like of the same shape
         Predicted class of each pixel.
     labels : array-like, default=None
-        Classes for the per-class scores; by default every class in either
-        mask.
+        Classes for the per-class scores, in any order; by default every
+        class in either mask, sorted. The overall accuracy does not use it.
     ignore_index : int, default=None
         Pixels with this value in ``y_true`` are left out.
     average : {"mean", None}, default="mean"
-        "mean" gives the overall pixel accuracy; None the accuracy within
-        each true class.
+        "mean" gives the overall pixel accuracy (NaN if every pixel is
+        ignored); None the accuracy within each true class, in ``labels``
+        order (NaN for a class with no true pixel).
 
     Returns
     -------
@@ -166,15 +209,14 @@ def pixel_accuracy(y_true, y_pred, *, labels=None, ignore_index=None, average="m
     >>> pixel_accuracy(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
     0.75
     """
-    intersection, _, true_counts, _ = _confusion(y_true, y_pred, labels, ignore_index)
     if average is None:
+        intersection, _, true_counts, _ = _confusion(y_true, y_pred, labels, ignore_index)
         with np.errstate(invalid="ignore", divide="ignore"):
             return intersection / true_counts
     if average != "mean":
         raise ValueError(f"average must be 'mean' or None; got {average!r}.")
-    y_true = np.asarray(y_true)
-    n_valid = y_true.size if ignore_index is None else int((y_true != ignore_index).sum())
-    return float(intersection.sum() / n_valid) if n_valid else 1.0
+    y_true, y_pred = _valid_pixels(y_true, y_pred, ignore_index)
+    return float((y_true == y_pred).mean()) if y_true.size else np.nan
 
 
 # --------------------------------------------------------------------------
@@ -192,6 +234,7 @@ def box_iou(boxes_a, boxes_b):
     Returns
     -------
     iou : ndarray of shape (n, m)
+        NaN for two boxes without area (0 / 0).
 
     Examples
     --------
@@ -246,7 +289,8 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
 
     For each class and IoU threshold, detections of all images are ranked by
     score and matched greedily to unmatched true boxes of the same image
-    (the best overlap at or above the threshold); precision is made
+    (the best overlap at or above the threshold; boxes without area overlap
+    nothing, so never match); precision is made
     monotone and averaged at 101 recall points. The result is the mean over
     classes that have true boxes, and over the thresholds.
 
@@ -296,7 +340,12 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
             keep = labels == label
             order = np.argsort(-confidences[keep], kind="mergesort")[:max_detections]
             dt, dt_scores = boxes[keep][order], confidences[keep][order]
-            ious = box_iou(dt, gt) if len(dt) and len(gt) else np.zeros((len(dt), len(gt)))
+            ious = np.zeros((len(dt), len(gt)))
+            if len(dt) and len(gt):
+                # Two boxes without area have IoU 0/0 = NaN, which passes the
+                # `<` test below as a match; they do not overlap (pycocotools
+                # counts them as 0).
+                ious = np.nan_to_num(box_iou(dt, gt), nan=0.0)
             image_hits = np.zeros((len(thresholds), len(dt)))
             for t_index, threshold in enumerate(thresholds):
                 matched = np.zeros(len(gt), dtype=bool)

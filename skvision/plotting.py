@@ -377,8 +377,9 @@ def plot_boxes(images, y_true=None, y_pred=None, *, proposals=None, score_thresh
     images : array-like of shape (n, h, w) or (n, h, w, c)
         The images.
     y_true : list of dict, default=None
-        True boxes per image: ``"boxes"`` (k, 4) xyxy and ``"labels"``; drawn
-        as dashed white rectangles.
+        True boxes per image: ``"boxes"`` (k, 4) xyxy in pixel corners (a
+        box ``(0, 0, 2, 1)`` covers the first two pixels of the top row) and
+        ``"labels"``; drawn as dashed white rectangles.
     y_pred : list of dict, default=None
         Detections per image: ``"boxes"``, ``"labels"`` and optionally
         ``"scores"``; drawn in one colour per class with "label score".
@@ -430,7 +431,11 @@ def plot_boxes(images, y_true=None, y_pred=None, *, proposals=None, score_thresh
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, **style))
 
     for index, (ax, image) in enumerate(zip(axes, images)):
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        height, width = image.shape[:2]
+        # imshow centres pixel (i, j) on (j, i) by default; box coordinates
+        # are pixel corners (pixel j spans j..j+1), so the image spans 0..w.
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None,
+                  extent=(0, width, height, 0))
         if proposals is not None:
             for box in np.asarray(proposals[index], dtype=float).reshape(-1, 4):
                 draw(ax, box, edgecolor="0.7", linewidth=0.5, alpha=0.6)
@@ -450,7 +455,7 @@ def plot_boxes(images, y_true=None, y_pred=None, *, proposals=None, score_thresh
                 text = f"{label} {score:.2f}" if "scores" in target else str(label)
                 ax.text(box[0], box[1], text, color="white", fontsize=6, va="bottom",
                         bbox={"facecolor": color, "edgecolor": "none", "pad": 1})
-        ax.set_xlim(0, image.shape[1])
-        ax.set_ylim(image.shape[0], 0)
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
     fig.tight_layout()
     return fig

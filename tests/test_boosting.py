@@ -144,7 +144,11 @@ def test_matches_raw_xgboost():
     seed = ours.model_.get_params()["random_state"]
     raw = xgboost.XGBClassifier(n_estimators=25, max_depth=4, learning_rate=0.1,
                                 tree_method="hist", random_state=seed).fit(X, y)
-    np.testing.assert_allclose(ours.predict_proba(X), raw.predict_proba(X), rtol=1e-6)
+    np.testing.assert_allclose(ours.model_.predict(X, output_margin=True),
+                               raw.predict(X, output_margin=True), rtol=1e-6)
+    # XGBoost's first column is 1 - p in float32, up to a float32 step (6e-8)
+    # off near 0; ours is computed from the margin in float64.
+    np.testing.assert_allclose(ours.predict_proba(X), raw.predict_proba(X), atol=1e-7)
 
 
 @pytest.mark.parametrize("params, message", [
@@ -169,3 +173,106 @@ def test_regressor_in_pipeline():
     X, y = make_regression(n_samples=300, n_features=8, noise=5, random_state=0)
     model = make_pipeline(StandardScaler(), BoostedTreesRegressor(random_state=0))
     assert cross_val_score(model, X, y, cv=3).mean() > 0.7
+
+
+def _offset_regression(offset):
+    """A learnable signal of scale ~10 plus unit noise, on top of ``offset``."""
+    rng = np.random.default_rng(0)
+    X = rng.random((800, 4))
+    y = 10 * np.sin(3 * X[:, 0]) + 5 * X[:, 1] ** 2 + rng.normal(0, 1, len(X)) + offset
+    return X[:600], y[:600], X[600:], y[600:]
+
+
+def test_regressor_learns_targets_far_from_zero():
+    """XGBoost works in float32: y is standardized in float64 around fit and predict.
+
+    Uncentred, 1e9 + a unit-scale signal keeps no digit of the signal in
+    float32 (held-out R² far below 0, predictions constant); a signal of
+    scale 1e-8 (split gains under XGBoost's 1e-6) or 1e20 (gains over
+    float32's range) grows no useful tree unscaled.
+    """
+    scores = {}
+    for offset, scale in ((0, 1), (1e6, 1), (1e9, 1), (0, 1e-8), (0, 1e20)):
+        X, y, X_test, y_test = _offset_regression(offset)
+        reg = BoostedTreesRegressor(n_estimators=60, n_jobs=1, random_state=0)
+        reg.fit(X, y * scale)
+        scores[offset, scale] = reg.score(X_test, y_test * scale)
+        assert reg.predict(X_test).dtype == np.float64
+    assert scores[0, 1] > 0.8, scores
+    assert max(scores.values()) - min(scores.values()) <= 0.02, scores
+    # Early stopping's validation set is standardized the same way: its loss
+    # curve (RMSE, in units of y) does not depend on the offset.
+    curves = [BoostedTreesRegressor(n_estimators=30, early_stopping=True, n_jobs=1,
+                                    random_state=0).fit(*_offset_regression(offset)[:2])
+              .validation_loss_ for offset in (0, 1e9)]
+    np.testing.assert_allclose(curves[0], curves[1], rtol=1e-3)
+    assert 0.5 < curves[0].min() < 2  # the noise's standard deviation is 1
+
+
+def test_regressor_matches_raw_xgboost_in_units_of_y():
+    """Standardizing y divides gamma and reg_alpha to match: the same trees as XGBRegressor."""
+    X, y, X_test, _ = _offset_regression(0)
+    y = 7 * y + 3
+    params = dict(n_estimators=40, gamma=50.0, reg_alpha=30.0, reg_lambda=4.0, n_jobs=1)
+    ours = BoostedTreesRegressor(**params, random_state=0).fit(X, y)
+    raw = xgboost.XGBRegressor(**params, learning_rate=0.1, tree_method="hist",
+                               random_state=ours.model_.get_params()["random_state"]).fit(X, y)
+    assert (len(ours.model_.get_booster().trees_to_dataframe())
+            == len(raw.get_booster().trees_to_dataframe()))
+    # Float32 predictions of differently scaled targets: equal to float32 precision.
+    np.testing.assert_allclose(ours.predict(X_test), raw.predict(X_test),
+                               atol=1e-5 * y.std())
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_feature_importances_are_normalized_total_gain(early_stopping):
+    """The booster's own total gain per feature, normalized, in the trees that predict."""
+    X, y = make_classification(n_samples=300, n_features=8, n_informative=3,
+                               n_redundant=0, random_state=0)
+    clf = BoostedTreesClassifier(n_estimators=40, early_stopping=early_stopping,
+                                 n_iter_no_change=3, n_jobs=1, random_state=0).fit(X, y)
+    booster = clf.model_.get_booster()
+    if early_stopping:
+        assert clf.n_iter_ < booster.num_boosted_rounds()
+        booster = booster[:clf.n_iter_]
+    gains = booster.get_score(importance_type="total_gain")
+    expected = np.array([gains.get(f"f{index}", 0.0) for index in range(8)])
+    np.testing.assert_allclose(clf.feature_importances_, expected / expected.sum(), rtol=1e-12)
+    assert clf.feature_importances_.sum() == pytest.approx(1, abs=1e-12)
+
+
+def test_class_weight_is_sample_weight_per_class():
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = make_classification(n_samples=300, n_classes=3, n_informative=4,
+                               weights=[0.7, 0.2, 0.1], random_state=0)
+    labels = np.array(["a", "b", "c"])[y]
+    params = dict(n_estimators=20, early_stopping=True, n_jobs=1, random_state=0)
+    balanced = BoostedTreesClassifier(**params, class_weight="balanced").fit(X, labels)
+    weights = compute_sample_weight("balanced", labels)
+    weighted = BoostedTreesClassifier(**params).fit(X, labels, sample_weight=weights)
+    np.testing.assert_array_equal(balanced.predict_proba(X), weighted.predict_proba(X))
+    np.testing.assert_allclose(balanced.class_weight_[y], weights, rtol=1e-12)
+    assert weighted.class_weight_ is None
+    # A dict (unlisted classes weigh 1), multiplied with sample_weight.
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2, len(y))
+    by_dict = BoostedTreesClassifier(**params, class_weight={"c": 5.0}).fit(
+        X, labels, sample_weight=sample_weight)
+    by_hand = BoostedTreesClassifier(**params).fit(
+        X, labels, sample_weight=sample_weight * np.where(labels == "c", 5.0, 1.0))
+    np.testing.assert_array_equal(by_dict.predict_proba(X), by_hand.predict_proba(X))
+    assert not np.array_equal(by_dict.predict_proba(X), weighted.predict_proba(X))
+    with pytest.raises(ValueError, match="class_weight"):
+        BoostedTreesClassifier(class_weight="auto").fit(X, labels)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_predict_proba_float64_rows_sum_to_one(n_classes):
+    X, y = make_classification(n_samples=200, n_classes=n_classes, n_informative=4,
+                               random_state=0)
+    clf = BoostedTreesClassifier(n_estimators=30, n_jobs=1, random_state=0).fit(X, y)
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64 and proba.shape == (200, n_classes)
+    assert np.abs(proba.sum(axis=1) - 1).max() <= 1e-12
+    # XGBoost's own float32 probabilities, to float32 precision.
+    np.testing.assert_allclose(proba, clf.model_.predict_proba(X), atol=1e-6)

@@ -13,10 +13,10 @@ def _random_boxes(rng, n, size=100):
     return np.hstack([corners, np.minimum(corners + sides, size)])
 
 
-def _random_case(seed):
+def _random_case(seed, n_images=6):
     rng = np.random.default_rng(seed)
     truth, found = [], []
-    for _ in range(6):
+    for _ in range(n_images):
         n = rng.integers(0, 5)
         boxes = _random_boxes(rng, n)
         labels = rng.integers(0, 3, n)
@@ -56,6 +56,130 @@ def test_mean_average_precision_equals_torchmetrics(seed):
         float(expected["map"]), abs=1e-6)
 
 
+def _with_boxes_without_area(truth, found, rng):
+    """A case with some true boxes collapsed to lines or points, found exactly.
+
+    Also detections without area elsewhere, and some images emptied of true
+    boxes or of detections.
+    """
+    truth = [{key: np.array(value, copy=True) for key, value in image.items()}
+             for image in truth]
+    found = [{key: np.array(value, copy=True) for key, value in image.items()}
+             for image in found]
+    for true, detected in zip(truth, found):
+        boxes = true["boxes"]
+        collapse = rng.random(len(boxes)) < 0.4
+        side = rng.integers(0, 3, len(boxes))  # a vertical line, a horizontal one, a point
+        boxes[collapse & (side != 1), 2] = boxes[collapse & (side != 1), 0]
+        boxes[collapse & (side != 0), 3] = boxes[collapse & (side != 0), 1]
+        copies = collapse & (rng.random(len(boxes)) < 0.7)
+        flat = boxes[copies] if rng.random() < 0.5 else np.zeros((0, 4))
+        extra = rng.uniform(0, 90, (int(rng.integers(0, 2)), 2))
+        new_boxes = np.vstack([flat, np.hstack([extra, extra])])
+        new_labels = np.concatenate([true["labels"][copies][:len(flat)],
+                                     rng.integers(0, 3, len(extra))])
+        detected["boxes"] = np.vstack([detected["boxes"].reshape(-1, 4), new_boxes])
+        detected["labels"] = np.concatenate([detected["labels"], new_labels]).astype(int)
+        detected["scores"] = np.concatenate([detected["scores"], rng.random(len(new_labels))])
+        if rng.random() < 0.15:
+            true["boxes"], true["labels"] = np.zeros((0, 4)), np.zeros(0, int)
+        if rng.random() < 0.15:
+            detected.update(boxes=np.zeros((0, 4)), labels=np.zeros(0, int), scores=np.zeros(0))
+    return truth, found
+
+
+def _pycocotools_maps(cases):
+    """pycocotools' COCOeval mAP@0.5 and mAP@[.5:.95] of each (truth, found) case.
+
+    One evaluation for all cases (COCOeval costs milliseconds a call): case
+    k's classes become categories 10 k + label + 1, its images keep their
+    positions. COCOeval scores each image and category alone and ranks the
+    detections of a category, so cases share no ranking; each case's mAP is
+    the mean over its own categories with true boxes.
+    """
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def dataset(which):
+        annotations = []
+        for case, images in enumerate(cases):
+            for image_id, image in enumerate(images[which]):
+                boxes = np.asarray(image["boxes"], dtype=np.float64).reshape(-1, 4)
+                for index, (box, label) in enumerate(zip(boxes, image["labels"])):
+                    width, height = box[2] - box[0], box[3] - box[1]
+                    annotations.append({
+                        # Ids from 1: COCOeval takes a matched id of 0 for no match.
+                        "id": len(annotations) + 1, "image_id": image_id,
+                        "category_id": 10 * case + int(label) + 1, "iscrowd": 0,
+                        "bbox": [box[0], box[1], width, height], "area": width * height,
+                        **({"score": float(image["scores"][index])} if which else {}),
+                    })
+        coco = COCO()
+        coco.dataset = {
+            "images": [{"id": index} for index in range(max(len(case[0]) for case in cases))],
+            "categories": [{"id": 10 * case + label + 1} for case in range(len(cases))
+                           for label in range(3)],
+            "annotations": annotations,
+        }
+        coco.createIndex()
+        return coco
+
+    with contextlib.redirect_stdout(io.StringIO()):  # COCO and COCOeval print progress
+        evaluation = COCOeval(dataset(0), dataset(1), "bbox")
+        # Only what mean_average_precision computes: every area, 100 detections.
+        evaluation.params.areaRng, evaluation.params.areaRngLbl = [[0, 1e10]], ["all"]
+        evaluation.params.maxDets = [100]
+        evaluation.evaluate()
+        evaluation.accumulate()
+    # (thresholds, recall points, categories) at the most detections per image.
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]
+    category_ids = np.asarray(evaluation.params.catIds)
+    maps = []
+    for case in range(len(cases)):
+        own = precision[:, :, (category_ids - 1) // 10 == case]
+        own = own[:, :, (own > -1).all(axis=(0, 1))]  # categories with true boxes
+        maps.append((own[0].mean(), own.mean()) if own.size else (np.nan, np.nan))
+    return np.array(maps)
+
+
+def test_mean_average_precision_equals_pycocotools_with_boxes_without_area():
+    """Boxes without area (lines, points) never match, even an identical one.
+
+    Their IoU is 0/0; pycocotools counts it as 0. Random cases of two
+    images, with true boxes collapsed to lines and points and found exactly,
+    detections without area, and images without true boxes or detections;
+    at least 300 of them have a true box (mAP is undefined otherwise).
+    """
+    pytest.importorskip("pycocotools")
+    rng = np.random.default_rng(0)
+    cases = [_with_boxes_without_area(*_random_case(seed, n_images=2), rng)
+             for seed in range(335)]
+    expected = _pycocotools_maps(cases)
+    mine = np.full_like(expected, np.nan)
+    for index, (truth, found) in enumerate(cases):
+        if any(len(image["labels"]) for image in truth):  # else mAP is undefined
+            mine[index] = (mean_average_precision(truth, found),
+                           mean_average_precision(truth, found, iou_thresholds="coco"))
+    np.testing.assert_array_equal(np.isnan(mine), np.isnan(expected))
+    n_scored = int((~np.isnan(mine[:, 0])).sum())
+    assert n_scored >= 300
+    difference = np.nanmax(np.abs(mine - expected))
+    print(f"{n_scored} cases, largest mAP difference from pycocotools {difference:.1e}")
+    assert difference <= 1e-9
+
+
+def test_boxes_without_area_never_match():
+    point = {"boxes": [[5, 5, 5, 5]], "labels": [1]}
+    assert mean_average_precision([point], [{**point, "scores": [0.9]}]) == 0.0
+    line = {"boxes": [[0, 5, 10, 5]], "labels": [1]}
+    assert mean_average_precision([line], [{**line, "scores": [0.9]}]) == 0.0
+    inverted = {"boxes": [[10, 10, 0, 0]], "labels": [1]}
+    assert mean_average_precision([inverted], [{**inverted, "scores": [0.9]}]) == 0.0
+
+
 def test_box_iou_and_simple_cases():
     np.testing.assert_allclose(box_iou([[0, 0, 2, 2]], [[1, 1, 3, 3], [0, 0, 2, 2]]),
                                [[1 / 7, 1.0]])
@@ -90,6 +214,36 @@ def test_plot_boxes_draws_every_kind():
     assert sum(len(ax.texts) for ax in fig.axes) == n_shown
     with pytest.raises(ValueError, match="2 entries for 3 images"):
         plot_boxes(X, y_true=targets[:2])
+
+
+def test_plot_boxes_draws_boxes_on_the_object_pixels():
+    """A box is in pixel corners: (3, 2, 7, 6) outlines columns 3..6 of rows 2..5.
+
+    Rendered, the outline lies on the object's edges; with imshow's default
+    extent (pixel centres at integers) it lay half an image pixel right of
+    and below them.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skvision.plotting import plot_boxes
+
+    image = np.ones((8, 8))
+    image[2:6, 3:7] = 0  # a black object on white; the axes are off
+    fig = plot_boxes(image[None], proposals=[np.array([[3, 2, 7, 6]])], ax_size=4)
+    ax = fig.axes[0]
+    assert list(ax.images[0].get_extent()) == [0, 8, 8, 0]
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    rows, columns = np.nonzero((pixels <= 5).all(axis=-1))
+    outline = ax.patches[0].get_window_extent(fig.canvas.get_renderer())
+    height = pixels.shape[0]  # display y counts up from the bottom, rows down from the top
+    np.testing.assert_allclose(
+        [columns.min(), columns.max() + 1, height - rows.max() - 1, height - rows.min()],
+        [outline.x0, outline.x1, outline.y0, outline.y1], atol=2)
+    plt.close(fig)
 
 
 def test_mean_average_precision_takes_dataframes():

@@ -1,6 +1,7 @@
 """UNetSegmenter, the segmentation metrics and plot_masks."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -200,6 +201,133 @@ def test_metrics_equal_naive_implementation(seed):
                                np.nanmean(_naive_scores(y_true[keep], y_pred[keep],
                                                         np.union1d(y_true[keep],
                                                                    y_pred[keep]))[0]))
+
+
+def _sklearn_per_class(y_true, y_pred, labels):
+    """scikit-learn's per-class IoU, Dice and recall of flattened masks, NaN where undefined.
+
+    f1_score and recall_score say NaN themselves (``zero_division=np.nan``);
+    jaccard_score has no NaN option: a class is undefined for it where
+    zero_division=0 and =1 give different answers.
+    """
+    from sklearn.metrics import f1_score, jaccard_score, recall_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # labels absent from both masks
+        iou = jaccard_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+        undefined = iou != jaccard_score(y_true, y_pred, labels=labels, average=None,
+                                         zero_division=1)
+    return {"iou": np.where(undefined, np.nan, iou),
+            "dice": f1_score(y_true, y_pred, labels=labels, average=None, zero_division=np.nan),
+            "recall": recall_score(y_true, y_pred, labels=labels, average=None,
+                                   zero_division=np.nan)}
+
+
+def _random_label_cases(n_cases, seed):
+    """Tiny masks (3 to 24 pixels, classes 0..3) with labels drawn from 0..5 in any order.
+
+    So some labels are absent from both masks and some classes of the masks
+    are not labels; every fourth case ignores class 3.
+    """
+    rng = np.random.default_rng(seed)
+    for case in range(n_cases):
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(3, 5)))
+        y_true = rng.integers(0, 4, shape)
+        y_pred = np.where(rng.random(shape) < 0.5, y_true, rng.integers(0, 4, shape))
+        labels = rng.permutation(6)[:int(rng.integers(1, 7))]
+        yield y_true, y_pred, labels, 3 if case % 4 == 0 else None
+
+
+def _assert_same_scores(mine, expected, what):
+    mine, expected = np.atleast_1d(mine), np.atleast_1d(expected)
+    np.testing.assert_array_equal(np.isnan(mine), np.isnan(expected), err_msg=what)
+    difference = float(np.abs(np.nan_to_num(mine) - np.nan_to_num(expected)).max())
+    assert difference <= 1e-12, (what, mine, expected)
+    return difference
+
+
+def test_metrics_with_labels_in_any_order_equal_sklearn():
+    """labels shuffled, a subset, or naming absent classes: scikit-learn's answers.
+
+    scikit-learn is slow per call, so the per-class scores of all cases come
+    from one call per metric: each case's classes are shifted by 10 x its
+    number, and a class's counts involve only its own pixels. The means are
+    scikit-learn's macro average with ``zero_division=np.nan`` (the mean of
+    the defined per-class scores), called directly on the first cases as a
+    check of that reading; the overall accuracy is ``accuracy_score``'s.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, jaccard_score
+
+    cases = list(_random_label_cases(300, seed=0))
+    shifted_true, shifted_pred, shifted_labels = [], [], []
+    for case, (y_true, y_pred, labels, ignore_index) in enumerate(cases):
+        keep = y_true != ignore_index
+        shifted_true.append(y_true[keep] + 10 * case)
+        shifted_pred.append(y_pred[keep] + 10 * case)
+        shifted_labels.append(labels + 10 * case)
+    expected = _sklearn_per_class(np.concatenate(shifted_true), np.concatenate(shifted_pred),
+                                  np.concatenate(shifted_labels))
+    bounds = np.cumsum([0] + [len(labels) for labels in shifted_labels])
+    largest = 0.0
+    for case, (y_true, y_pred, labels, ignore_index) in enumerate(cases):
+        what = f"case {case}: labels {labels.tolist()}, ignore_index {ignore_index}"
+        mine = {
+            "iou": mean_iou(y_true, y_pred, labels=labels, ignore_index=ignore_index,
+                            average=None),
+            "dice": dice_score(y_true, y_pred, labels=labels, ignore_index=ignore_index,
+                               average=None),
+            "recall": pixel_accuracy(y_true, y_pred, labels=labels, ignore_index=ignore_index,
+                                     average=None),
+        }
+        for name in mine:
+            per_class = expected[name][bounds[case]:bounds[case + 1]]
+            largest = max(largest, _assert_same_scores(mine[name], per_class,
+                                                       f"{what}, {name}"))
+            if name != "recall":  # pixel_accuracy's mean is the overall accuracy
+                mean = np.nanmean(per_class) if not np.isnan(per_class).all() else np.nan
+                scorer = mean_iou if name == "iou" else dice_score
+                largest = max(largest, _assert_same_scores(
+                    scorer(y_true, y_pred, labels=labels, ignore_index=ignore_index), mean,
+                    f"{what}, mean {name}"))
+        keep = y_true != ignore_index
+        accuracy = (y_true[keep] == y_pred[keep]).mean()
+        if case < 20:  # scikit-learn itself: its macro averages and accuracy
+            defined = labels[~np.isnan(mine["iou"])]
+            accuracy = accuracy_score(y_true[keep], y_pred[keep])
+            if len(defined):
+                assert mean_iou(y_true, y_pred, labels=labels,
+                                ignore_index=ignore_index) == pytest.approx(
+                    jaccard_score(y_true[keep], y_pred[keep], labels=defined, average="macro"),
+                    abs=1e-12)
+            assert dice_score(y_true, y_pred, labels=labels,
+                              ignore_index=ignore_index) == pytest.approx(
+                f1_score(y_true[keep], y_pred[keep], labels=labels, average="macro",
+                         zero_division=np.nan), abs=1e-12, nan_ok=True)
+        largest = max(largest, _assert_same_scores(
+            pixel_accuracy(y_true, y_pred, labels=labels, ignore_index=ignore_index),
+            accuracy, f"{what}, accuracy"))
+    print(f"{len(cases)} cases, largest difference from scikit-learn {largest:.1e}")
+
+
+def test_metrics_with_unsorted_labels():
+    """The cases of the issue: unsorted labels used to be looked up as if sorted."""
+    y_true, y_pred = np.array([[0, 0, 1, 1]]), np.array([[0, 1, 1, 1]])
+    assert mean_iou(y_true, y_pred, labels=[1, 0]) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    np.testing.assert_allclose(mean_iou(y_true, y_pred, labels=[1, 0], average=None),
+                               [2 / 3, 1 / 2])
+    np.testing.assert_allclose(dice_score(y_true, y_pred, labels=[1, 0], average=None),
+                               [4 / 5, 2 / 3])
+    np.testing.assert_allclose(pixel_accuracy(y_true, y_pred, labels=[1, 0], average=None),
+                               [1, 1 / 2])
+    # A class in labels but in neither mask: NaN per class, left out of the mean.
+    np.testing.assert_allclose(mean_iou(y_true, y_pred, labels=[0, 2, 1], average=None),
+                               [1 / 2, np.nan, 2 / 3])
+    assert mean_iou(y_true, y_pred, labels=[0, 2, 1]) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert np.isnan(mean_iou(y_true, y_pred, labels=[2]))
+    # The overall accuracy counts every pixel, whatever the labels.
+    assert pixel_accuracy(y_true, y_pred, labels=[0]) == 0.75
+    with pytest.raises(ValueError, match="repeat"):
+        mean_iou(y_true, y_pred, labels=[0, 1, 0])
 
 
 def test_metrics_errors():

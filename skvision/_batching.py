@@ -8,7 +8,6 @@ through ``skvision._torch.predict_batches`` instead.
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from ._data import read_batches
@@ -151,11 +150,3 @@ class TrainingAugment:
             )
         return self.augment(X), y, weights
 
-
-def select_rows(y, rows):
-    """The targets of the images kept (``rows``), whatever their container."""
-    if hasattr(y, "iloc"):
-        return y.iloc[rows]
-    if isinstance(y, (list, tuple)):
-        return [y[row] for row in rows]
-    return np.asarray(y)[rows]

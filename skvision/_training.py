@@ -30,7 +30,7 @@ from skorch.helper import predefined_split
 from skorch.history import History
 
 from ._accelerate import file_scan_share, shared_seed, wait_for_processes
-from ._batching import ImageDataset, TrainingAugment, select_rows
+from ._batching import ImageDataset, TrainingAugment
 from ._callbacks import HISTORY_COLUMNS, TrainingCheckpoint, training_callbacks
 from ._checkpoint import fingerprint, read_checkpoint, remove_checkpoint
 from ._net import (
@@ -66,6 +66,7 @@ from ._validation import (
     encode_labels,
     is_multilabel,
     multilabel_positive_weights,
+    select_targets,
 )
 from .nn.losses import MultiLabelLoss
 
@@ -276,7 +277,8 @@ class BaseNeuralEstimator(BaseEstimator):
             sample_weight = check_sample_weight(
                 sample_weight, len(images) if images.kept is None else len(X))
         if images.kept is not None:
-            y = select_rows(y, images.kept)
+            # By image_id for detection frames: their rows are boxes.
+            y = select_targets(y, images.kept, len(X))
             if sample_weight is not None:
                 sample_weight = sample_weight[images.kept]
         if len(images) < 2:

@@ -48,6 +48,8 @@ __all__ = [
     "check_image_list",
     "pad_images",
     "frame_to_targets",
+    "is_box_frame",
+    "select_targets",
     "targets_to_frame",
     "BOX_COLUMNS",
     "LUMA",
@@ -578,21 +580,22 @@ def check_boxes(targets, n_samples, image_size):
 BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
 
 
-def frame_to_targets(frame, n_images):
-    """Detection targets as a DataFrame → one dict per image.
+def is_box_frame(y):
+    """Whether ``y`` holds detection targets as a DataFrame: one row per box, with an ``image_id``.
 
-    ``frame`` has one row per box and the columns ``image_id`` (the image's
-    position in X, 0 to ``n_images - 1``), ``x_min, y_min, x_max, y_max``
-    (pixels) and ``label``; a ``score`` column, if present, becomes
-    ``"scores"``. Images with no row have no objects.
+    Its rows are boxes, not images: it is selected by ``image_id``
+    (:func:`select_targets`), never by row position.
     """
-    missing = [column for column in ("image_id", *BOX_COLUMNS, "label")
-               if column not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"Detection targets as a DataFrame need the columns image_id, x_min, y_min, "
-            f"x_max, y_max and label (one row per box); {missing} missing."
-        )
+    return hasattr(y, "columns") and "image_id" in y.columns
+
+
+def _rows_by_image(frame, n_images):
+    """The rows of a box frame grouped by image: ``(order, bounds)``.
+
+    The rows of image ``i`` are ``order[bounds[i]:bounds[i + 1]]``, in their
+    order in the frame. ``image_id`` must be positions 0 to ``n_images - 1``
+    (a ValueError says otherwise).
+    """
     ids = frame["image_id"].to_numpy()
     if len(ids) and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= n_images):
         raise ValueError(
@@ -601,16 +604,84 @@ def frame_to_targets(frame, n_images):
             f"{ids.max()!r}."
         )
     order = np.argsort(ids, kind="stable")
-    bounds = np.searchsorted(ids[order], np.arange(n_images + 1))
+    return order, np.searchsorted(ids[order], np.arange(n_images + 1))
+
+
+def frame_to_targets(frame, n_images, rows=False):
+    """Detection targets as a DataFrame → one dict per image.
+
+    ``frame`` has one row per box and the columns ``image_id`` (the image's
+    position in X, 0 to ``n_images - 1``), ``x_min, y_min, x_max, y_max``
+    (pixels) and ``label``; a ``score`` column, if present, becomes
+    ``"scores"``. Images with no row have no objects. ``rows=True`` adds
+    ``"rows"``, each box's row position in ``frame`` (so that boxes moved
+    elsewhere can take their other columns with them).
+    """
+    missing = [column for column in ("image_id", *BOX_COLUMNS, "label")
+               if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"Detection targets as a DataFrame need the columns image_id, x_min, y_min, "
+            f"x_max, y_max and label (one row per box); {missing} missing."
+        )
+    order, bounds = _rows_by_image(frame, n_images)
     boxes = frame[list(BOX_COLUMNS)].to_numpy(dtype=np.float32)[order]
     columns = {"labels": frame["label"].to_numpy()[order]}
     if "score" in frame.columns:
         columns["scores"] = frame["score"].to_numpy(dtype=np.float32)[order]
+    if rows:
+        columns["rows"] = order
     return [
         {"boxes": boxes[start:stop],
          **{key: values[start:stop] for key, values in columns.items()}}
         for start, stop in zip(bounds[:-1], bounds[1:])
     ]
+
+
+def select_targets(y, positions, n_samples):
+    """The targets of the images at ``positions`` among ``n_samples`` inputs.
+
+    The one place where targets follow a selection of their images (the
+    files ``on_error="skip"`` leaves out, the originals and copies of
+    ``ImageAugmenter.fit_resample``): labels, values and masks (arrays,
+    tensors, lists, lists of dicts, Series and DataFrames) are taken by
+    position, in their own container; detection targets as a DataFrame
+    (:func:`is_box_frame`) by ``image_id``, the boxes of image
+    ``positions[i]`` becoming those of image ``i`` (rows renumbered, other
+    columns kept). Positions may repeat.
+
+    Parameters
+    ----------
+    y : array-like, tensor, list or DataFrame
+        One target per input (a box frame: one row per box).
+    positions : array-like of int
+        The inputs selected, in their new order.
+    n_samples : int
+        The number of inputs ``y`` describes (checked).
+
+    Returns
+    -------
+    y_selected : same container as ``y``
+    """
+    positions = np.asarray(positions, dtype=np.intp)
+    if is_box_frame(y):
+        order, bounds = _rows_by_image(y, n_samples)
+        starts, counts = bounds[:-1][positions], np.diff(bounds)[positions]
+        # Row k of the selection is the (k - first)-th box of its image.
+        firsts = np.repeat(np.cumsum(counts) - counts, counts)
+        rows = order[np.repeat(starts, counts) + np.arange(counts.sum()) - firsts]
+        selected = y.iloc[rows].reset_index(drop=True)
+        selected["image_id"] = np.repeat(np.arange(len(positions)), counts).astype(
+            y["image_id"].dtype)
+        return selected
+    y = _check_targets_length(y, n_samples)
+    if hasattr(y, "iloc"):
+        return y.iloc[positions]
+    if isinstance(y, torch.Tensor):
+        return y[torch.from_numpy(positions)]
+    if isinstance(y, (list, tuple)):
+        return [y[position] for position in positions]
+    return np.asarray(y)[positions]
 
 
 def targets_to_frame(targets):

@@ -477,3 +477,35 @@ def test_save_load_whole_detector_without_its_weights_file(small, whole_weights,
         np.testing.assert_array_equal(after["labels"], before["labels"])
     assert restored.module_.roi_heads.box_predictor.cls_score.out_features == len(
         detector.classes_) + 1
+
+
+def test_skipped_file_leaves_the_other_images_their_own_boxes(tmp_path):
+    """on_error="skip" with DataFrame targets: boxes follow their image_id, not their row.
+
+    The fit on the files with an unreadable one among them is the fit on the
+    readable files alone (same seed, same boxes).
+    """
+    import pandas as pd
+    from PIL import Image
+
+    from skvision._validation import targets_to_frame
+
+    X, targets = make_shapes(n_samples=5, image_size=32, task="detection", max_objects=2,
+                             random_state=2)
+    paths = [str(tmp_path / f"{index}.png") for index in range(len(X))]
+    for image, path in zip(X, paths):
+        Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(path)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    frame = targets_to_frame(targets)
+    # The broken file is input 2: the boxes of images 2.. have the next image_id.
+    with_broken = frame.assign(image_id=frame["image_id"] + (frame["image_id"] >= 2))
+    settings = dict(FAST, batch_size=5, min_size=32, max_size=32, anchor_sizes=(8, 16),
+                    rpn_pre_nms_top_n=50, rpn_post_nms_top_n=20)
+    with pytest.warns(UserWarning, match="Skipped 1 image file"):
+        skipped = FasterRCNNDetector(**settings, on_error="skip").fit(
+            [*paths[:2], str(broken), *paths[2:]], with_broken)
+    alone = FasterRCNNDetector(**settings).fit(paths, frame)
+    expected = alone.predict(paths)
+    assert len(expected)  # boxes to compare
+    pd.testing.assert_frame_equal(skipped.predict(paths), expected)

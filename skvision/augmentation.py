@@ -44,11 +44,15 @@ from ._params import (
 )
 from ._torch import draw_seed, numpy_generator, resolve_device
 from ._validation import (
+    BOX_COLUMNS,
     _check_targets_length,
     check_boxes,
     check_images,
     check_masks,
+    frame_to_targets,
     images_like,
+    is_box_frame,
+    select_targets,
 )
 
 __all__ = ["AugmentationParams", "AugmentationSampler", "ImageAugmenter", "tta_predict"]
@@ -389,11 +393,11 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "image_shape_")
         validate_params(self)  # set_params may have changed them since fit
         images = check_images(X, estimator=self, reset=False, channels=self.channels)
-        augmented = self._augment_in_batches(images, numpy_generator(self.random_state))
+        augmented = self._augment_in_batches(images, numpy_generator(self.random_state))[0]
         return images_like(augmented, X, channels=self.channels)
 
     def fit_resample(self, X, y):
-        """Return the images plus ``n_copies`` augmented copies of each, with labels.
+        """Return the images plus ``n_copies`` augmented copies of each, with their targets.
 
         The imbalanced-learn sampler API: in an ``imblearn.pipeline.Pipeline``
         this runs on the training data only, so cross-validation scores
@@ -403,26 +407,46 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         ----------
         X : array-like of images
             Training images.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Their targets, repeated for every copy.
+        y : array-like, list of dict or pandas DataFrame
+            Their targets: labels or values ``(n_samples,)`` or
+            ``(n_samples, n_outputs)``, repeated for every copy; integer
+            masks ``(n_samples, height, width)``, or detection targets (one
+            dict of ``"boxes"`` per image, or a DataFrame with a row per box
+            and an ``image_id`` column), which move with each copy's
+            geometry as in ``augment_batch`` (mask pixels brought in from
+            outside the image get class 0; boxes that leave it are dropped).
 
         Returns
         -------
         X_resampled : array or tensor of ``(n_copies + 1) * n_samples`` images
             The originals first, then each round of copies, in the form and
             dtype of ``X``.
-        y_resampled : ndarray
-            ``y`` repeated ``n_copies + 1`` times.
+        y_resampled : ndarray, list of dict or pandas DataFrame
+            The targets of ``X_resampled``: an array (masks in the dtype of
+            ``y``), a list of dicts (the copies' boxes as float32 arrays),
+            or a box DataFrame whose ``image_id`` is the position in
+            ``X_resampled`` (the copies' box columns float).
         """
         validate_params(self)
         images = check_images(
             X, estimator=self, reset=True, image_shape=self.image_shape, channels=self.channels
         )
-        y = np.asarray(_check_targets_length(y, len(images)))
+        n_samples = len(images)
+        masks, boxes = _moving_targets(y, images)
         rng = numpy_generator(self.random_state)
-        copies = [self._augment_in_batches(images, rng) for _ in range(self.n_copies)]
-        X_resampled = images_like(torch.cat([images, *copies]), X, channels=self.channels)
-        return X_resampled, np.concatenate([y] * (self.n_copies + 1))
+        copies = [self._augment_in_batches(images, rng, masks, boxes)
+                  for _ in range(self.n_copies)]
+        X_resampled = images_like(torch.cat([images, *(copy[0] for copy in copies)]), X,
+                                  channels=self.channels)
+        if boxes is not None:
+            return X_resampled, _with_copied_boxes(y, [copy[2] for copy in copies], n_samples)
+        if masks is not None:
+            y = np.asarray(y)
+            moved = [copy[1].numpy().astype(y.dtype).reshape(y.shape) for copy in copies]
+            return X_resampled, np.concatenate([y, *moved])
+        # Labels and values: the copies keep their image's.
+        positions = np.tile(np.arange(n_samples), self.n_copies + 1)
+        return X_resampled, np.asarray(select_targets(y, positions, n_samples))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -549,13 +573,25 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # -- the engine (skvision/_augment_engine.py) ------------------------------------
 
-    def _augment_in_batches(self, images, rng):
+    def _augment_in_batches(self, images, rng, masks=None, boxes=None):
+        """Augment ``images`` batch by batch, moving ``masks`` and ``boxes`` with them.
+
+        Returns ``(images, masks, boxes)`` on the CPU; masks and boxes are
+        None when not given.
+        """
         device = resolve_device(self.device)
         parts = []
         for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size].to(device)
-            parts.append(self._augment(batch, rng)[0].cpu())
-        return torch.cat(parts)
+            batch = slice(start, start + self.batch_size)
+            parts.append(self._augment(images[batch].to(device), rng,
+                                       None if masks is None else masks[batch].to(device),
+                                       None if boxes is None else boxes[batch]))
+        images = torch.cat([part[0].cpu() for part in parts])
+        if masks is not None:
+            masks = torch.cat([part[1].cpu() for part in parts])
+        if boxes is not None:
+            boxes = [target for part in parts for target in part[2]]
+        return images, masks, boxes
 
     def _augment(self, images, rng, masks=None, boxes=None, mask_fill=0):
         """Draw one seed from ``rng``, the batch's parameters from it, and apply them.
@@ -599,6 +635,49 @@ class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             sample_weight = sample_weight.to(images.device)
             sample_weight = weight * sample_weight + (1 - weight) * sample_weight[order]
         return images, weight * targets + (1 - weight) * targets[order], sample_weight
+
+
+def _moving_targets(y, images):
+    """The targets of ``images`` that move with their geometry, checked: ``(masks, boxes)``.
+
+    Integer masks (3 or more dimensions) and detection targets (dicts of
+    ``"boxes"``, or a box DataFrame, each box then carrying its row of it as
+    ``"rows"``) move; labels and values do not (their length is checked
+    and ``(None, None)`` returned).
+    """
+    n_samples, size = len(images), tuple(images.shape[2:])
+    if is_box_frame(y):
+        return None, check_boxes(frame_to_targets(y, n_samples, rows=True), n_samples, size)
+    if isinstance(y, (list, tuple)) and len(y) and hasattr(y[0], "keys"):
+        return None, check_boxes(y, n_samples, size)
+    if np.ndim(y) >= 3:
+        return check_masks(y, n_samples, size), None
+    _check_targets_length(y, n_samples)
+    return None, None
+
+
+def _with_copied_boxes(y, copies, n_samples):
+    """Detection targets ``y`` of the originals, then those of each round of ``copies``.
+
+    ``copies`` holds per round the moved targets of every image (from
+    :func:`_moving_targets`). A box DataFrame stays one: the boxes of copy
+    ``k`` (1 to ``len(copies)``) of image ``i`` get ``image_id``
+    ``k * n_samples + i`` and the other columns of their row in ``y``.
+    """
+    moved = [target for copy in copies for target in copy]
+    if not is_box_frame(y):
+        return [*y, *({**target, "boxes": target["boxes"].numpy()} for target in moved)]
+    import pandas as pd
+
+    counts = [len(target["boxes"]) for target in moved]
+    boxes = torch.cat([target["boxes"].reshape(-1, 4) for target in moved]).numpy()
+    rows = np.concatenate([target["rows"] for target in moved]).astype(np.intp)
+    copied = y.iloc[rows].reset_index(drop=True).assign(
+        image_id=n_samples + np.repeat(np.arange(len(moved)), counts),
+        **dict(zip(BOX_COLUMNS, boxes.T)),
+    )
+    originals = select_targets(y, np.arange(n_samples), n_samples)
+    return pd.concat([originals, copied], ignore_index=True)
 
 
 class AugmentationSampler(BaseEstimator):
@@ -670,7 +749,7 @@ class AugmentationSampler(BaseEstimator):
         augmenter = self._validated_augmenter()
         images = check_images(X, estimator=augmenter, reset=True,
                               image_shape=augmenter.image_shape, channels=augmenter.channels)
-        _check_targets_length(y, len(images))
+        _moving_targets(y, images)  # checked as fit_resample reads it
         self.augmenter_ = augmenter
         self.n_features_in_ = augmenter.n_features_in_
         return self

@@ -320,6 +320,35 @@ def test_fit_resample_in_imblearn_pipeline_augments_training_folds_only(digits):
     assert [n for kind, n in seen if kind == "predict"] == [100] * 3  # test folds untouched
 
 
+def test_fit_resample_moves_masks_and_boxes_with_the_copies():
+    """Copies are flipped: their masks flip, their boxes mirror and a box frame is renumbered."""
+    import pandas as pd
+
+    from skvision._validation import targets_to_frame
+
+    image, mask, targets = _square_image()
+    images = torch.cat([image, image.flip(-1)]).permute(0, 2, 3, 1).numpy()[..., 0]
+    masks = np.concatenate([mask.numpy(), mask.flip(-1).numpy()]).astype(np.uint8)
+    mirrored = [{"boxes": np.array([[34, 8, 50, 20]], np.float32), "labels": np.array(["sq"])}]
+    targets = targets + mirrored
+    flip = ImageAugmenter(horizontal_flip=1.0, n_copies=2, random_state=0)
+    X_more, masks_more = flip.fit_resample(images, masks)
+    assert masks_more.dtype == np.uint8 and masks_more.shape == (6, 40, 60)
+    np.testing.assert_array_equal(masks_more, masks[[0, 1, 1, 0, 1, 0]])
+    np.testing.assert_array_equal(X_more, images[[0, 1, 1, 0, 1, 0]])
+
+    _, boxes_more = flip.fit_resample(images, targets)
+    assert [target["labels"].tolist() for target in boxes_more] == [["sq"]] * 6
+    for target, source in zip(boxes_more, [0, 1, 1, 0, 1, 0]):
+        np.testing.assert_allclose(target["boxes"], targets[source]["boxes"])
+
+    frame = targets_to_frame(targets).assign(difficult=[True, False])
+    _, frame_more = flip.fit_resample(images, frame)
+    # Every column but the boxes' follows the image: copies of image 0 are "difficult".
+    expected = targets_to_frame(boxes_more).assign(difficult=[True, False] * 3)
+    pd.testing.assert_frame_equal(frame_more, expected, check_dtype=False)
+
+
 def test_tta_predict(digits):
     X, y = digits
     clf = CNNClassifier(filters=(8, 16), epochs=5, device="cpu", random_state=0).fit(

@@ -665,7 +665,9 @@ class NeuralRegressorMixin(RegressorMixin):
     """Targets, squared error, weights and predictions shared by the neural regressors.
 
     Targets are standardized per output for training (``y_mean_``,
-    ``y_scale_``) and predictions mapped back, so their scale does not matter.
+    ``y_scale_``) and predictions mapped back, so their scale does not matter;
+    both in float64, so neither does their offset (only the standardized
+    targets the network sees are float32).
     """
 
     def _criterion(self):
@@ -686,7 +688,8 @@ class NeuralRegressorMixin(RegressorMixin):
                 f"y has {columns.shape[1]} outputs, but the model was fitted with "
                 f"{len(self.y_mean_)}."
             )
-        return torch.from_numpy((columns - self.y_mean_) / self.y_scale_), len(self.y_mean_)
+        standardized = (columns - self.y_mean_) / self.y_scale_
+        return torch.from_numpy(standardized.astype(np.float32)), len(self.y_mean_)
 
     def fit(self, X, y, sample_weight=None):
         """Train the network on images ``X`` and targets ``y``.

@@ -807,14 +807,18 @@ def multilabel_positive_weights(class_weight, y):
 
 
 def check_regression_targets(y, n_samples):
-    """Validate regression targets; return a float32 array of 1 or 2 dimensions."""
+    """Validate regression targets; return a float64 array of 1 or 2 dimensions.
+
+    float64, not the network's float32: targets far from zero (1e8 plus
+    noise of 1) keep their variation until they are standardized.
+    """
     y = _check_targets_length(y, n_samples)
     y = check_array(
         y, ensure_2d=False, dtype="numeric", ensure_all_finite=True, input_name="y"
     )
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D (multi-output); got shape {y.shape}.")
-    return y.astype(np.float32)
+    return y.astype(np.float64)
 
 
 def check_sample_weight(sample_weight, n_samples):

@@ -258,8 +258,9 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
 
     Attributes
     ----------
-    y_mean_, y_scale_ : ndarray of shape (n_outputs,)
-        Mean and standard deviation of each target, used to standardize them.
+    y_mean_, y_scale_ : ndarray of shape (n_outputs,), float64
+        Mean and standard deviation of each target, used to standardize them
+        (in float64, so targets far from zero keep their variation).
 
     %(fitted_attributes)s
 

@@ -339,8 +339,9 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
 
     Attributes
     ----------
-    y_mean_, y_scale_ : ndarray of shape (n_outputs,)
-        Mean and standard deviation of each target, used to standardize them.
+    y_mean_, y_scale_ : ndarray of shape (n_outputs,), float64
+        Mean and standard deviation of each target, used to standardize them
+        (in float64, so targets far from zero keep their variation).
 
     filters_ : tuple of int
         The filters of each stage: ``filters``, or what ``"auto"`` chose.

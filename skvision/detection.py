@@ -583,7 +583,10 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             have ``k = 0``. Or a DataFrame with one row per box and the
             columns ``image_id`` (the image's position in X), ``x_min,
             y_min, x_max, y_max`` and ``label``; ``predict`` then answers
-            with a DataFrame too.
+            with a DataFrame too. Boxes follow their ``image_id`` when
+            ``on_error="skip"`` leaves a file out. scikit-learn's
+            cross-validation splits ``y`` by row, which for a DataFrame
+            is by box: there, pass the dicts.
 
         Returns
         -------

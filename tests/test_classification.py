@@ -314,6 +314,23 @@ def test_regressor_single_and_multi_output():
     assert single.score(X[200:], y[200:, 0]) > 0.8
 
 
+def test_regressor_targets_far_from_zero_learn_as_near_it():
+    """Targets are standardized in float64: an offset of 1e9 (float32 steps of 64) changes
+    nothing for noise of std 1 around a learnable signal (the brightness)."""
+    rng = np.random.default_rng(0)
+    brightness = rng.uniform(0, 1, 160)
+    X = np.clip(brightness[:, None, None] + rng.normal(0, 0.1, (160, 6, 6)), 0, 1)
+    y = 4 * brightness + rng.normal(0, 1, 160)
+    scores = []
+    for offset in (0.0, 1e6, 1e9):
+        reg = CNNRegressor(filters=(4,), epochs=10, batch_size=16, lr=0.01, device="cpu",
+                           random_state=0).fit(X[:120], y[:120] + offset)
+        scores.append(reg.score(X[120:], y[120:] + offset))
+    assert scores[0] > 0.3
+    np.testing.assert_allclose(scores, scores[0], atol=0.02)
+    assert reg.y_mean_.dtype == reg.y_scale_.dtype == np.float64
+
+
 def test_errors(small_digits):
     X, y, _, _ = small_digits
     with pytest.raises(NotFittedError):

@@ -134,7 +134,7 @@ def test_class_labels():
 
 
 def test_regression_targets():
-    assert check_regression_targets([1, 2, 3], 3).dtype == np.float32
+    assert check_regression_targets([1, 2, 3], 3).dtype == np.float64
     assert check_regression_targets(np.zeros((3, 2)), 3).shape == (3, 2)
     with pytest.raises(ValueError, match="NaN"):
         check_regression_targets([1.0, np.nan], 2)

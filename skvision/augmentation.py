@@ -834,7 +834,7 @@ def tta_predict(estimator, X, augmenter, *, n_augmentations=8, return_proba=Fals
                           channels=channels)
     total = np.asarray(method(X), dtype=np.float64)
     for _ in range(n_augmentations):
-        copy = images_like(augmenter._augment_in_batches(images, rng), X, channels=channels)
+        copy = images_like(augmenter._augment_in_batches(images, rng)[0], X, channels=channels)
         total += method(copy)
     average = total / (n_augmentations + 1)
     if classifier and not return_proba:

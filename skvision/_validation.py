@@ -37,6 +37,9 @@ __all__ = [
     "check_masks",
     "check_boxes",
     "images_like",
+    "images_as",
+    "image_dtype",
+    "image_layout",
     "check_class_labels",
     "encode_labels",
     "check_regression_targets",
@@ -437,47 +440,89 @@ def _plain_numeric_array(X):
             and X.shape[0] > 0 and X.size > 0)
 
 
+def image_layout(X, channels="last"):
+    """How the images ``X`` are laid out, as :func:`images_as` writes them back.
+
+    One of "tensor" (a torch tensor ``(n, c, h, w)``), "flat" (rows
+    ``(n, h*w*c)`` in channels-last order, DataFrames too), "gray"
+    ``(n, h, w)``, "channels_last" ``(n, h, w, c)`` or "channels_first"
+    ``(n, c, h, w)`` (4-D numpy input with ``channels="first"``).
+    """
+    if isinstance(X, torch.Tensor):
+        return "tensor"
+    if hasattr(X, "columns"):
+        return "flat"
+    # A list of images has one dimension more than each of them.
+    ndim = np.ndim(X[0]) + 1 if isinstance(X, (list, tuple)) else np.ndim(X)
+    if ndim in (2, 3):
+        return {2: "flat", 3: "gray"}[ndim]
+    return "channels_first" if channels == "first" else "channels_last"
+
+
+def image_dtype(X):
+    """The numpy dtype of the images ``X`` (a tensor's numpy equivalent, a list's common type)."""
+    if isinstance(X, torch.Tensor):
+        return torch.empty(0, dtype=X.dtype).numpy().dtype
+    if hasattr(X, "columns"):
+        return np.result_type(*X.dtypes)
+    if isinstance(X, (list, tuple)):
+        return np.result_type(*(np.asarray(image).dtype for image in X))
+    return X.dtype if isinstance(X, np.ndarray) else np.asarray(X).dtype
+
+
+def images_as(images, layout, dtype):
+    """Images ``(n, c, h, w)`` (a tensor or array) in an :func:`image_layout` and a dtype.
+
+    The inverse of :func:`check_images`'s reading: uint8 and uint16 pixels
+    were read as [0, 1] and are scaled back by their maximum (255, 65535);
+    integer dtypes are rounded and clipped to their range, bool is
+    ``>= 0.5``, floats are cast.
+    """
+    array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
+    if layout == "tensor":
+        return torch.from_numpy(_cast_pixels(array, dtype))
+    if layout != "channels_first":
+        array = array.transpose(0, 2, 3, 1)
+        if layout == "gray":
+            array = array[..., 0]
+        elif layout == "flat":
+            array = array.reshape(len(array), -1)
+    return _cast_pixels(array, dtype)
+
+
+# The dtypes check_images reads as [0, 1] (by their maximum; _pixels.SCALED_DTYPES).
+_SCALED = (np.uint8, np.uint16)
+
+
+def _cast_pixels(array, dtype):
+    dtype = np.dtype(dtype)
+    if dtype in _SCALED:
+        array = np.clip(array, 0, 1) * np.iinfo(dtype).max
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        array = np.clip(np.rint(array), info.min, info.max)
+    elif dtype.kind == "b":
+        array = array >= 0.5
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
 def images_like(images, X, *, channels="last", keep_uint8=True, flat=False):
     """Return a float tensor ``(n, c, h, w)`` in the form and dtype of the input ``X``.
 
     The inverse of :func:`check_images` for transformers whose output is
     images: flat input gives flat rows, ``(n, h, w)`` gives ``(n, h, w)``,
-    channels-last stays channels-last, tensors stay tensors, and uint8 input
-    gives uint8 (clipped to [0, 1] and rounded) so a step changes pixels, not
-    the data's type. With ``keep_uint8=False`` (values no longer in [0, 1],
-    e.g. standardized), uint8 input gives float32. ``flat=True`` always
-    gives 2-D numpy rows ``(n, h*w*c)`` in channels-last order.
+    channels-last stays channels-last, tensors stay tensors, and uint8
+    (uint16) arrays give uint8 (uint16), clipped to [0, 1] and rounded, so
+    a step changes pixels, not the data's type. With ``keep_uint8=False``
+    (values no longer in [0, 1], e.g. standardized), they give float32, as
+    do other integer types and integer tensors. ``flat=True`` always gives 2-D
+    numpy rows ``(n, h*w*c)`` in channels-last order.
     """
-    if isinstance(X, torch.Tensor) and not flat:
-        return images.to(dtype=X.dtype if X.dtype.is_floating_point else torch.float32)
-    if isinstance(X, (list, tuple)):
-        X = _list_to_array(X)
-    if isinstance(X, torch.Tensor):
-        ndim, dtype = 4, np.float64 if X.dtype == torch.float64 else np.float32
-    elif hasattr(X, "columns"):
-        ndim, dtype = 2, np.result_type(*X.dtypes)
-    elif hasattr(X, "ndim") and hasattr(X, "dtype"):
-        ndim, dtype = X.ndim, X.dtype
-    else:
-        X = np.asarray(X)
-        ndim, dtype = X.ndim, X.dtype
-    array = images.detach().cpu().numpy()
-    if flat:
-        ndim = 2
-    if ndim == 4 and channels == "first":
-        pass
-    else:
-        array = array.transpose(0, 2, 3, 1)
-        if ndim == 3:
-            array = array[..., 0]
-        elif ndim == 2:
-            array = array.reshape(len(array), -1)
-    if dtype in (np.uint8, np.uint16) and keep_uint8:
-        maximum = np.iinfo(dtype).max
-        return np.rint(np.clip(array, 0, 1) * maximum).astype(dtype)
-    if dtype is not None and np.issubdtype(dtype, np.floating):
-        return np.ascontiguousarray(array, dtype=dtype)
-    return np.ascontiguousarray(array, dtype=np.float32)
+    layout = "flat" if flat else image_layout(X, channels)
+    dtype = image_dtype(X)
+    keep = dtype.kind == "f" or (
+        dtype in _SCALED and keep_uint8 and not isinstance(X, torch.Tensor))
+    return images_as(images, layout, dtype if keep else np.float32)
 
 
 def check_masks(masks, n_samples, image_size):

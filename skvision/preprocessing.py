@@ -29,7 +29,15 @@ from ._params import (
     image_size,
     validate_params,
 )
-from ._validation import LUMA, as_height_width, check_images, images_like
+from ._validation import (
+    LUMA,
+    as_height_width,
+    check_images,
+    image_dtype,
+    image_layout,
+    images_as,
+    images_like,
+)
 from .datasets import pixel_feature_names
 from .nn._resize import resize_images
 
@@ -55,7 +63,17 @@ n_features_in_ : int
         ``(height, width, channels)`` of the input images.
 
     feature_names_in_ : ndarray of str
-        Column names of DataFrame input. Defined only then."""
+        Column names of DataFrame input. Defined only then.
+
+    input_dtype_ : str
+        dtype of the images seen in ``fit`` (a tensor's as numpy's). What
+        ``inverse_transform``, where there is one, gives back: uint8 from
+        the [0, 1] it was read as, other integers rounded and clipped.
+
+    input_layout_ : str
+        How those images were laid out: "flat" rows, "gray" ``(n, h, w)``,
+        "channels_last", "channels_first" or "tensor". What
+        ``ImageFlattener.inverse_transform`` gives back."""
 
 
 _fill_image_doc = fill_docstring(image_parameters=_IMAGE_PARAMETERS_DOC,
@@ -74,8 +92,13 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
     def _images(self, X, reset):
         validate_params(self)
         # float64 stays float64: these steps are exact (or nearly) on any data.
-        return check_images(X, estimator=self, reset=reset, image_shape=self.image_shape,
-                            channels=self.channels, dtype=None)
+        images = check_images(X, estimator=self, reset=reset, image_shape=self.image_shape,
+                              channels=self.channels, dtype=None)
+        if reset:
+            # What an inverse_transform gives back.
+            self.input_dtype_ = image_dtype(X).name  # a str: saved as plain data
+            self.input_layout_ = image_layout(X, self.channels)
+        return images
 
     def _output_shape(self):
         """``(height, width, channels)`` of the transformed images."""
@@ -607,12 +630,15 @@ class ChannelStandardizer(_ImageTransformer):
         Returns
         -------
         X_original : array or tensor
-            In the form of ``X``.
+            In the form of ``X`` and the dtype of the images seen in
+            ``fit`` (``input_dtype_``): ``inverse_transform(transform(X))``
+            gives ``X`` back, uint8 as uint8 (rounded and clipped).
         """
         check_is_fitted(self, "mean_")
         images = self._images(X, reset=False)
         mean, scale = self._moments(images)
-        return images_like(images * scale + mean, X, channels=self.channels, keep_uint8=False)
+        return images_as(images * scale + mean, image_layout(X, self.channels),
+                         self.input_dtype_)
 
 
 @_fill_image_doc
@@ -696,19 +722,24 @@ class ImageFlattener(_ImageTransformer):
         Parameters
         ----------
         X : array-like of shape (n_samples, height * width * channels)
-            Rows as ``transform`` gives them (or a support mask).
+            Rows as ``transform`` gives them (or a boolean support mask).
 
         Returns
         -------
-        images : ndarray
-            ``(n, h, w, c)``, or ``(n, h, w)`` for one channel.
+        images : ndarray or tensor
+            The images in the layout and dtype seen in ``fit``
+            (``input_layout_``, ``input_dtype_``):
+            ``inverse_transform(transform(X))`` gives ``X`` back, uint8 as
+            uint8 (rounded and clipped). A support mask stays boolean.
         """
         check_is_fitted(self, "image_shape_")
-        X = check_array(X, dtype=None, input_name="X")
+        # A copy: the images returned never share memory with the rows given.
+        X = check_array(X, dtype=None, input_name="X", copy=True)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but ImageFlattener is expecting "
                 f"{self.n_features_in_} features (images of shape {self.image_shape_})."
             )
-        images = X.reshape(len(X), *self.image_shape_)
-        return images[..., 0] if self.image_shape_[2] == 1 else images
+        images = X.reshape(len(X), *self.image_shape_).transpose(0, 3, 1, 2)
+        return images_as(images, self.input_layout_,
+                         bool if X.dtype == bool else self.input_dtype_)

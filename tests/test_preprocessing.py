@@ -180,6 +180,55 @@ def test_flattener_names_pandas_and_inverse(rgb):
         flattener.inverse_transform(np.zeros((2, 10)))
 
 
+def _inputs():
+    """Images of every kind the transformers take: (name, X, parameters)."""
+    rng = np.random.default_rng(0)
+    uint8 = rng.integers(0, 256, (5, 4, 6, 3), dtype=np.uint8)
+    floats = rng.normal(0.5, 2.0, (5, 4, 6, 3))
+    first = {"channels": "first"}
+    return [
+        ("uint8", uint8, {}),
+        ("float32", floats.astype(np.float32), {}),
+        ("float64", floats, {}),
+        ("uint8 channels first", uint8.transpose(0, 3, 1, 2).copy(), first),
+        ("float32 channels first", floats.transpose(0, 3, 1, 2).astype(np.float32), first),
+        ("uint8 gray", uint8[..., 0], {}),
+        ("uint8 flat", uint8.reshape(5, -1), {"image_shape": (4, 6, 3)}),
+        ("float64 flat", floats.reshape(5, -1), {"image_shape": (4, 6, 3)}),
+        ("uint16", uint8.astype(np.uint16) * 200, {}),
+        ("uint8 tensor", torch.from_numpy(uint8.transpose(0, 3, 1, 2).copy()), {}),
+        ("float32 tensor", torch.from_numpy(floats.transpose(0, 3, 1, 2).astype(np.float32)), {}),
+    ]
+
+
+def test_every_inverse_transform_is_the_one_of_its_transformer():
+    """The transformers below are all of skvision's that have an inverse_transform."""
+    import skvision.augmentation
+    import skvision.preprocessing
+    import skvision.style
+    import skvision.transfer
+
+    invertible = {name for module in (skvision.preprocessing, skvision.augmentation,
+                                      skvision.transfer, skvision.style)
+                  for name in module.__all__
+                  if hasattr(getattr(module, name), "inverse_transform")}
+    assert invertible == {"ChannelStandardizer", "ImageFlattener"}
+
+
+@pytest.mark.parametrize("transformer", [ChannelStandardizer, ImageFlattener])
+@pytest.mark.parametrize("name, X, params", _inputs(), ids=[case[0] for case in _inputs()])
+def test_inverse_transform_gives_back_values_dtype_and_layout(transformer, name, X, params):
+    fitted = transformer(**params).fit(X)
+    back = fitted.inverse_transform(fitted.transform(X))
+    assert type(back) is type(X) and back.shape == X.shape and back.dtype == X.dtype
+    if X.dtype in (np.float32, torch.float32, np.float64):
+        tolerance = 1e-6 if X.dtype != np.float64 else 1e-14
+        np.testing.assert_allclose(back, X, rtol=tolerance, atol=tolerance)
+    else:
+        np.testing.assert_array_equal(back, X)  # integers exactly
+    assert fitted.input_dtype_ == str(np.asarray(X).dtype)
+
+
 def test_full_pipeline_on_digits_matches_flat_baseline():
     """Image steps in front of sklearn's own: the same score as on the flat rows."""
     X, y = load_digit_images(return_X_y=True)

@@ -452,8 +452,10 @@ def image_layout(X, channels="last"):
         return "tensor"
     if hasattr(X, "columns"):
         return "flat"
-    # A list of images has one dimension more than each of them.
-    ndim = np.ndim(X[0]) + 1 if isinstance(X, (list, tuple)) else np.ndim(X)
+    if isinstance(X, (list, tuple)):
+        ndim = np.asarray(X[0]).ndim + 1  # one dimension more than each image
+    else:
+        ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
     if ndim in (2, 3):
         return {2: "flat", 3: "gray"}[ndim]
     return "channels_first" if channels == "first" else "channels_last"
@@ -467,7 +469,7 @@ def image_dtype(X):
         return np.result_type(*X.dtypes)
     if isinstance(X, (list, tuple)):
         return np.result_type(*(np.asarray(image).dtype for image in X))
-    return X.dtype if isinstance(X, np.ndarray) else np.asarray(X).dtype
+    return X.dtype if hasattr(X, "dtype") else np.asarray(X).dtype
 
 
 def images_as(images, layout, dtype):

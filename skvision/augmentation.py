@@ -31,6 +31,7 @@ from ._augment_engine import (
     rectangle_masks,
     stream,
 )
+from ._output import ImageOutputMixin
 from ._params import (
     CHANNELS,
     DEVICE,
@@ -75,7 +76,7 @@ _STRENGTH = [Interval(numbers.Real, 0, None)]
 _POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
 
 
-class ImageAugmenter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class ImageAugmenter(ImageOutputMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Random augmentation of image batches, with per-image random parameters.
 
     Flips, random resized crop, rotation/translation/scale/shear, color

@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._data import decode_arrays, unit_tensors
 from ._docstrings import fill_docstring
+from ._output import ImageOutputMixin
 from ._params import (
     BOOLEAN,
     CHANNELS,
@@ -80,7 +81,7 @@ _fill_image_doc = fill_docstring(image_parameters=_IMAGE_PARAMETERS_DOC,
                                  image_attributes=_IMAGE_ATTRIBUTES_DOC)
 
 
-class _ImageTransformer(TransformerMixin, BaseEstimator):
+class _ImageTransformer(ImageOutputMixin, TransformerMixin, BaseEstimator):
     """Shared plumbing: ``image_shape``/``channels`` parameters and output names.
 
     The parameters are validated on every call that reads images (``fit`` and
@@ -131,7 +132,7 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
         return tags
 
 
-class ImageReader(TransformerMixin, BaseEstimator):
+class ImageReader(ImageOutputMixin, TransformerMixin, BaseEstimator):
     """Read image files into an array of images, with Pillow.
 
     The first step of a classical pipeline on image files: ``fit`` only

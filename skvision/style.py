@@ -9,6 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from ._output import ImageOutputMixin
 from ._params import (
     CHANNELS,
     DEVICE,
@@ -54,7 +55,7 @@ def _stage_layers(backbone):
     return {"content": (names[len(names) // 2],), "style": tuple(names[: min(5, len(names))])}
 
 
-class StyleTransfer(TransformerMixin, BaseEstimator):
+class StyleTransfer(ImageOutputMixin, TransformerMixin, BaseEstimator):
     """Paint images in the style of others: neural style transfer.
 
     ``fit(style_images)`` records the style: the Gram matrices (feature

@@ -68,8 +68,9 @@ n_features_in_ : int
 
     input_dtype_ : str
         dtype of the images seen in ``fit`` (a tensor's as numpy's). What
-        ``inverse_transform``, where there is one, gives back: uint8 from
-        the [0, 1] it was read as, other integers rounded and clipped.
+        ``inverse_transform``, where there is one, gives back: uint8 and
+        uint16 from the [0, 1] they were read as, other integers rounded
+        and clipped.
 
     input_layout_ : str
         How those images were laid out: "flat" rows, "gray" ``(n, h, w)``,

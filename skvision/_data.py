@@ -48,7 +48,7 @@ from ._pixels import (
     decode_file,
     read_header,
     scale_to_unit,
-    to_unit_tensor,
+    to_unit_batch,
 )
 from ._storage import display_name, is_url, open_sources, read_bytes, redact_text
 from .nn._resize import resize_images
@@ -60,7 +60,6 @@ __all__ = [
     "as_paths",
     "decode_array",
     "decode_arrays",
-    "unit_tensors",
     "decode_masks",
     "resize_masks",
     "read_batches",
@@ -322,16 +321,6 @@ def decode_arrays(paths, draft_size=None):
         open_sources(paths)))
 
 
-def unit_tensors(arrays, n_channels, size=None, interpolation="bilinear"):
-    """Decoded arrays as float32 ``(c, h, w)`` tensors: scaled, ``n_channels``, resized.
-
-    Steps 3-5 of the pixel path (:func:`skvision._pixels.to_unit_tensor`),
-    on the decoding threads.
-    """
-    return list(_decode_pool().map(
-        lambda array: to_unit_tensor(array, n_channels, size, interpolation), arrays))
-
-
 def _decode_mask(path, size, source=None):
     try:
         with Image.open(path if source is None else source) as image:
@@ -472,7 +461,6 @@ class FileImages:
         )
 
     def _decode(self, path, source):
-        """One file: a uint8 array ``(h, w, c)`` at ``size``, else a float tensor ``(c, h, w)``."""
         array = decode_array(path, source, self.size if self.resize else None)
         if array.shape[:2] != self.size and not self.resize:
             raise ValueError(
@@ -480,25 +468,18 @@ class FileImages:
                 f"pixels, but the images are {self.size[1]}x{self.size[0]} (width x height); "
                 "set image_size to resize them all to one size."
             )
-        if array.dtype == np.uint8 and array.shape[:2] == self.size:
-            if array.ndim == 2:
-                array = array[..., np.newaxis]
-            if array.shape[2] == self.n_channels:
-                return array
-            if self.n_channels == 3:  # a gray file in a colour set
-                return np.repeat(array, 3, axis=2)
-        return to_unit_tensor(array, self.n_channels, self.size, self.interpolation)
+        return array
 
     def read(self, positions):
         paths = [self.paths[i] for i in np.asarray(positions).reshape(-1)]
-        images = list(_decode_pool().map(self._decode, paths, open_sources(paths)))
-        if all(isinstance(image, np.ndarray) for image in images):
-            return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-        return torch.stack([
-            scale_to_unit(torch.from_numpy(image).permute(2, 0, 1))
-            if isinstance(image, np.ndarray) else image
-            for image in images
-        ])
+        arrays = list(_decode_pool().map(self._decode, paths, open_sources(paths)))
+        if all(array.dtype == np.uint8 and array.shape[:2] == self.size
+               and (array.ndim == 2) == (self.n_channels == 1) for array in arrays):
+            # 8-bit files at the size, of the set's channels: uint8, scaled on the device.
+            batch = np.stack(arrays)
+            batch = batch[..., np.newaxis] if batch.ndim == 3 else batch
+            return torch.from_numpy(batch).permute(0, 3, 1, 2)
+        return to_unit_batch(arrays, self.n_channels, self.size, self.interpolation)
 
 
 class ListImages:

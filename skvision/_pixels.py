@@ -37,7 +37,7 @@ __all__ = [
     "match_channels",
     "oriented_size",
     "scale_to_unit",
-    "to_unit_tensor",
+    "to_unit_batch",
 ]
 
 # Pillow modes of one gray channel (alpha, if any, dropped).
@@ -243,14 +243,24 @@ def match_channels(images, n_channels):
     raise ValueError(f"Cannot convert images of {have} channels to {n_channels}.")
 
 
-def to_unit_tensor(array, n_channels, size=None, interpolation="bilinear"):
-    """One decoded image array as float32 ``(c, h, w)``: steps 3-5 of the pixel path."""
-    if array.ndim == 2:
-        array = array[..., np.newaxis]
-    if not array.flags.writeable:  # Pillow's arrays: torch wants to own writable memory
-        array = array.copy()
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
-    tensor = match_channels(scale_to_unit(tensor), n_channels)
-    if size is not None:
-        tensor = resize_images(tensor, size, interpolation)
-    return tensor[0].contiguous()
+def to_unit_batch(arrays, n_channels, size=None, interpolation="bilinear"):
+    """Decoded image arrays as one float32 batch ``(n, c, h, w)``: steps 3-5 of the pixel path.
+
+    Arrays of one shape are resized together, in one call, exactly as an
+    array batch is (:func:`skvision._data.to_float`); ``size=None`` needs
+    them all of one size. Torch runs here, in the thread that reads the
+    batch, never in the decoding threads: torch's parallel kernels started
+    from many threads at once oversubscribe the cores.
+    """
+    tensors = []
+    for array in arrays:
+        if array.ndim == 2:
+            array = array[..., np.newaxis]
+        if not array.flags.writeable:  # Pillow's arrays: torch wants writable memory
+            array = array.copy()
+        tensors.append(torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None])
+    if size is None or len({tensor.shape for tensor in tensors}) == 1:
+        batch = match_channels(scale_to_unit(torch.cat(tensors)), n_channels)
+        return batch if size is None else resize_images(batch, size, interpolation)
+    return torch.cat([resize_images(match_channels(scale_to_unit(tensor), n_channels), size,
+                                    interpolation) for tensor in tensors])

@@ -18,7 +18,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._data import decode_arrays, unit_tensors
+from ._data import decode_arrays
 from ._docstrings import fill_docstring
 from ._output import ImageOutputMixin
 from ._params import (
@@ -30,6 +30,7 @@ from ._params import (
     image_size,
     validate_params,
 )
+from ._pixels import to_unit_batch
 from ._validation import (
     LUMA,
     as_height_width,
@@ -292,24 +293,21 @@ class ImageReader(ImageOutputMixin, TransformerMixin, BaseEstimator):
         arrays = decode_arrays(paths, size)
         n_channels = {"RGB": 3, "L": 1}.get(self.mode) or (
             3 if any(array.ndim == 3 for array in arrays) else 1)
-        dtypes = {array.dtype.name for array in arrays}
-        native = (size is None and len(dtypes) == 1 and dtypes <= {"uint8", "uint16"}
-                  and not (n_channels == 1 and any(array.ndim == 3 for array in arrays)))
-        if native:
-            # Exact: the files' own integers, gray repeated where the set is colour.
-            images = [array if n_channels == 1 else
-                      np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
-                      for array in arrays]
-        else:
-            images = [tensor.permute(1, 2, 0).squeeze(2).numpy()
-                      for tensor in unit_tensors(arrays, n_channels, size)]
-        shapes = {image.shape for image in images}
-        if len(shapes) > 1:
+        shapes = {array.shape[:2] for array in arrays}
+        if size is None and len(shapes) > 1:
             raise ValueError(
-                f"The images have {len(shapes)} different shapes (e.g. {sorted(shapes)[:3]}); "
+                f"The images have {len(shapes)} different sizes (e.g. {sorted(shapes)[:3]}); "
                 "pass image_size=(height, width) to resize them to one size."
             )
-        return np.stack(images)
+        dtypes = {array.dtype.name for array in arrays}
+        if (size is None and len(dtypes) == 1 and dtypes <= {"uint8", "uint16"}
+                and not (n_channels == 1 and any(array.ndim == 3 for array in arrays))):
+            # Exact: the files' own integers, gray repeated where the set is colour.
+            return np.stack([np.repeat(array[..., None], 3, axis=2)
+                             if n_channels == 3 and array.ndim == 2 else array
+                             for array in arrays])
+        batch = to_unit_batch(arrays, n_channels, size).permute(0, 2, 3, 1)
+        return np.ascontiguousarray((batch[..., 0] if n_channels == 1 else batch).numpy())
 
     def get_feature_names_out(self, input_features=None):
         """Pixel names of the output, known when ``image_size`` and ``mode`` are set.

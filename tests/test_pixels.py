@@ -17,7 +17,7 @@ from sklearn.model_selection import cross_val_score
 
 from skvision import CNNClassifier, FineTunedClassifier, VisionTransformerClassifier
 from skvision._data import FileImages, decode_array, scan_files
-from skvision._pixels import _ORIENT_ARRAY, _oriented
+from skvision._pixels import _ORIENT_ARRAY, _oriented, scale_to_unit
 from skvision.datasets import load_digit_images, make_shapes
 
 FAST = dict(epochs=1, batch_size=16, device="cpu", random_state=0)
@@ -157,14 +157,17 @@ def test_pillow_modes_decode_by_one_rule(tmp_path):
     for mode, converted in paths.items():
         paths[mode] = str(tmp_path / f"{mode}.{'jpg' if mode == 'CMYK' else 'png'}")
         converted.save(paths[mode], **({"quality": 100} if mode == "CMYK" else {}))
-    read = {mode: FileImages([path], (16, 16), 3).read([0])[0] for mode, path in paths.items()}
+    # A batch is uint8 or already scaled floats: compare in [0, 1].
+    read = {mode: scale_to_unit(FileImages([path], (16, 16), 3).read([0])[0])
+            for mode, path in paths.items()}
     # An opaque RGBA file is exactly its RGB file: alpha is dropped.
-    assert torch.equal(read["RGBA"], FileImages([reference], (16, 16), 3).read([0])[0])
+    assert torch.equal(read["RGBA"],
+                       scale_to_unit(FileImages([reference], (16, 16), 3).read([0])[0]))
     assert torch.equal(read["P"].permute(1, 2, 0),
-                       torch.from_numpy(np.array(image.quantize(16).convert("RGB"))))
-    gray = np.asarray(image.convert("L"))
-    assert torch.equal(read["LA"][0], torch.from_numpy(gray))
-    assert set(np.unique(read["1"].numpy())) <= {0, 255}
+                       scale_to_unit(torch.from_numpy(np.array(image.quantize(16).convert("RGB")))))
+    gray = scale_to_unit(torch.from_numpy(np.array(image.convert("L"))))
+    assert all(torch.equal(read["LA"][channel], gray) for channel in range(3))
+    assert set(np.unique(read["1"].numpy())) <= {0.0, 1.0}
     assert read["CMYK"].shape == (3, 16, 16)
     kept, _, modes = scan_files(list(paths.values()))
     assert len(kept) == len(paths)

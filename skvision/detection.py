@@ -647,7 +647,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         Parameters
         ----------
         X : array-like of images, list of images of different sizes, or file paths
-            Images with the channels seen in ``fit``, of any size.
+            Images with the channels seen in ``fit``, of any size (files too
+            without ``image_size``: each is read at its own size).
 
         Returns
         -------
@@ -671,7 +672,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
         Parameters
         ----------
-        X : array-like of images, or list of images of different sizes
+        X : array-like of images, list of images of different sizes, or file paths
             Images with the channels seen in ``fit``, of any size.
 
         Returns

@@ -354,8 +354,11 @@ class UNetSegmenter(BaseNeuralEstimator):
         return self._fit(X, y, partial=True)
 
     def _network_scores(self, batch):
-        """The network's class scores of a batch; a list of images of different sizes
-        (image files read at their own size) one image at a time."""
+        """The network's class scores of a batch: a tensor, or one per image of a list.
+
+        A list holds images of different sizes (image files read at their
+        own size, or a list of arrays); they go through one at a time.
+        """
         module = self.net_.module_
         if torch.is_tensor(batch):
             return module(batch)
@@ -467,8 +470,11 @@ def _resized_scores(scores, sizes):
 
 
 def _each_image(scores, function):
-    """``function`` of class scores ``(n, k, h, w)``: of the tensor, or, for a list
-    (images of different sizes), of each image's scores, giving a list."""
+    """``function`` of class scores ``(n, k, h, w)``, or of each image's in a list of them.
+
+    A list holds the scores of images of different sizes; the answer is then
+    a list too, one item per image.
+    """
     if torch.is_tensor(scores):
         return function(scores)
     return [function(score[np.newaxis])[0] for score in scores]

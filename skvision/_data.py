@@ -11,7 +11,7 @@ entry point (:func:`skvision._torch.predict_batches`) read batches from it with
 * ``images.subset(positions)``: the set of those images, nothing read;
 * ``images.read(positions)``: those images as one uint8 or float tensor
   ``(n, c, h, w)``, or, for images of different sizes, a list of ``(c, h, w)``
-  tensors (:func:`to_float` takes both);
+  tensors, uint8 or float (:func:`to_float` takes both);
 * ``images.prefetch``: how many batches to read ahead of the one in use,
   where reading is slow enough to overlap with compute (0: none).
 
@@ -329,32 +329,35 @@ def _decode_mask(path, size, source=None):
                     f"mask files hold one class index per pixel (a gray or palette PNG); "
                     f"got mode {image.mode}"
                 )
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.NEAREST)
-            return np.asarray(image)
+            mask = np.asarray(image)
     except DECODE_ERRORS as error:
         raise _file_error(path, error) from error
+    # The nearest-neighbour resize of mask arrays, so a mask file and the
+    # same mask as an array give the same training targets.
+    return mask if size is None else resize_masks(mask[np.newaxis], size)[0]
 
 
 def decode_masks(paths, size=None):
     """Decode mask files (class index per pixel) to one integer array ``(n, h, w)``.
 
-    ``size=(height, width)`` resizes them with nearest neighbours, so no
-    class index is ever blended into another.
+    ``size=(height, width)`` resizes them with nearest neighbours
+    (:func:`resize_masks`), so no class index is ever blended into another.
+    Without it, mask files of different sizes give a list of ``(h, w)``
+    arrays, one per file at its own size.
     """
     masks = list(_decode_pool().map(lambda path, source: _decode_mask(path, size, source),
                                     paths, open_sources(paths)))
-    shapes = {mask.shape for mask in masks}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"The mask files have {len(shapes)} different sizes (e.g. {sorted(shapes)[:3]}); "
-            "give masks of the images' size, or set image_size."
-        )
+    if len({mask.shape for mask in masks}) > 1:
+        return masks
     return np.stack(masks)
 
 
 def resize_masks(masks, size):
-    """Resize integer masks ``(n, h, w)`` to ``size`` with nearest neighbours."""
+    """Resize integer masks ``(n, h, w)`` to ``size`` with nearest neighbours.
+
+    Each output pixel takes the input pixel under its centre (half-pixel
+    centres, as the image resize).
+    """
     height, width = masks.shape[1:]
     if (height, width) == tuple(size):
         return masks
@@ -422,7 +425,10 @@ class FileImages:
     same pixels given as an array. Files of 8-bit depth already at ``size``
     stay uint8 (a quarter of the bytes to a GPU) and are scaled on the
     device, as arrays are. ``resize=False``: every file must already have
-    ``size`` (an error names the first that does not). Paths may be URLs
+    ``size`` (an error names the first that does not). ``size=None``: each
+    file at its own size (a fully convolutional network's prediction); a
+    batch of files of different sizes is then read as a list of ``(c, h,
+    w)`` tensors, as :class:`ListImages` reads. Paths may be URLs
     (:mod:`skvision._storage`).
     """
 
@@ -433,9 +439,9 @@ class FileImages:
         self.paths = list(paths)
         self.prefetch = (REMOTE_PREFETCH_BATCHES if any(is_url(path) for path in self.paths)
                          else PREFETCH_BATCHES)
-        self.size = tuple(int(side) for side in size)
+        self.size = None if size is None else tuple(int(side) for side in size)
         self.n_channels = int(n_channels)
-        self.resize = resize
+        self.resize = resize and size is not None
         self.interpolation = interpolation
         self._original_sizes = original_sizes
 
@@ -444,7 +450,7 @@ class FileImages:
 
     @property
     def image_shape(self):
-        return (*self.size, self.n_channels)
+        return (*(self.size or (None, None)), self.n_channels)
 
     @property
     def original_sizes(self):
@@ -462,10 +468,11 @@ class FileImages:
 
     def _decode(self, path, source):
         array = decode_array(path, source, self.size if self.resize else None)
-        if array.shape[:2] != self.size and not self.resize:
+        size = array.shape[:2] if self.size is None else self.size
+        if array.shape[:2] != size and not self.resize:
             raise ValueError(
                 f"Image file {display_name(path)!r} is {array.shape[1]}x{array.shape[0]} "
-                f"pixels, but the images are {self.size[1]}x{self.size[0]} (width x height); "
+                f"pixels, but the images are {size[1]}x{size[0]} (width x height); "
                 "set image_size to resize them all to one size."
             )
         return array
@@ -473,6 +480,11 @@ class FileImages:
     def read(self, positions):
         paths = [self.paths[i] for i in np.asarray(positions).reshape(-1)]
         arrays = list(_decode_pool().map(self._decode, paths, open_sources(paths)))
+        if self.size is None:
+            # Files of any size, each at its own (size=None): a list where they differ.
+            if len({array.shape[:2] for array in arrays}) > 1:
+                return [to_unit_batch([array], self.n_channels)[0] for array in arrays]
+            return to_unit_batch(arrays, self.n_channels)
         if all(array.dtype == np.uint8 and array.shape[:2] == self.size
                and (array.ndim == 2) == (self.n_channels == 1) for array in arrays):
             # 8-bit files at the size, of the set's channels: uint8, scaled on the device.

@@ -130,6 +130,17 @@ class _Classes(torch.nn.Module):
         return logits.argmax(dim=1), probabilities
 
 
+class _ScoresAt(torch.nn.Module):
+    """Class scores resized back to the input images' size, as ``UNetSegmenter.predict`` does."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = tuple(int(side) for side in size)
+
+    def forward(self, scores):
+        return resize_images(scores.float(), self.size)
+
+
 class _Targets(torch.nn.Module):
     """Standardized outputs → targets in their own scale, ``(n, n_outputs)``."""
 
@@ -233,7 +244,11 @@ def _torch_part(estimator, X_sample, X, layout):
         size = None
     images = _ImageInput(layout, image_shape, size)
     if isinstance(estimator, UNetSegmenter):
-        return (_Exported(images, network, _Classes("masks")), ["label", "probabilities"],
+        output = _Classes("masks")
+        if size is not None:
+            # Masks at the input's own size: the scores at image_size resized back.
+            output = torch.nn.Sequential(_ScoresAt(sample_shape[:2]), output)
+        return (_Exported(images, network, output), ["label", "probabilities"],
                 estimator.classes_)
     if isinstance(estimator, NeuralClassifierMixin):
         multilabel = estimator._target_kind == "multilabel"
@@ -499,7 +514,8 @@ def to_onnx(estimator, X_sample):
     * regressors: ``variable``, ``(n, n_outputs)`` (``(n, 1)`` for one target);
     * :class:`PretrainedFeatureExtractor`: ``features``, ``(n, n_features_out_)``;
     * :class:`UNetSegmenter`: ``label`` ``(n, h, w)``, the class of every pixel,
-      and ``probabilities`` ``(n, n_classes, h, w)``.
+      and ``probabilities`` ``(n, n_classes, h, w)``, at the input's size
+      (with ``image_size``, the scores resized back to it, as ``predict``).
 
     A :class:`~sklearn.pipeline.Pipeline` whose first step is a skvision
     estimator (a :class:`PretrainedFeatureExtractor` when other steps

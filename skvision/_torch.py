@@ -221,7 +221,9 @@ def predict_batches(module, images, *, batch_size, device, forward=None, precisi
     layout, the module's own (see :func:`channels_last`).
 
     Returns the concatenated outputs as a CPU tensor; when ``forward``
-    returns lists (detections), their concatenation.
+    returns lists (detections, or the outputs of a list of images of
+    different sizes) or tensors of different sizes, a list of the outputs
+    of each image.
 
     Safe to call from several threads at once on one module: the module is
     put in eval mode once and left there (training sets its own mode), so no
@@ -257,6 +259,8 @@ def predict_batches(module, images, *, batch_size, device, forward=None, precisi
                 )
                 if str(device).startswith("cuda"):
                     torch.cuda.empty_cache()
-    if outputs and not torch.is_tensor(outputs[0]):
-        return [item for output in outputs for item in output]
-    return torch.cat(outputs)
+    if all(torch.is_tensor(output) for output in outputs) and len(
+            {output.shape[1:] for output in outputs}) == 1:
+        return torch.cat(outputs)
+    # Detections, or the outputs of images of different sizes: one item per image.
+    return [item for output in outputs for item in output]

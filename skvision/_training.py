@@ -501,7 +501,10 @@ class BaseNeuralEstimator(BaseEstimator):
     def _forward(self, X, forward=None):
         """Validate ``X`` and return the network's raw outputs as a CPU tensor."""
         check_is_fitted(self, "net_")
-        images = self._check_data(X, reset=False)
+        return self._forward_images(self._check_data(X, reset=False), forward)
+
+    def _forward_images(self, images, forward=None):
+        """The network's raw outputs on a validated image set (see :meth:`_forward`)."""
         return predict_batches(
             self.net_.module_, images, batch_size=self.batch_size, device=self.device_,
             # The arithmetic the network trained in ("auto" resolved when it was built).

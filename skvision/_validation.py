@@ -25,7 +25,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._data import ArrayImages, FileImages, as_paths, scan_files
+from ._data import ArrayImages, FileImages, ListImages, as_paths, scan_files
 from ._pixels import file_channels, scale_to_unit
 
 __all__ = [
@@ -217,7 +217,10 @@ def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channel
     image_size : (height, width) or None, default=None
         The size the estimator resizes images to: files are decoded at it;
         at prediction, images of any size (with the fitted channels) are
-        accepted. None: files must all have one size.
+        accepted. None: files must all have one size, but at prediction an
+        estimator that takes images of any size (``_any_image_size``)
+        reads each file at its own size, and takes a list of differently
+        sized arrays (a :class:`~skvision._data.ListImages`).
     on_error : {"raise", "skip"}, default="raise"
         With ``reset=True``, what an unreadable file does: raise an error
         naming it, or be left out with a warning (the set's ``kept`` then
@@ -235,7 +238,7 @@ def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channel
 
     Returns
     -------
-    images : ArrayImages or FileImages
+    images : ArrayImages, FileImages or ListImages
     """
     paths = as_paths(X)
     if paths is not None:
@@ -243,6 +246,11 @@ def check_image_data(X, *, estimator=None, reset=True, image_shape=None, channel
                               interpolation)
         _check_input_kind(estimator, "files", reset)
         return images
+    if not reset and getattr(estimator, "_any_image_size", False):
+        tensors = check_image_list(X, channels=channels)
+        if tensors is not None:
+            _check_fitted_channels(estimator, len(tensors[0]))
+            return ListImages(tensors)
     array = _validated_array(X, estimator=estimator, reset=reset, image_shape=image_shape,
                              channels=channels, any_size=image_size is not None)
     _check_input_kind(estimator, input_kind(array), reset, array)
@@ -338,6 +346,10 @@ def _check_files(paths, estimator, reset, image_size, on_error, file_size, share
             f"{name} was fitted on images with {expected[2]} channels; image files decode to "
             "1 (gray) or 3 (RGB) channels. Read them into arrays of that shape first."
         )
+    if size is None and getattr(estimator, "_any_image_size", False):
+        # A fully convolutional network reads each file at its own size, as
+        # it takes arrays of any size; nothing is resized, so nothing scanned.
+        return FileImages(paths, None, expected[2], interpolation=interpolation)
     return FileImages(paths, size or expected[:2], expected[2], resize=size is not None,
                       interpolation=interpolation)
 
@@ -398,11 +410,7 @@ def _validated_array(X, *, estimator=None, reset=True, image_shape=None, channel
         )
     if not reset and estimator is not None and hasattr(estimator, "image_shape_"):
         expected = tuple(estimator.image_shape_)
-        if shape[2] != expected[2]:
-            raise ValueError(
-                f"X has {shape[2]} channel(s), but {name} was fitted on images with "
-                f"{expected[2]} channel(s) (shape {expected})."
-            )
+        _check_fitted_channels(estimator, shape[2])
         # Fully convolutional estimators (``_any_image_size = True``) and those
         # that resize (``image_size``) predict on images of any size.
         other_size = shape != expected
@@ -427,6 +435,16 @@ def _validated_array(X, *, estimator=None, reset=True, image_shape=None, channel
         if reset:
             estimator.image_shape_ = shape
     return X
+
+
+def _check_fitted_channels(estimator, n_channels):
+    """Images given to a fitted estimator must have the channels it was fitted on."""
+    expected = tuple(estimator.image_shape_)
+    if n_channels != expected[2]:
+        raise ValueError(
+            f"X has {n_channels} channel(s), but {_estimator_name(estimator)} was fitted on "
+            f"images with {expected[2]} channel(s) (shape {expected})."
+        )
 
 
 def _plain_numeric_array(X):
@@ -528,34 +546,60 @@ def images_like(images, X, *, channels="last", keep_uint8=True, flat=False):
 
 
 def check_masks(masks, n_samples, image_size):
-    """Validate integer segmentation masks and return an int64 tensor ``(n, h, w)``.
+    """Validate integer segmentation masks: an int64 tensor ``(n, h, w)``, or a list of them.
 
-    ``masks`` holds one integer class label per pixel, shaped ``(n, h, w)``
-    (or ``(n, h, w, 1)``, or flat ``(n, h*w)`` rows), with the images'
-    ``image_size = (h, w)``.
+    ``masks`` holds one integer class label per pixel of each image: an
+    array ``(n, h, w)`` (or ``(n, h, w, 1)``, or flat ``(n, h*w)`` rows), or
+    a list of one mask per image. ``image_size`` is the images' ``(height,
+    width)``, or one such pair per image (image files of different sizes,
+    as :func:`check_boxes` takes them); each mask must have its image's
+    size. Returns an int64 tensor ``(n, h, w)``, or, where the images'
+    sizes differ, a list of ``(h, w)`` ones.
     """
+    sizes = ([tuple(size) for size in image_size] if np.ndim(image_size) == 2
+             else [tuple(image_size)] * n_samples)
     if isinstance(masks, torch.Tensor):
         masks = masks.detach().cpu().numpy()
-    elif isinstance(masks, (list, tuple)):
-        masks = _list_to_array(masks)
-    masks = np.asarray(masks)
-    if masks.ndim == 4 and masks.shape[-1] == 1:
-        masks = masks[..., 0]
-    if masks.ndim == 2 and masks.shape == (n_samples, math.prod(image_size)):
-        masks = masks.reshape(n_samples, *image_size)  # flat rows, like flat images
-    expected = (n_samples, *image_size)
-    if masks.shape != expected:
+    if isinstance(masks, (list, tuple)):
+        _check_targets_length(masks, n_samples)
+        checked = [_integer_masks(mask, size, f"mask {index}", "(height, width)")
+                   for index, (mask, size) in enumerate(zip(masks, sizes))]
+        if len(set(sizes)) > 1:
+            return [torch.from_numpy(mask) for mask in checked]
+        return torch.from_numpy(np.stack(checked))
+    if len(set(sizes)) > 1:
         raise ValueError(
-            f"masks must have shape (n_images, height, width) = {expected}, one class "
-            f"index per pixel; got shape {masks.shape}."
+            f"The images have {len(set(sizes))} different sizes (height, width), e.g. "
+            f"{sorted(set(sizes))[:3]}: give the masks as a list of one (height, width) "
+            "array per image, of its image's size."
+        )
+    return torch.from_numpy(_integer_masks(masks, (n_samples, *sizes[0]), "masks",
+                                           "(n_images, height, width)"))
+
+
+def _integer_masks(masks, expected, name, axes):
+    """``masks`` as an int64 array of shape ``expected``; ``name`` and ``axes`` word the errors.
+
+    A trailing channel of one and flat rows (the last two axes as one) are
+    taken, as images are.
+    """
+    masks = np.asarray(masks)
+    if masks.ndim == len(expected) + 1 and masks.shape[-1] == 1:
+        masks = masks[..., 0]
+    if masks.shape == (*expected[:-2], math.prod(expected[-2:])):
+        masks = masks.reshape(expected)  # flat rows, like flat images
+    if masks.shape != tuple(expected):
+        raise ValueError(
+            f"{name} must have shape {axes} = {tuple(expected)}, one class index per pixel; "
+            f"got shape {masks.shape}."
         )
     if not (np.issubdtype(masks.dtype, np.integer) or masks.dtype == bool):
         if not np.issubdtype(masks.dtype, np.floating) or np.any(masks != np.round(masks)):
             raise ValueError(
-                f"masks must hold integer class indices; got dtype {masks.dtype} with "
+                f"{name} must hold integer class indices; got dtype {masks.dtype} with "
                 "non-integer values."
             )
-    return torch.from_numpy(masks.astype(np.int64))
+    return masks.astype(np.int64)
 
 
 def check_boxes(targets, n_samples, image_size):

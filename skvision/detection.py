@@ -9,7 +9,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
-from ._data import ListImages, to_float
+from ._data import to_float
 from ._docstrings import fill_doc
 from ._net import Net
 from ._params import (
@@ -620,16 +620,9 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         ``step`` returns one box tensor per image, or one dict with "boxes".
         """
         check_is_fitted(self, "net_")
-        tensors = check_image_list(X, channels=self.channels)
-        if tensors is None:
-            images = self._check_data(X, reset=False)
-        elif len(tensors[0]) != self.image_shape_[2]:
-            raise ValueError(
-                f"X has {len(tensors[0])} channel(s), but {type(self).__name__} was fitted on "
-                f"images with {self.image_shape_[2]} channel(s)."
-            )
-        else:
-            images = ListImages(tensors)
+        # Lists of differently sized images and files of any size are read
+        # at each image's own size (a ListImages, a FileImages without size).
+        images = self._check_data(X, reset=False)
         size = self._image_size()
         module = self.net_.module_
         # torchvision's detection models take a list of images.
@@ -654,7 +647,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         Parameters
         ----------
         X : array-like of images, list of images of different sizes, or file paths
-            Images with the channels seen in ``fit``, of any size.
+            Images with the channels seen in ``fit``, of any size (files too
+            without ``image_size``: each is read at its own size).
 
         Returns
         -------
@@ -678,7 +672,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
         Parameters
         ----------
-        X : array-like of images, or list of images of different sizes
+        X : array-like of images, list of images of different sizes, or file paths
             Images with the channels seen in ``fit``, of any size.
 
         Returns

@@ -21,6 +21,7 @@ from ._training import BaseNeuralEstimator
 from ._validation import check_masks, class_weights, encode_labels
 from .metrics import mean_iou
 from .nn import UNet, build_backbone
+from .nn._resize import resize_images
 from .nn.unet import CrossEntropyDiceLoss, DiceLoss
 from .transfer import BACKBONE_CONSTRAINTS
 
@@ -74,8 +75,11 @@ class UNetSegmenter(BaseNeuralEstimator):
     ``predict`` takes images of any size (with the training channel count):
     train on crops, segment whole images. Images and masks may be file
     paths (mask files: gray or palette PNGs of class indices); with
-    ``image_size`` set, images are resized to it (masks with nearest
-    neighbours) and ``predict`` returns masks of that size.
+    ``image_size`` set, images are resized to it for the network (their
+    masks with nearest neighbours), and ``predict`` still answers at each
+    image's own size: the class scores are resized back (bilinear) before
+    the most probable class is taken. Masks are always of their image's own
+    size, in ``fit`` as in ``score``.
 
     Parameters
     ----------
@@ -243,13 +247,12 @@ class UNetSegmenter(BaseNeuralEstimator):
         return CrossEntropyDiceLoss(ignore_index=_IGNORED, weight=weight)
 
     def _prepare_targets(self, y, images, *, reset, classes=None):
-        n_samples = len(images)
         if y is None:
             raise ValueError(
                 "UNetSegmenter requires y to be passed, but the target y is None: pass the "
                 "masks (n_samples, height, width)."
             )
-        masks = self._check_masks(y, n_samples, images.image_shape[:2])
+        masks = self._check_masks(y, images)
         labelled = masks if self.ignore_index is None else masks[masks != self.ignore_index]
         if reset:
             self.classes_ = np.unique(labelled)
@@ -268,24 +271,39 @@ class UNetSegmenter(BaseNeuralEstimator):
         index[~ignored] = encode_labels(masks[~ignored], self.classes_, int((~ignored).sum()))
         return torch.from_numpy(index), len(self.classes_)
 
-    def _check_masks(self, y, n_samples, image_size):
-        """Masks as an integer array at the network's input size.
+    def _check_masks(self, y, images):
+        """Masks as an integer array ``(n, h, w)`` at the size the network sees.
 
-        ``y`` holds masks of the images' size ``image_size`` (or mask file
-        paths); with ``image_size`` set they are resized with nearest
-        neighbours to it, as the images are.
+        ``y`` holds one mask per image at the image's own size (for image
+        files, the size their header gives: ``images.original_sizes``): an
+        array, a list of arrays (image files of different sizes) or mask
+        files. With ``image_size`` set they are resized to it with nearest
+        neighbours (:func:`~skvision._data.resize_masks`), as the images
+        are; without it, the images are seen at their own size, and so are
+        the masks.
         """
+        n_samples = len(images)
+        size = self._image_size()
         paths = as_paths(y)
-        size = self._input_size()
         if paths is not None:
             if len(paths) != n_samples:
                 raise ValueError(
                     f"X and y have inconsistent numbers of samples: {n_samples} images but "
                     f"{len(paths)} mask files."
                 )
-            masks = decode_masks(paths, size if self._image_size() else None)
-            return check_masks(masks, n_samples, size).numpy()
-        return resize_masks(check_masks(y, n_samples, image_size).numpy(), size)
+            # Resized as each is decoded: only masks of the network's size are held.
+            y = decode_masks(paths, size)
+            if size is not None:
+                return check_masks(y, n_samples, size).numpy()
+        masks = check_masks(y, n_samples, images.original_sizes)
+        if torch.is_tensor(masks):
+            return masks.numpy() if size is None else resize_masks(masks.numpy(), size)
+        if size is None:
+            raise ValueError(
+                "The image files have different sizes; a batch of training images must have "
+                "one. Set image_size=(height, width) to resize them to one size."
+            )
+        return np.concatenate([resize_masks(mask.numpy()[np.newaxis], size) for mask in masks])
 
     def _class_weights(self, labelled):
         if self.class_weight is None:
@@ -303,10 +321,13 @@ class UNetSegmenter(BaseNeuralEstimator):
         X : array-like of images, or of image file paths
             See :func:`skvision._validation.check_image_data` for the
             accepted forms.
-        y : array-like of int, shape (n_samples, height, width), or mask file paths
-            The class of every pixel (flat ``(n_samples, height * width)``
-            rows work too). Any integer labels; ``ignore_index`` pixels are
-            left out.
+        y : array-like of int, shape (n_samples, height, width), list of arrays, or mask file paths
+            The class of every pixel, each mask at its image's own size (for
+            image files, the files' size, also with ``image_size``: the
+            masks are resized with the images); a list of one ``(height,
+            width)`` array per image where the files differ in size (flat
+            ``(n_samples, height * width)`` rows work too). Any integer
+            labels; ``ignore_index`` pixels are left out.
 
         Returns
         -------
@@ -332,51 +353,91 @@ class UNetSegmenter(BaseNeuralEstimator):
         """
         return self._fit(X, y, partial=True)
 
+    def _network_scores(self, batch):
+        """The network's class scores of a batch: a tensor, or one per image of a list.
+
+        A list holds images of different sizes (image files read at their
+        own size, or a list of arrays); they go through one at a time.
+        """
+        module = self.net_.module_
+        if torch.is_tensor(batch):
+            return module(batch)
+        return [module(image[np.newaxis])[0].float().cpu() for image in batch]
+
+    def _class_scores(self, X):
+        """The class scores of every pixel, each image at its own size.
+
+        A tensor ``(n, n_classes, h, w)``, or a list of ``(n_classes, h,
+        w)`` ones where the images differ in size. With ``image_size`` the
+        network's scores at that size are resized back to each image's own
+        size with the bilinear resize of the images (as torchvision's
+        segmentation models upsample their logits), so the arg-max and the
+        probabilities are taken at the image's own pixels.
+        """
+        check_is_fitted(self, "net_")
+        images = self._check_data(X, reset=False)
+        scores = self._forward_images(images, forward=self._network_scores)
+        if self._image_size() is None:
+            return scores
+        return _resized_scores(scores, images.original_sizes)
+
     def predict_proba(self, X):
-        """Class probabilities of every pixel.
+        """Class probabilities of every pixel, at each image's own size.
 
         Parameters
         ----------
-        X : array-like of images
-            Images of the shape seen in ``fit``.
+        X : array-like of images, list of images of different sizes, or image file paths
+            Images with the channels seen in ``fit``, of any size.
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_classes, height, width)
+        proba : ndarray of shape (n_samples, n_classes, height, width), or list of ndarray
+            At each image's own size, also with ``image_size`` (the class
+            scores resized back, bilinear, before the softmax). A list of
+            one ``(n_classes, height, width)`` array per image where the
+            images differ in size (image files, or a list of arrays).
         """
-        return F.softmax(self._forward(X), dim=1).numpy()
+        return _each_image(self._class_scores(X), lambda scores: F.softmax(scores, dim=1).numpy())
 
     def predict(self, X):
-        """The most probable class of every pixel.
+        """The most probable class of every pixel, at each image's own size.
 
         Parameters
         ----------
-        X : array-like of images
-            Images of the shape seen in ``fit``.
+        X : array-like of images, list of images of different sizes, or image file paths
+            Images with the channels seen in ``fit``, of any size.
 
         Returns
         -------
-        masks : ndarray of shape (n_samples, height, width)
-            In the label values of the training masks.
+        masks : ndarray of shape (n_samples, height, width), or list of ndarray
+            In the label values of the training masks, at each image's own
+            size, also with ``image_size`` (the class scores resized back,
+            bilinear, then the arg-max). A list of one ``(height, width)``
+            mask per image where the images differ in size (image files, or
+            a list of arrays).
         """
-        index = self._forward(X).argmax(dim=1).numpy()
-        return self.classes_[index]
+        return _each_image(self._class_scores(X),
+                           lambda scores: self.classes_[scores.argmax(dim=1).numpy()])
 
     def score(self, X, y, sample_weight=None):
         """Mean intersection over union of the predicted masks.
 
         Parameters
         ----------
-        X : array-like of images
+        X : array-like of images, list of images of different sizes, or image file paths
             Images.
-        y : array-like of int, shape (n_samples, height, width)
-            Their true masks.
+        y : array-like of int, shape (n_samples, height, width), list of arrays, or mask file paths
+            Their true masks, each at its image's own size (a list where
+            the images differ in size).
         sample_weight : None
             Not supported; present for sklearn's signature.
 
         Returns
         -------
         score : float
+            The mean IoU at the masks' own size (the predictions are at
+            each image's own size, also with ``image_size``), counted over
+            the pixels of all images together.
         """
         if sample_weight is not None:
             raise ValueError("UNetSegmenter.score does not support sample_weight.")
@@ -384,12 +445,14 @@ class UNetSegmenter(BaseNeuralEstimator):
         predicted = self.predict(X)
         paths = as_paths(y)
         if paths is not None:
-            y = decode_masks(paths, predicted.shape[1:] if self._image_size() else None)
-        elif self._image_size() is not None:
-            # True masks of the images' own size, predictions at image_size.
-            y = resize_masks(np.asarray(y), predicted.shape[1:])
-        masks = check_masks(y, len(predicted), predicted.shape[1:]).numpy()
-        return mean_iou(masks, predicted, ignore_index=self.ignore_index)
+            y = decode_masks(paths)
+        masks = check_masks(y, len(predicted), [mask.shape for mask in predicted])
+        if torch.is_tensor(masks):
+            return mean_iou(masks.numpy(), predicted, ignore_index=self.ignore_index)
+        # Images of different sizes: their pixels counted together, as mean_iou counts them.
+        return mean_iou(np.concatenate([mask.numpy().ravel() for mask in masks]),
+                        np.concatenate([mask.ravel() for mask in predicted]),
+                        ignore_index=self.ignore_index)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -397,3 +460,21 @@ class UNetSegmenter(BaseNeuralEstimator):
         tags.target_tags.one_d_labels = False
         tags.target_tags.two_d_labels = True
         return tags
+
+
+def _resized_scores(scores, sizes):
+    """Class scores at the network's size resized (bilinear) to each image's own ``sizes``."""
+    if torch.is_tensor(scores) and len(set(sizes)) == 1:
+        return resize_images(scores, sizes[0])
+    return [resize_images(score[np.newaxis], size)[0] for score, size in zip(scores, sizes)]
+
+
+def _each_image(scores, function):
+    """``function`` of class scores ``(n, k, h, w)``, or of each image's in a list of them.
+
+    A list holds the scores of images of different sizes; the answer is then
+    a list too, one item per image.
+    """
+    if torch.is_tensor(scores):
+        return function(scores)
+    return [function(score[np.newaxis])[0] for score in scores]

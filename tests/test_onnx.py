@@ -199,6 +199,17 @@ def test_unet_segmenter():
         np.testing.assert_array_equal(label, segmenter.predict(X[:n]))
 
 
+def test_unet_segmenter_with_image_size_answers_at_the_input_size():
+    """As predict: the scores at image_size are resized back to the input's 16 px."""
+    X, masks = make_shapes(n_samples=8, image_size=16, task="segmentation", random_state=0)
+    segmenter = UNetSegmenter(depth=1, base_filters=4, image_size=12, **TRAINING).fit(X, masks)
+    label, probabilities = _session(to_onnx(segmenter, X[:2])).run(None, {"X": X[:5]})
+    expected = segmenter.predict_proba(X[:5])
+    assert probabilities.shape == expected.shape == (5, len(segmenter.classes_), 16, 16)
+    assert np.abs(probabilities - expected).max() <= 1e-3 * np.abs(expected).max()
+    np.testing.assert_array_equal(label, segmenter.predict(X[:5]))
+
+
 def test_extractor_scaler_logistic_regression_pipeline(shapes):
     X, y = shapes
     pipeline = make_pipeline(PretrainedFeatureExtractor(image_size=32, device="cpu", **BACKBONE),

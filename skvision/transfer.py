@@ -1,6 +1,7 @@
 """Transfer learning: pretrained features and fine-tuning."""
 
 import copy
+import difflib
 import numbers
 
 import numpy as np
@@ -34,6 +35,7 @@ from .nn.backbones import (
     backbone_name,
     backbone_preprocessing,
     build_backbone,
+    has_pretrained_weights,
     is_known_backbone,
 )
 
@@ -62,9 +64,29 @@ class _BackboneArguments:
     """
 
     def _store_backbone_arguments(self, arguments):
-        # Stored as given; checked at fit (_build_backbone), as every parameter is.
+        # Any other name is refused here, where it is written, not at fit:
+        # sklearn's clone (cross_val_score, GridSearchCV) rebuilds an
+        # estimator from get_params, which has only the signature's and the
+        # backbone__ names, so a misspelt parameter kept until fit would be
+        # dropped and the fit would run silently with the default. The
+        # values are stored as given and checked at fit, as every parameter is.
+        for name in arguments:
+            if not name.startswith(ARGUMENT_PREFIX):
+                raise TypeError(self._unexpected_keyword(name))
         for name, value in arguments.items():
             setattr(self, name, value)
+
+    @classmethod
+    def _unexpected_keyword(cls, name):
+        """Python's own message for an unexpected keyword, with the closest parameter."""
+        candidates = cls._get_param_names()
+        if name.startswith("backbone_"):  # backbone_width for backbone__width
+            candidates.append(ARGUMENT_PREFIX + name[len("backbone_"):])
+        close = difflib.get_close_matches(name, candidates, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return (f"{cls.__qualname__}.__init__() got an unexpected keyword argument "
+                f"{name!r}.{hint} Constructor arguments of a backbone class are passed as "
+                f"{ARGUMENT_PREFIX}<name>.")
 
     def _backbone_arguments(self):
         return {name[len(ARGUMENT_PREFIX):]: value for name, value in vars(self).items()
@@ -82,15 +104,6 @@ class _BackboneArguments:
         return super().set_params(**params)
 
     def _build_backbone(self, weights, image_size):
-        signature = set(self._get_param_names())
-        unknown = [name for name in vars(self) if name not in signature
-                   and not name.startswith(("_", ARGUMENT_PREFIX)) and not name.endswith("_")]
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__} got an unexpected parameter {unknown[0]!r}: besides "
-                f"the documented ones it takes only {ARGUMENT_PREFIX}<name> arguments of a "
-                "backbone class."
-            )
         return build_backbone(self.backbone, weights=weights, layer=self.layer,
                               image_size=image_size, arguments=self._backbone_arguments())
 
@@ -159,7 +172,8 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
     **backbone_arguments : dict
         ``backbone__<name>=value``: constructor arguments of a ``backbone``
         class, parameters like any other for ``set_params`` and grid
-        searches.
+        searches. Any other unknown keyword raises a ``TypeError``, as
+        Python does for a function's.
 
     Attributes
     ----------
@@ -351,11 +365,16 @@ backbone : str, torch.nn.Module subclass or instance, default="efficientnet_lite
     layer : int, default=-1
         Last feature level kept (timm's stages, then the final features).
 
-    freeze : {"all", "none"} or int, default="all"
+    freeze : {"auto", "all", "none"} or int, default="auto"
         Which backbone levels stay fixed: "all" trains the new head only
         (fast, best with little data), "none" trains everything, an int
         ``n`` trains the last ``n`` feature levels (stages). Frozen levels
-        keep their batch norm statistics.
+        keep their batch norm statistics. "auto" is "all" for a backbone
+        with pretrained weights and "none" for one without, whose random
+        features are worth nothing frozen: a name with ``weights=False``,
+        or your network's class with ``weights`` None or False. Your
+        network's instance counts as pretrained (its weights are what you
+        gave it) unless ``weights=False``. The choice is ``freeze_``.
 
     pooling : {"auto", "avg", "max", "avgmax"}, default="auto"
         How the features become the head's input vector: "auto" the
@@ -370,10 +389,13 @@ backbone : str, torch.nn.Module subclass or instance, default="efficientnet_lite
     dropout : float, default=0.2
         Dropout before the new head.
 
-    backbone_lr : float, default=0.1
+    backbone_lr : float or "auto", default="auto"
         Learning rate of the trained backbone stages as a fraction of
         ``lr`` (discriminative learning rates: pretrained weights need only
-        small changes)."""
+        small changes). "auto" is 0.1 for a backbone with pretrained
+        weights and 1.0 (the head's rate) for one without, which must
+        learn everything, as ``freeze="auto"`` decides; the choice is
+        ``backbone_lr_``."""
 
 
 class _FineTunedMixin(_BackboneArguments):
@@ -386,15 +408,43 @@ class _FineTunedMixin(_BackboneArguments):
         **TRAINING_CONSTRAINTS,
         **BACKBONE_CONSTRAINTS,
         "image_size": image_size(8),
-        "freeze": [Options("all", "none"), Interval(numbers.Integral, 0, None)],
+        "freeze": [Options("auto", "all", "none"), Interval(numbers.Integral, 0, None)],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
-        "backbone_lr": [Interval(numbers.Real, 0, None)],
+        "backbone_lr": [Interval(numbers.Real, 0, None), Options("auto")],
     }
 
+    # freeze and backbone_lr "auto": (with pretrained weights, without).
+    # Frozen random features leave the head at chance, and a tenth of the
+    # rate holds a network trained from scratch far below a plain loop
+    # (tests/test_transfer.py, test_a_user_network_class_trains_by_default).
+    _auto_freeze = ("all", "none")
+    _auto_backbone_lr = (0.1, 1.0)
+
+    def _choose_architecture(self, n_images):
+        # Whether the weights are pretrained is settled once per fresh fit, with
+        # the network built from them: a warm start keeps the network, its
+        # frozen levels and this answer.
+        self._pretrained_backbone = has_pretrained_weights(self.backbone, self.weights)
+        self.freeze_ = self._auto_freeze[not self._pretrained_backbone] if (
+            self.freeze == "auto") else self.freeze
+        self.backbone_lr_ = self._backbone_lr()
+
+    def _backbone_lr(self):
+        if self.backbone_lr != "auto":
+            return self.backbone_lr
+        return self._auto_backbone_lr[not self._pretrained_backbone]
+
+    def _configure_net(self, dataset, n_outputs, **options):
+        # A warm start or partial_fit takes a changed backbone_lr, as it takes a changed lr.
+        self.backbone_lr_ = self._backbone_lr()
+        return super()._configure_net(dataset, n_outputs, **options)
+
     def _n_trainable_stages(self):
-        if self.freeze == "all":
+        # A model saved before freeze="auto" existed has no freeze_.
+        freeze = getattr(self, "freeze_", self.freeze)
+        if freeze == "all":
             return 0
-        return None if self.freeze == "none" else int(self.freeze)
+        return None if freeze == "none" else int(freeze)
 
     def _build_module(self, n_channels, n_outputs, input_size, pretrained=True):
         # pretrained=False (a saved model loading): the architecture only, the
@@ -432,7 +482,7 @@ class _FineTunedMixin(_BackboneArguments):
     def _param_groups(self):
         if self._n_trainable_stages() == 0:
             return []
-        return [("backbone.*", {"lr": self.lr * self.backbone_lr})]
+        return [("backbone.*", {"lr": self.lr * getattr(self, "backbone_lr_", self.backbone_lr)})]
 
 
 @fill_doc(architecture=_FREEZE_DOC, resize=False)
@@ -466,6 +516,13 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
     class_weight_ : ndarray of shape (n_classes,) or None
         The weight of each class in the loss, when ``class_weight`` is set.
 
+    freeze_ : {"all", "none"} or int
+        The backbone levels kept fixed: ``freeze``, or what "auto" chose.
+
+    backbone_lr_ : float
+        The backbone's learning rate as a fraction of ``lr``:
+        ``backbone_lr``, or what "auto" chose.
+
     %(fitted_attributes)s
 
     See Also
@@ -492,11 +549,11 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
         backbone="efficientnet_lite0",
         weights=None,
         layer=-1,
-        freeze="all",
+        freeze="auto",
         pooling="auto",
         image_size=None,
         dropout=0.2,
-        backbone_lr=0.1,
+        backbone_lr="auto",
         label_smoothing=0.1,
         class_weight=None,
         image_shape=None,
@@ -585,6 +642,13 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         Mean and standard deviation of each target, used to standardize them
         (in float64, so targets far from zero keep their variation).
 
+    freeze_ : {"all", "none"} or int
+        The backbone levels kept fixed: ``freeze``, or what "auto" chose.
+
+    backbone_lr_ : float
+        The backbone's learning rate as a fraction of ``lr``:
+        ``backbone_lr``, or what "auto" chose.
+
     %(fitted_attributes)s
 
     See Also
@@ -610,11 +674,11 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
         backbone="efficientnet_lite0",
         weights=None,
         layer=-1,
-        freeze="all",
+        freeze="auto",
         pooling="auto",
         image_size=None,
         dropout=0.2,
-        backbone_lr=0.1,
+        backbone_lr="auto",
         image_shape=None,
         channels="last",
         on_error="raise",

@@ -40,6 +40,7 @@ __all__ = [
     "backbone_preprocessing",
     "backbone_name",
     "build_backbone",
+    "has_pretrained_weights",
     "imagenet_predict",
     "is_user_network",
     "list_backbones",
@@ -221,6 +222,24 @@ def is_user_network(backbone):
     """Whether ``backbone`` is a user's network: a ``torch.nn.Module`` subclass or instance."""
     return isinstance(backbone, nn.Module) or (
         isinstance(backbone, type) and issubclass(backbone, nn.Module))
+
+
+def has_pretrained_weights(backbone, weights):
+    """Whether ``build_backbone(backbone, weights=weights)`` starts from trained weights.
+
+    A name has them unless ``weights`` is False (random initialization); a
+    path or a state dict always gives them. A user's network class has
+    only what its constructor draws, so with ``weights`` None or False it
+    counts as untrained. A user's instance counts as trained with
+    ``weights=None``: its weights are whatever the caller gave it, which
+    may be the result of training, and nothing in a module says whether
+    they are; ``weights=False`` says they are not.
+    """
+    if weights is False:
+        return False
+    if weights is not None:
+        return True
+    return not (isinstance(backbone, type) and is_user_network(backbone))
 
 
 def backbone_name(backbone):

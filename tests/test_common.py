@@ -118,10 +118,12 @@ _SGD_WEIGHTS = (
 )
 
 # The check passes every name of the signature, the **backbone_arguments
-# catch-all included, to set_params; set_params takes backbone__<name>
-# arguments and rejects any other unknown name, as sklearn's does.
-_VAR_KEYWORD = ("set_params receives the **backbone_arguments catch-all by its own name, "
-                "which is not a parameter: only backbone__<name> arguments are.")
+# catch-all included, as a keyword to __init__ and set_params; both take
+# backbone__<name> arguments and refuse any other unknown name (__init__
+# with Python's TypeError, set_params as sklearn's does).
+_VAR_KEYWORD = ("the check passes the **backbone_arguments catch-all by its own name, "
+                "which is not a parameter: __init__ refuses it with a TypeError, as Python "
+                "refuses any unexpected keyword; only backbone__<name> arguments are taken.")
 EXPECTED_FAILED_CHECKS = {
     CNNRegressor: {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,

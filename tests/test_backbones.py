@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from _networks import SmallNet
 
 from skvision import FineTunedClassifier, PretrainedFeatureExtractor, load, save
 from skvision.datasets import make_shapes
@@ -117,21 +118,6 @@ def test_torchvision_models_go_through_the_same_levels():
         assert backbone.pool(torch.zeros(2, 3, 64, 64)).shape == (2, 576)
     with pytest.raises(ValueError, match="does not know the stages of torchvision's 'vit_b_16'"):
         build_backbone("vit_b_16", weights=False)
-
-
-class SmallNet(torch.nn.Module):
-    """A user's own network: feature maps at a quarter of the resolution."""
-
-    def __init__(self, width=8):
-        super().__init__()
-        self.body = torch.nn.Sequential(
-            torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.BatchNorm2d(width),
-            torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(width, 2 * width, 3, padding=1), torch.nn.BatchNorm2d(2 * width),
-            torch.nn.ReLU(), torch.nn.MaxPool2d(2))
-
-    def forward(self, x):
-        return self.body(x)
 
 
 def _user_classifier(**params):

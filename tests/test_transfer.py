@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _networks import SmallNet
 from skimage import data
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
@@ -245,21 +246,6 @@ def test_fine_tuned_regressor_counts_shapes():
     assert reg.y_mean_.shape == (1,) and reg.predict(X[:2]).shape == (2,)
 
 
-class _UserNet(torch.nn.Module):
-    """A user's own conv-BN-pool network, random weights: nothing pretrained."""
-
-    def __init__(self, width=8):
-        super().__init__()
-        self.body = torch.nn.Sequential(
-            torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.BatchNorm2d(width),
-            torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(width, 2 * width, 3, padding=1), torch.nn.BatchNorm2d(2 * width),
-            torch.nn.ReLU(), torch.nn.MaxPool2d(2))
-
-    def forward(self, x):
-        return self.body(x)
-
-
 def _tiny_state_dict():
     import timm
 
@@ -269,10 +255,10 @@ def _tiny_state_dict():
 @pytest.mark.parametrize("backbone, weights, pretrained", [
     ("test_efficientnet", False, False),
     ("test_efficientnet", _tiny_state_dict, True),
-    (_UserNet, None, False),
-    (_UserNet, False, False),
-    (_UserNet(), None, True),  # the user's weights, which may be trained
-    (_UserNet(), False, False),
+    (SmallNet, None, False),
+    (SmallNet, False, False),
+    (SmallNet(), None, True),  # the user's weights, which may be trained
+    (SmallNet(), False, False),
 ], ids=["name-random", "name-state-dict", "class", "class-random", "instance",
         "instance-random"])
 def test_auto_freeze_and_backbone_lr_follow_the_weights(backbone, weights, pretrained):
@@ -300,7 +286,7 @@ def _plain_torch_accuracy(X_train, y_train, X_test, y_test, *, width, epochs, lr
                           seed):
     """What a PyTorch user writes: the same network and head, Adam, cross-entropy."""
     torch.manual_seed(seed)
-    network = torch.nn.Sequential(_UserNet(width), torch.nn.AdaptiveAvgPool2d(1),
+    network = torch.nn.Sequential(SmallNet(width), torch.nn.AdaptiveAvgPool2d(1),
                                   torch.nn.Flatten(), torch.nn.Linear(2 * width, 10))
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -336,7 +322,7 @@ def test_a_user_network_class_trains_by_default():
 
     X, y = load_digit_images(return_X_y=True)
     X_train, y_train, X_test, y_test = X[:600], y[:600], X[600:900], y[600:900]
-    clf = FineTunedClassifier(backbone=_UserNet, backbone__width=32, epochs=10, image_size=8,
+    clf = FineTunedClassifier(backbone=SmallNet, backbone__width=32, epochs=10, image_size=8,
                               random_state=0)
     score = clf.fit(X_train, y_train).score(X_test, y_test)
     plain = _plain_torch_accuracy(X_train, y_train, X_test, y_test, width=32, epochs=10,
@@ -364,7 +350,7 @@ def test_misspelt_parameters_are_refused_where_they_are_written(Estimator, missp
 def test_backbone_arguments_survive_clone_and_set_params():
     from sklearn.base import clone
 
-    clf = FineTunedClassifier(backbone=_UserNet, backbone__width=4, epochs=3)
+    clf = FineTunedClassifier(backbone=SmallNet, backbone__width=4, epochs=3)
     copied = clone(clf)
     assert copied.get_params()["backbone__width"] == 4 and copied.epochs == 3
     assert clone(copied.set_params(backbone__width=6)).backbone__width == 6

@@ -21,6 +21,11 @@ from skvision.preprocessing import ImageFlattener
 
 FAST = dict(filters=(8, 16), epochs=3, batch_size=32, device="cpu", random_state=0)
 
+# One xdist worker runs the whole file (make test uses --dist loadgroup), so the
+# 40-epoch model of the module-scoped ``fitted`` fixture is trained once, not
+# once per worker (measured: two 72-78 s set-ups in one run).
+pytestmark = pytest.mark.xdist_group("multilabel")
+
 
 @pytest.fixture(scope="module")
 def shapes():

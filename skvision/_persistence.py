@@ -617,6 +617,7 @@ class _Reader:
                     continue  # **backbone_arguments: saved as the attributes they set
                 if name != "self" and not hasattr(estimator, name):
                     setattr(estimator, name, parameter.default)
+            _drop_writing_parameters(estimator, cls)
             if getattr(estimator, "device_", None) is not None:
                 # Fitted on a GPU, loaded where there is none: the CPU.
                 estimator.device_ = loadable_device(estimator.device_)
@@ -641,11 +642,14 @@ class _Reader:
 
         if not isinstance(path, str):
             raise ValueError(f"Unknown callback class {path!r} in the model file.")
-        if path.split(".")[0] in ("skorch", "skvision") or path in self.user_trusted:
+        if path in _loadable_callbacks() or path in self.user_trusted:
             return self._import(path, Callback)
         raise ValueError(
-            f"The model file names the callback class {path!r}, which is not skorch's or "
-            "skvision's: refusing to load it. If you trust the file and that class, pass "
+            f"The model file names the callback class {path!r}, which skvision does not "
+            "build from a file on its own: refusing to load it. Only scoring, logging, "
+            "early-stopping, gradient-clipping, freezing and learning-rate callbacks load "
+            "without trust; others (checkpoints, loggers) write files or reach the network "
+            "with the file's arguments. If you trust the file and that class, pass "
             f"trusted=[{path!r}]."
         )
 
@@ -653,6 +657,58 @@ class _Reader:
         if path not in self.classes:
             self.classes[path] = _import_class(path, base)
         return self.classes[path]
+
+
+@functools.cache
+def _loadable_callbacks():
+    """Callback classes a file may name without ``trusted=``, by class path.
+
+    None of them writes a file or reaches the network whatever its
+    arguments: a callback class is code the file chooses and arguments the
+    file sets (a ``TrainEndCheckpoint``'s file names, an ``MlflowLogger``'s
+    tracking server), so every other class needs the caller's trust.
+    ``EpochScoring`` and ``BatchScoring`` arguments are plain data, so a
+    scorer from a file is a scikit-learn scorer name.
+    """
+    from skorch.callbacks import (
+        BatchScoring,
+        EarlyStopping,
+        EpochScoring,
+        EpochTimer,
+        Freezer,
+        GradientNormClipping,
+        LRScheduler,
+        PassthroughScoring,
+        PrintLog,
+        ProgressBar,
+        Unfreezer,
+        WarmRestartLR,
+    )
+
+    from . import _callbacks
+
+    classes = (BatchScoring, EarlyStopping, EpochScoring, EpochTimer, Freezer,
+               GradientNormClipping, LRScheduler, PassthroughScoring, PrintLog, ProgressBar,
+               Unfreezer, WarmRestartLR, _callbacks.Accuracy, _callbacks.RecordLR,
+               _callbacks.ProgressBar)
+    return frozenset(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)
+
+
+# Parameters that make ``fit`` write where they point: a file does not choose
+# them (``load`` gives them back as None, with a warning naming the value).
+_WRITING_PARAMETERS = ("checkpoint",)
+
+
+def _drop_writing_parameters(estimator, cls):
+    parameters = inspect.signature(cls.__init__).parameters
+    for name in _WRITING_PARAMETERS:
+        value = getattr(estimator, name, None)
+        if name in parameters and value is not None:
+            setattr(estimator, name, None)
+            warnings.warn(
+                f"The model file sets {cls.__name__}'s {name}={value!r}; a loaded model "
+                f"does not write where a file says, so {name} is None. To use it, set it "
+                f"again: model.set_params({name}=...).", UserWarning, stacklevel=4)
 
 
 def _import_class(path, base=torch.nn.Module):
@@ -808,14 +864,18 @@ def load(path, *, trusted=None):
 
     The whole file is checked before anything is built: every type it names
     must be allowed, nothing is ever unpickled. Allowed are skvision's
-    estimators and networks, XGBoost's models, skorch's and skvision's
-    callbacks, the types :mod:`skops.io` trusts by default (scikit-learn's
+    estimators and networks, XGBoost's models, the skorch and skvision
+    callbacks that cannot write files or reach the network (scoring,
+    logging to the console, early stopping, gradient clipping, freezing,
+    learning-rate schedules), the types :mod:`skops.io` trusts by default (scikit-learn's
     estimators, numpy, scipy) and the scikit-learn internals its
     meta-estimators keep (scorers and their metric functions,
     cross-validation splitters, ``Bunch``, calibration's internals).
     Pretrained weights files are never read (the file holds the trained
     weights), nor is the network used, and a model fitted on a GPU loads on
-    a CPU-only machine.
+    a CPU-only machine. A file does not choose where the model writes: a
+    saved ``checkpoint`` directory comes back as None, with a warning (set
+    it again with ``set_params`` to resume into it).
 
     Parameters
     ----------

@@ -267,6 +267,38 @@ def test_a_users_callback_loads_only_when_trusted(tmp_path):
     assert isinstance(restored.callbacks[0], UserCallback) and restored.callbacks[0].every == 3
 
 
+def test_a_callback_that_writes_files_loads_only_when_trusted(tmp_path):
+    """A file chooses a callback's class and arguments: one that writes is refused."""
+    from skorch.callbacks import TrainEndCheckpoint
+
+    (tmp_path / "notes.txt").write_text("mine")
+    writer = TrainEndCheckpoint(dirname=str(tmp_path), fn_prefix="", f_params="notes.txt",
+                                f_optimizer=None, f_criterion=None, f_history=None)
+    save(_cnn(callbacks=[("ck", writer)]), tmp_path / "writer.skv")
+    name = f"{TrainEndCheckpoint.__module__}.TrainEndCheckpoint"
+    with pytest.raises(ValueError, match=rf"{name}.*refusing.*trusted=\['{name}'\]"):
+        load(tmp_path / "writer.skv")
+    restored = load(tmp_path / "writer.skv", trusted=[name])
+    assert restored.callbacks[0][0] == "ck"
+    assert restored.callbacks[0][1].get_params() == writer.get_params()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_checkpoint_directory_in_a_file_is_not_written(tmp_path):
+    """``checkpoint`` from a file comes back None: fit neither writes nor removes there."""
+    directory = tmp_path / "theirs"
+    directory.mkdir()
+    (directory / "keep.txt").write_text("mine")
+    X, y = load_digit_images(return_X_y=True)
+    save(make_pipeline(ImageFlattener(), _cnn(checkpoint=str(directory))), tmp_path / "m.skv")
+    with pytest.warns(UserWarning, match=r"checkpoint='.*theirs'.*is None.*set_params"):
+        pipeline = load(tmp_path / "m.skv")
+    assert pipeline[-1].checkpoint is None
+    before = {path: path.stat().st_mtime_ns for path in directory.rglob("*")}
+    pipeline.fit(X[:100], y[:100])
+    assert {path: path.stat().st_mtime_ns for path in directory.rglob("*")} == before
+
+
 def test_callbacks_with_code_in_their_parameters_are_saved_as_none(tmp_path):
     model = _cnn(callbacks=[EpochScoring(lambda net, X, y: 0.0, name="custom")])
     with pytest.warns(UserWarning, match="not plain data.*saved as None"):

@@ -224,6 +224,8 @@ def test_the_checkpoint_is_kept_next_to_other_files_and_partial_fit_ignores_it(t
     model = CNNClassifier(**PARAMS, checkpoint=tmp_path / "unused")
     model.partial_fit(X, y, classes=range(10))
     assert not (tmp_path / "unused").exists()
-    # A path-like checkpoint saves (as a str).
+    # A path-like checkpoint saves (as a str); a loaded model does not write
+    # where its file says (tests/test_persistence_pipelines.py), so it comes back None.
     skvision.save(model, tmp_path / "model.skv")
-    assert skvision.load(tmp_path / "model.skv").checkpoint == str(tmp_path / "unused")
+    with pytest.warns(UserWarning, match=r"checkpoint=.*unused.*is None"):
+        assert skvision.load(tmp_path / "model.skv").checkpoint is None

@@ -10,8 +10,13 @@ checkpoint once training ends, as Keras' ``BackupAndRestore`` does.
 A checkpoint is only ever continued by the fit that wrote it: it holds a
 fingerprint of that fit (the parameters that shape training, the number of
 processes, and the data: its size, its targets and a hash of a sample of
-rows) and a fit with another fingerprint refuses it with an error naming
-what differs, rather than mixing two trainings.
+rows), and its file is named by a hash of that fingerprint. So the fits of
+a parallel search, which ``clone`` gives one ``checkpoint`` directory, each
+write and resume their own file (the candidates differ in parameters, the
+folds in data), and a fit with other parameters or data starts afresh
+beside the states of other fits rather than mixing two trainings. A file
+whose name matches but whose fingerprint does not (an edited or colliding
+file) is refused with an error naming what differs.
 """
 
 import hashlib
@@ -23,8 +28,8 @@ import torch
 
 from ._persistence import read_state, write_state
 
-# The one file of a checkpoint directory.
-STATE_FILE = "training_state.skvstate"
+# A fit's state file: training_state-<16 hex digits of its fingerprint's hash>.skvstate
+STATE_PREFIX, STATE_SUFFIX = "training_state-", ".skvstate"
 
 # Parameters that do not change what training computes (or that a resumed
 # fit may change: another device after a preemption, a new accelerator
@@ -35,8 +40,24 @@ UNCHECKED_PARAMETERS = ("verbose", "checkpoint", "device", "accelerator")
 HASHED_ROWS = 16
 
 
-def state_path(directory):
-    return os.path.join(os.fspath(directory), STATE_FILE)
+def state_name(fingerprint):
+    """The file name of the state of the fit of ``fingerprint``."""
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+    return f"{STATE_PREFIX}{digest[:16]}{STATE_SUFFIX}"
+
+
+def state_path(directory, fingerprint):
+    return os.path.join(os.fspath(directory), state_name(fingerprint))
+
+
+def state_files(directory):
+    """The names of the fits' state files in ``directory``, sorted (none if it does not exist)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names
+                  if name.startswith(STATE_PREFIX) and name.endswith(STATE_SUFFIX))
 
 
 def _describe(value):
@@ -158,19 +179,19 @@ def _differences(saved, current):
 
 
 def read_checkpoint(directory, current):
-    """The training state in ``directory``, or None when there is none.
+    """The training state of the fit of fingerprint ``current`` in ``directory``, or None.
 
-    Raises ValueError when the checkpoint was written by a fit with another
-    ``current`` fingerprint (naming what differs) or is not readable.
+    Raises ValueError when the file of that name was written by a fit with
+    another fingerprint (naming what differs) or is not readable.
     """
-    path = state_path(directory)
+    path = state_path(directory, current)
     if not os.path.exists(path):
         return None
     document = read_state(path)
     differences = _differences(document.get("fingerprint", {}), current)
     if differences:
         raise ValueError(
-            f"The checkpoint in {os.fspath(directory)!r} belongs to another fit, which it "
+            f"The checkpoint {path!r} belongs to another fit, which it "
             "continues only with the same parameters and data; here it found "
             + "; ".join(differences) + ". Fit with what wrote it to resume, or delete the "
             "directory (or pass another checkpoint) to start afresh."
@@ -180,13 +201,22 @@ def read_checkpoint(directory, current):
 
 def write_checkpoint(directory, document):
     """Write ``document`` (fingerprint and training state) to ``directory``, atomically."""
-    os.makedirs(directory, exist_ok=True)
-    write_state(state_path(directory), document)
+    path = state_path(directory, document["fingerprint"])
+    for attempt in range(3):
+        os.makedirs(directory, exist_ok=True)
+        try:
+            write_state(path, document)
+            return
+        except FileNotFoundError:
+            # Another fit sharing the directory finished and removed it, empty,
+            # between makedirs and the write: make it again.
+            if attempt == 2:
+                raise
 
 
-def remove_checkpoint(directory):
-    """Delete the checkpoint, and ``directory`` too when nothing else is left in it."""
-    path = state_path(directory)
+def remove_checkpoint(directory, fingerprint):
+    """Delete the fit's own state file, and ``directory`` too when nothing else is left in it."""
+    path = state_path(directory, fingerprint)
     if os.path.exists(path):
         os.unlink(path)
     try:

@@ -124,9 +124,11 @@ image_shape : tuple of int, default=None
         and JSON, no pickle). ``fit`` called again with the same directory,
         parameters and data, e.g. after the process was killed, continues
         from the last finished epoch to the model an uninterrupted fit
-        gives, and removes the checkpoint when training ends. A checkpoint
-        written with other parameters or data is refused with an error
-        naming what differs. With an ``accelerator``, process 0 writes and
+        gives, and removes the checkpoint when training ends. Each fit has
+        its own file, named by a hash of its parameters and data: the
+        candidates and folds of a search (which share the directory) each
+        resume their own, and a fit with other parameters or data starts
+        afresh beside them. With an ``accelerator``, process 0 writes and
         every process reads. ``partial_fit`` ignores it; so does the state
         of your own ``callbacks``.
 

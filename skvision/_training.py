@@ -373,7 +373,7 @@ class BaseNeuralEstimator(BaseEstimator):
         epochs_run = len(self.net_.history) - epochs_done
         interrupted = epochs_run < epochs and not stopped_early(self.net_)
         if checkpoint is not None and not interrupted:
-            self._remove_checkpoint()
+            self._remove_checkpoint(checkpoint.document["fingerprint"])
         if interrupted:
             warnings.warn(
                 f"Training was interrupted during epoch {len(self.net_.history)} of this "
@@ -385,11 +385,11 @@ class BaseNeuralEstimator(BaseEstimator):
             )
         return self
 
-    def _remove_checkpoint(self):
+    def _remove_checkpoint(self, fingerprint):
         """Delete the checkpoint of a finished fit (process 0; the others wait for it)."""
         accelerator = self._accelerator()
         if accelerator is None or accelerator.is_main_process:
-            remove_checkpoint(self.checkpoint)
+            remove_checkpoint(self.checkpoint, fingerprint)
         wait_for_processes(accelerator)
 
     def _adapt_inputs(self, X, y):

@@ -23,7 +23,7 @@ from sklearn.datasets import load_digits
 import skvision
 from skvision import CNNClassifier, UNetSegmenter, VisionTransformerClassifier
 from skvision._callbacks import TrainingCheckpoint
-from skvision._checkpoint import STATE_FILE
+from skvision._checkpoint import state_files
 from skvision._persistence import read_state
 from skvision.augmentation import ImageAugmenter
 from skvision.datasets import make_shapes
@@ -105,7 +105,8 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_model(tmp_path, digits):
                          text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"})
     assert run.returncode == -9, run.stdout + run.stderr  # killed by SIGKILL
-    assert read_state(directory / STATE_FILE)["epochs"] == 2
+    [name] = state_files(directory)
+    assert read_state(directory / name)["epochs"] == 2
 
     resumed = CNNClassifier(**PARAMS, checkpoint=directory).fit(X, y)
     reference = CNNClassifier(**PARAMS).fit(X, y)
@@ -125,27 +126,69 @@ def checkpoint(tmp_path_factory, digits):
     return directory
 
 
-def test_a_checkpoint_of_other_parameters_is_refused(checkpoint, digits):
-    with pytest.raises(ValueError, match=r"other parameters: lr=0\.003 there, 0\.01 here"):
-        CNNClassifier(**{**PARAMS, "lr": 0.01}, checkpoint=checkpoint).fit(*digits)
-    assert (checkpoint / STATE_FILE).exists()  # left as it was
-
-
-def test_a_checkpoint_of_other_data_is_refused(checkpoint, digits):
+def test_a_fit_of_other_parameters_or_data_starts_afresh_beside_it(checkpoint, digits):
+    """Each fit has its own state file: another fit neither resumes nor touches it."""
     X, y = digits
-    # Other rows, as many: only the hash of the data tells.
-    with pytest.raises(ValueError, match="other data: as many images"):
-        CNNClassifier(**PARAMS, checkpoint=checkpoint).fit(X[::-1], y[::-1])
-    with pytest.raises(ValueError, match=r"other data: n_samples 300 there, 200 here"):
-        CNNClassifier(**PARAMS, checkpoint=checkpoint).fit(X[:200], y[:200])
-    assert (checkpoint / STATE_FILE).exists()
+    [name] = state_files(checkpoint)
+    written = (checkpoint / name).read_bytes()
+    for params, X_fit, y_fit in [({**PARAMS, "lr": 0.01}, X, y),
+                                 (PARAMS, X[::-1], y[::-1])]:  # other rows, as many
+        model = CNNClassifier(**{**params, "epochs": 2}, checkpoint=checkpoint).fit(X_fit, y_fit)
+        assert list(model.history_["epoch"]) == [1, 2]  # not resumed from epoch 1
+    assert state_files(checkpoint) == [name]  # theirs removed at the end, this one kept
+    assert (checkpoint / name).read_bytes() == written
+
+
+def test_a_state_file_of_another_fit_under_this_fits_name_is_refused(tmp_path, checkpoint,
+                                                                      digits):
+    other = {**PARAMS, "lr": 0.01}
+    _stopped_fit(CNNClassifier(**other, checkpoint=tmp_path / "other"), *digits, after_epoch=1)
+    [own_name] = state_files(tmp_path / "other")
+    [name] = state_files(checkpoint)
+    (tmp_path / "edited").mkdir()
+    (tmp_path / "edited" / own_name).write_bytes((checkpoint / name).read_bytes())
+    with pytest.raises(ValueError, match=r"other parameters: lr=0\.003 there, 0\.01 here"):
+        CNNClassifier(**other, checkpoint=tmp_path / "edited").fit(*digits)
+    assert state_files(tmp_path / "edited") == [own_name]  # left as it was
+
+
+def test_a_parallel_search_resumes_each_fit_from_its_own_state(tmp_path, digits):
+    """Candidates and folds share the cloned directory; each resumes its own file."""
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = digits
+    directory = tmp_path / "checkpoint"
+
+    def search(checkpoint, n_jobs=2):
+        # 3 candidates x 2 folds; the log loss tells any difference in the weights.
+        return GridSearchCV(CNNClassifier(**{**PARAMS, "epochs": 2}, checkpoint=checkpoint),
+                            {"lr": [0.001, 0.003, 0.01]}, cv=2, refit=False,
+                            scoring="neg_log_loss", n_jobs=n_jobs).fit(X, y)
+
+    write = TrainingCheckpoint.on_epoch_end
+
+    def write_then_stop(self, net, **kwargs):
+        write(self, net, **kwargs)
+        raise KeyboardInterrupt  # the search killed after every fit's first epoch
+
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Training was interrupted"
+        patch.setattr(TrainingCheckpoint, "on_epoch_end", write_then_stop)
+        search(directory, n_jobs=1)  # in this process, where the stop is patched in
+    assert len(state_files(directory)) == 6
+    resumed = search(directory)
+    assert not directory.exists()  # every fit found its own state and removed it
+    plain = search(None)
+    np.testing.assert_allclose(resumed.cv_results_["mean_test_score"],
+                               plain.cv_results_["mean_test_score"], rtol=1e-6)
 
 
 def test_an_interrupted_write_leaves_the_previous_checkpoint(tmp_path, digits, monkeypatch):
     X, y = digits
     directory = tmp_path / "checkpoint"
     _stopped_fit(CNNClassifier(**PARAMS, checkpoint=directory), X, y, after_epoch=1)
-    written = (directory / STATE_FILE).read_bytes()
+    [name] = state_files(directory)
+    written = (directory / name).read_bytes()
 
     import skvision._persistence
 
@@ -157,8 +200,8 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint(tmp_path, digits, m
     monkeypatch.setattr(skvision._persistence, "save_tensors", fail)
     with pytest.raises(OSError, match="disk full"):
         CNNClassifier(**PARAMS, checkpoint=directory).fit(X, y)
-    assert os.listdir(directory) == [STATE_FILE]  # no temporary file
-    assert (directory / STATE_FILE).read_bytes() == written
+    assert os.listdir(directory) == [name]  # no temporary file
+    assert (directory / name).read_bytes() == written
 
     # And the checkpoint still resumes.
     monkeypatch.undo()

@@ -103,8 +103,10 @@ image_shape : tuple of int, default=None
         a CNN, measured) and "16-mixed" is several times slower. The
         environment variable ``SKVISION_BF16=0`` or ``1`` overrides the CPU
         check of "auto". The precision a network trained in is kept
-        (``precision_``) and used for its predictions on any machine, also
-        after ``skvision.load``.%(accelerator_doc)s
+        (``precision_``) and used for its predictions, also after
+        ``skvision.load`` or unpickling, except that a model trained in
+        "bf16" and restored on a CPU without bfloat16 instructions runs in
+        float32 there (with a warning), as its ONNX export does.%(accelerator_doc)s
 
     callbacks : list of skorch callbacks or (name, callback) pairs, default=None
         Added to skvision's own for every fit: e.g. skorch's

@@ -111,6 +111,25 @@ def resolve_precision(precision, device):
     return "bf16" if torch.device(device).type == "cpu" and cpu_has_native_bf16() else "32"
 
 
+def restored_precision(precision, device, name):
+    """The precision a restored model (loaded or unpickled) runs in on ``device``.
+
+    A model trained in bfloat16 on a CPU that computes it natively would run
+    it emulated, several times slower, on a CPU without those instructions:
+    there it runs in float32, said once by a warning. Everything else runs
+    as it trained.
+    """
+    if (precision == "bf16" and torch.device(device).type == "cpu"
+            and not cpu_has_native_bf16()):
+        warnings.warn(
+            f"This {name} was trained in bfloat16 (precision_='bf16'), which this CPU "
+            "has no instructions for (it would be emulated, several times slower): it "
+            "predicts and trains in float32 here (precision_='32'), as its ONNX export "
+            "does.", UserWarning, stacklevel=2)
+        return "32"
+    return precision
+
+
 def autocast(device, precision):
     """The ``torch.autocast`` context of ``precision`` on ``device`` (none for "32").
 

@@ -53,6 +53,7 @@ from ._torch import (
     predict_batches,
     resolve_device,
     resolve_precision,
+    restored_precision,
     seeded,
 )
 from ._validation import (
@@ -434,6 +435,7 @@ class BaseNeuralEstimator(BaseEstimator):
         if not hasattr(self, "precision_"):
             # A file from before precision_ was kept: resolved as it was then.
             self.precision_ = self._training_precision(device)
+        self.precision_ = restored_precision(self.precision_, device, type(self).__name__)
         net = self._new_net(self.image_shape_[2], self._n_outputs, device, pretrained=False)
         net.initialize()
         net.module_.load_state_dict(state["module"])
@@ -520,6 +522,10 @@ class BaseNeuralEstimator(BaseEstimator):
             # skorch maps a model pickled on a GPU to the CPU where there is
             # none (with a warning); predict and warm starts follow it there.
             self.device_ = loadable_device(self.net_.device)
+        if "net_" in state:
+            # The net's own precision (its training steps' autocast) follows.
+            self.precision_ = self.net_.precision = restored_precision(
+                self.precision_, self.device_, type(self).__name__)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

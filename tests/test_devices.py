@@ -89,6 +89,32 @@ def test_mixed_precision_model_pickles(digits_split):
     restored.partial_fit(X_train, y_train)  # the grad scaler came back usable
 
 
+def test_a_bf16_model_restored_where_bf16_is_emulated_predicts_in_float32(
+        digits_split, tmp_path, monkeypatch):
+    import skvision
+
+    X_train, X_test, y_train, _ = (part / 16 if part.ndim == 2 else part
+                                   for part in digits_split)
+    monkeypatch.setenv("SKVISION_BF16", "1")  # trained where bfloat16 is native
+    clf = CNNClassifier(epochs=1, device="cpu", random_state=0).fit(X_train[:200],
+                                                                   y_train[:200])
+    assert clf.precision_ == "bf16"
+    skvision.save(clf, tmp_path / "model.skv")
+    assert skvision.load(tmp_path / "model.skv").precision_ == "bf16"
+
+    monkeypatch.setenv("SKVISION_BF16", "0")  # restored where it would be emulated
+    with pytest.warns(UserWarning, match=r"trained in bfloat16.*float32 here"):
+        loaded = skvision.load(tmp_path / "model.skv")
+    with pytest.warns(UserWarning, match=r"trained in bfloat16.*float32 here"):
+        unpickled = pickle.loads(pickle.dumps(clf))
+    for restored in (loaded, unpickled):
+        assert restored.precision_ == restored.net_.precision == "32"
+    clf.precision_ = "32"  # the same network, in float32
+    expected = clf.predict_proba(X_test)
+    np.testing.assert_allclose(loaded.predict_proba(X_test), expected, atol=1e-6)
+    np.testing.assert_allclose(unpickled.predict_proba(X_test), expected, atol=1e-6)
+
+
 def test_bf16_features_match_float32():
     X, _ = make_shapes(16, image_size=32, random_state=0)
     full = PretrainedFeatureExtractor(image_size=64, device="cpu").fit_transform(X)

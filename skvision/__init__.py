@@ -1,7 +1,7 @@
 """skvision: computer vision that drops into scikit-learn."""
 
 from ._onnx import to_onnx
-from ._persistence import load, save
+from ._persistence import ModelFileError, load, save
 from ._version import __version__
 from .attention import VisionTransformerClassifier, VisionTransformerRegressor
 from .augmentation import AugmentationSampler, ImageAugmenter
@@ -22,6 +22,7 @@ __all__ = [
     "FineTunedClassifier",
     "FineTunedRegressor",
     "ImageAugmenter",
+    "ModelFileError",
     "PretrainedFeatureExtractor",
     "StyleTransfer",
     "UNetSegmenter",

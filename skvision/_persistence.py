@@ -54,22 +54,97 @@ import math
 import os
 import pathlib
 import re
+import struct
 import sys
 import tempfile
 import types
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 import pandas as pd
 import sklearn
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from ._torch import loadable_device
 
-__all__ = ["load", "save"]
+__all__ = ["ModelFileError", "load", "save"]
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file that :func:`skvision.load` refuses.
+
+    The file is not a skvision file, is truncated, corrupt or altered,
+    declares more data than it holds or than a model needs, holds a pickle
+    payload, or names a type that is not allowed (``trusted=``). The
+    message names the file and, where one is at fault, the member. A
+    subclass of ``ValueError``.
+
+    See Also
+    --------
+    load : Load a model file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import skvision
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.skv")
+    >>> with open(path, "w") as file:
+    ...     _ = file.write("not a model")
+    >>> try:
+    ...     skvision.load(path)
+    ... except skvision.ModelFileError as error:
+    ...     print(type(error).__name__, isinstance(error, ValueError))
+    ModelFileError True
+    """
+
+
+# Bounds checked from the zip directory before any member is inflated.
+# Tensors are stored uncompressed, so a member of a genuine file inflates at
+# most by deflate's ratio on JSON and small arrays; a zip bomb by ~1000:1.
+_MAX_INFLATION = 100
+_MAX_MEMBER_BYTES = 64 * 2**30
+_MAX_METADATA_BYTES = 256 * 2**20
+# What a load error can be raised as by the libraries a file goes through.
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error, KeyError, IndexError, EOFError,
+                json.JSONDecodeError, UnicodeDecodeError, SafetensorError, TypeError,
+                AttributeError, OverflowError, MemoryError,
+                RuntimeError)  # torch's load_state_dict on tensors of other shapes
+
+
+def _check_member_sizes(archive, path):
+    """Refuse a member that declares more bytes than any model file holds, before inflating it."""
+    for info in archive.infolist():
+        limit = (_MAX_METADATA_BYTES if info.filename == "metadata.json"
+                 else _MAX_MEMBER_BYTES)
+        if (info.file_size > limit
+                or info.file_size > _MAX_INFLATION * info.compress_size + 2**20):
+            raise ModelFileError(
+                f"{path!r}: its member {info.filename!r} declares {info.file_size:,} bytes "
+                f"from {info.compress_size:,} compressed, more than a skvision file holds: "
+                "refusing to inflate it (the file is altered or crafted)."
+            )
+
+
+def _open_checked(path, kind, read):
+    """Run ``read(archive)`` on the zip at ``path``; any failure becomes a ModelFileError."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _check_member_sizes(archive, path)
+            return read(archive)
+    except ModelFileError:
+        raise
+    except ValueError as error:
+        raise ModelFileError(f"{path!r}: {error}") from error
+    except _READ_ERRORS as error:
+        raise ModelFileError(
+            f"{path!r} is not a readable {kind} (truncated or altered?): "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 FORMAT = "skvision-model"
 # 1: one skvision estimator. 2: any scikit-learn object graph (skops
@@ -454,13 +529,21 @@ def _check_array(data, where):
         version = np.lib.format.read_magic(buffer)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
-        _, _, dtype = read_header(buffer)
+        shape, _, dtype = read_header(buffer)
     except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"The model file's {where} is not a readable array: {error}") from None
+        raise ModelFileError(f"The model file's {where} is not a readable array: {error}") from None
     if dtype.hasobject:
-        raise ValueError(
+        raise ModelFileError(
             f"The model file's {where} is an array of Python objects, a pickle payload: "
             "refusing to load it (skvision files never hold pickles)."
+        )
+    # Checked before numpy allocates the array its header declares.
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != len(data) - buffer.tell():
+        raise ModelFileError(
+            f"The model file's {where} declares an array of shape {shape} and dtype {dtype} "
+            f"({declared:,} bytes) but holds {len(data) - buffer.tell():,} bytes of data: "
+            "refusing to read it (the file is truncated, altered or crafted)."
         )
 
 
@@ -898,11 +981,14 @@ def load(path, *, trusted=None):
 
     Raises
     ------
-    ValueError
-        The file is not a skvision model, is truncated or altered, holds a
-        pickle payload, names a type that is not allowed and ``trusted``
-        does not list (the message names it), or comes from a newer format
-        version.
+    ModelFileError
+        A ``ValueError`` subclass, the one error of a file that does not
+        load: it is not a skvision model, is truncated, corrupt or altered,
+        declares more data than it holds (a member's size in the zip
+        directory, an array's shape in its header: checked before anything
+        is inflated or allocated), holds a pickle payload, names a type that
+        is not allowed and ``trusted`` does not list, or comes from a newer
+        format version. The message names the file and the member at fault.
 
     See Also
     --------
@@ -924,36 +1010,34 @@ def load(path, *, trusted=None):
     path = os.fspath(path)
     if isinstance(trusted, str) or not all(isinstance(name, str) for name in trusted or ()):
         raise TypeError(f"trusted must be a list of class import paths (str); got {trusted!r}.")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if archive.testzip() is not None:
-                raise zipfile.BadZipFile("a member's checksum does not match")
-            document = json.loads(archive.read("metadata.json"))
-            if not isinstance(document, dict) or document.get("format") != FORMAT:
-                raise ValueError(f"{path!r} is not a skvision model file.")
-            version = document.get("format_version")
-            if not isinstance(version, int) or version > FORMAT_VERSION:
-                raise ValueError(
-                    f"{path!r} was written by skvision {document.get('skvision')} in model format "
-                    f"{version}; this skvision ({_versions()['skvision']}) reads format "
-                    f"{FORMAT_VERSION} and older. Upgrade skvision to load it."
-                )
-            saved_major = str(document.get("skvision", "0")).split(".")[0]
-            current_major = _versions()["skvision"].split(".")[0]
-            if saved_major != current_major:
-                warnings.warn(
-                    f"{path!r} was written by skvision {document.get('skvision')}; this is "
-                    f"{_versions()['skvision']}. Check its predictions.", UserWarning,
-                    stacklevel=2,
-                )
-            tensors = load_tensors(archive.read("tensors.safetensors"))
-            reader = _Reader(archive, tensors, _trusted_classes(), trusted or ())
-            reader.audit(document)  # refuses before anything is built
-            return reader.decode(document["estimator"])
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError) as error:
-        raise ValueError(
-            f"{path!r} is not a readable skvision model file (truncated or altered?): {error}"
-        ) from None
+
+    def read(archive):
+        if archive.testzip() is not None:
+            raise zipfile.BadZipFile("a member's checksum does not match")
+        document = json.loads(archive.read("metadata.json"))
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise ModelFileError(f"{path!r} is not a skvision model file.")
+        version = document.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{path!r} was written by skvision {document.get('skvision')} in model format "
+                f"{version}; this skvision ({_versions()['skvision']}) reads format "
+                f"{FORMAT_VERSION} and older. Upgrade skvision to load it."
+            )
+        saved_major = str(document.get("skvision", "0")).split(".")[0]
+        current_major = _versions()["skvision"].split(".")[0]
+        if saved_major != current_major:
+            warnings.warn(
+                f"{path!r} was written by skvision {document.get('skvision')}; this is "
+                f"{_versions()['skvision']}. Check its predictions.", UserWarning,
+                stacklevel=3,
+            )
+        tensors = load_tensors(archive.read("tensors.safetensors"))
+        reader = _Reader(archive, tensors, _trusted_classes(), trusted or ())
+        reader.audit(document)  # refuses before anything is built
+        return reader.decode(document["estimator"])
+
+    return _open_checked(path, "skvision model file", read)
 
 
 # --------------------------------------------------------------------------
@@ -976,15 +1060,14 @@ def write_state(path, state):
 
 def read_state(path):
     """The training state :func:`write_state` wrote to ``path``; never unpickles."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            document = json.loads(archive.read("metadata.json"))
-            if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
-                raise ValueError(f"{os.fspath(path)!r} is not a skvision training checkpoint.")
-            tensors = load_tensors(archive.read("tensors.safetensors"))
-            # No class is trusted: a state holds plain data only.
-            return _Reader(archive, tensors, {}).decode(document["state"])
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, EOFError) as error:
-        raise ValueError(
-            f"{os.fspath(path)!r} is not a readable skvision training checkpoint: {error}"
-        ) from None
+    path = os.fspath(path)
+
+    def read(archive):
+        document = json.loads(archive.read("metadata.json"))
+        if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+            raise ModelFileError(f"{path!r} is not a skvision training checkpoint.")
+        tensors = load_tensors(archive.read("tensors.safetensors"))
+        # No class is trusted: a state holds plain data only.
+        return _Reader(archive, tensors, {}).decode(document["state"])
+
+    return _open_checked(path, "skvision training checkpoint", read)

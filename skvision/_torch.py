@@ -117,8 +117,11 @@ def restored_precision(precision, device, name):
     A model trained in bfloat16 on a CPU that computes it natively would run
     it emulated, several times slower, on a CPU without those instructions:
     there it runs in float32, said once by a warning. Everything else runs
-    as it trained.
+    as it trained; a value no fit sets (an altered file) is refused.
     """
+    if precision not in PRECISIONS[1:]:
+        raise ValueError(f"precision_ must be one of {PRECISIONS[1:]}; the model has "
+                         f"{precision!r}.")
     if (precision == "bf16" and torch.device(device).type == "cpu"
             and not cpu_has_native_bf16()):
         warnings.warn(

@@ -71,6 +71,8 @@ def _documented_parameters(doc):
 
 def _callables_to_check():
     for name, (_, obj) in sorted(_public_objects().items()):
+        if inspect.isclass(obj) and issubclass(obj, Exception):
+            continue  # takes a message, as Python's exceptions do: no parameters to document
         if inspect.isclass(obj):
             yield name, obj, numpydoc_docscrape.ClassDoc(obj), obj
             for method_name, method in inspect.getmembers(obj, inspect.isfunction):

@@ -148,7 +148,7 @@ def _method(estimator):
 
 
 PUBLIC = sorted(
-    [name for name in skvision.__all__ if name[0].isupper()]
+    [name for name in skvision.__all__ if name[0].isupper() and name != "ModelFileError"]
     + ["Resize", "Grayscale", "ChannelStandardizer", "ImageFlattener"]
 )
 

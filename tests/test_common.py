@@ -131,6 +131,7 @@ EXPECTED_FAILED_CHECKS = {
     },
     FineTunedRegressor: {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
                          "check_methods_subset_invariance": _FLOAT32_SUBSET,
+                         "check_methods_sample_order_invariance": _FLOAT32_ORDER,
                          "check_do_not_raise_errors_in_init_or_set_params": _VAR_KEYWORD},
     **{Estimator: {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
                    "check_methods_sample_order_invariance": _FLOAT32_ORDER}

@@ -21,9 +21,11 @@ from skvision.preprocessing import ImageFlattener
 
 FAST = dict(filters=(8, 16), epochs=3, batch_size=32, device="cpu", random_state=0)
 
-# One xdist worker runs the whole file (make test uses --dist loadgroup), so the
-# 40-epoch model of the module-scoped ``fitted`` fixture is trained once, not
-# once per worker (measured: two 72-78 s set-ups in one run).
+# Meant for one xdist worker to run the whole file (make test uses --dist
+# loadgroup), so that the 40-epoch model of ``fitted`` is trained once, not once
+# per worker (two 62-78 s set-ups per run). pytest-xdist 3.8 marks a group by
+# setting Item._nodeid, which pytest 9.2 no longer reads: the groups (here and
+# in test_hub.py) are not applied until that is fixed or pytest pinned below 9.
 pytestmark = pytest.mark.xdist_group("multilabel")
 
 

@@ -768,12 +768,12 @@ def _loadable_callbacks():
         WarmRestartLR,
     )
 
-    from . import _callbacks
+    from ._callbacks import Accuracy, RecordLR
+    from ._callbacks import ProgressBar as ConsoleProgressBar
 
     classes = (BatchScoring, EarlyStopping, EpochScoring, EpochTimer, Freezer,
                GradientNormClipping, LRScheduler, PassthroughScoring, PrintLog, ProgressBar,
-               Unfreezer, WarmRestartLR, _callbacks.Accuracy, _callbacks.RecordLR,
-               _callbacks.ProgressBar)
+               Unfreezer, WarmRestartLR, Accuracy, RecordLR, ConsoleProgressBar)
     return frozenset(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)
 
 

@@ -71,6 +71,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from ._torch import loadable_device
+from .nn._hub import BackboneWeightsError
 
 __all__ = ["ModelFileError", "load", "save"]
 
@@ -149,7 +150,9 @@ def _open_checked(path, kind, read):
 FORMAT = "skvision-model"
 # 1: one skvision estimator. 2: any scikit-learn object graph (skops
 # members), skorch callbacks by class and parameters, torch.device and path values.
-FORMAT_VERSION = 2
+# 3: an hf-hub: backbone's hub configuration kept (hub_config_), so loading
+# builds it without the hub.
+FORMAT_VERSION = 3
 
 
 def _trusted_classes():
@@ -550,8 +553,9 @@ def _check_array(data, where):
 class _Reader:
     """Checks a model file's JSON, arrays and skops members, then rebuilds the object."""
 
-    def __init__(self, archive, tensors, trusted, user_trusted=()):
+    def __init__(self, archive, tensors, trusted, user_trusted=(), format_version=FORMAT_VERSION):
         self.archive = archive
+        self.format_version = format_version
         self.tensors = tensors
         self.trusted = trusted
         self.user_trusted = frozenset(user_trusted)
@@ -705,7 +709,7 @@ class _Reader:
                 # Fitted on a GPU, loaded where there is none: the CPU.
                 estimator.device_ = loadable_device(estimator.device_)
             for key, item in pending.items():
-                setattr(estimator, key, _rebuild(estimator, key, item))
+                setattr(estimator, key, _rebuild(estimator, key, item, self.format_version))
             return estimator
         raise ValueError(f"Unknown entry {sorted(value)[:3]} in the model file.")
 
@@ -822,12 +826,23 @@ class _Pending:
         self.kind, self.payload = kind, payload
 
 
-def _rebuild(estimator, key, pending):
+def _rebuild(estimator, key, pending, format_version):
     """Rebuild a network attribute: the estimator's own ``_rebuild_network`` hook."""
     device = loadable_device(getattr(estimator, "device_", "cpu"))
     if not hasattr(estimator, "_rebuild_network"):
         raise ValueError(f"Unknown network attribute {key!r} in the model file.")
-    return estimator._rebuild_network(key, pending.payload, device)
+    try:
+        return estimator._rebuild_network(key, pending.payload, device)
+    except BackboneWeightsError as error:
+        if format_version >= 3:
+            raise
+        # Only an hf-hub: backbone reaches for the hub when rebuilt, and
+        # only in files from before hub_config_ was kept.
+        raise BackboneWeightsError(
+            f"{error} This model file (format {format_version}) predates skvision keeping "
+            "an hf-hub: backbone's configuration in the file, so loading it needs the hub's "
+            "config.json once; saved again with this skvision, it loads without the hub."
+        ) from error
 
 
 # --------------------------------------------------------------------------
@@ -1033,7 +1048,8 @@ def load(path, *, trusted=None):
                 stacklevel=3,
             )
         tensors = load_tensors(archive.read("tensors.safetensors"))
-        reader = _Reader(archive, tensors, _trusted_classes(), trusted or ())
+        reader = _Reader(archive, tensors, _trusted_classes(), trusted or (),
+                         format_version=version)
         reader.audit(document)  # refuses before anything is built
         return reader.decode(document["estimator"])
 

@@ -70,7 +70,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from ._torch import loadable_device
+from ._net import network_state
+from ._torch import loadable_device, restore_runtime
 from .nn._hub import BackboneWeightsError
 
 __all__ = ["ModelFileError", "load", "save"]
@@ -444,13 +445,7 @@ class _Writer:
             return {"__xgboost__": _class_path(value), "params": self.encode(params, where),
                     "raw": self.array(raw)}
         if isinstance(value, NeuralNet):
-            return {"__net__": self.encode({
-                "module": value.module_.state_dict(),
-                "optimizer": value.optimizer_.state_dict(),
-                "history": _plain_history(value.history),
-                # The shuffling generator's position, so training continues as it would have.
-                "generator": getattr(value, "generator", None) and value.generator.get_state(),
-            }, where)}
+            return {"__net__": self.encode(network_state(value), where)}
         if isinstance(value, torch.nn.Module):
             return {"__module__": self.encode(value.state_dict(), where)}
         accelerate = sys.modules.get("accelerate")
@@ -510,11 +505,6 @@ class _Writer:
         self.skops[name] = skops.io.dumps(skeleton)
         return {"__skops__": name, "refs": [
             self.encode(part, f"{where}.{type(part).__name__}") for part in parts]}
-
-
-def _plain_history(history):
-    """skorch's History as plain rows (batch records dropped: they are per-step noise)."""
-    return [{key: value for key, value in row.items() if key != "batches"} for row in history]
 
 
 # --------------------------------------------------------------------------
@@ -705,9 +695,9 @@ class _Reader:
                 if name != "self" and not hasattr(estimator, name):
                     setattr(estimator, name, parameter.default)
             _drop_writing_parameters(estimator, cls)
-            if getattr(estimator, "device_", None) is not None:
-                # Fitted on a GPU, loaded where there is none: the CPU.
-                estimator.device_ = loadable_device(estimator.device_)
+            # Fitted on a GPU, loaded where there is none: the CPU; bf16
+            # where it would be emulated: float32.
+            restore_runtime(estimator)
             for key, item in pending.items():
                 setattr(estimator, key, _rebuild(estimator, key, item, self.format_version))
             return estimator

@@ -26,7 +26,7 @@ from ._params import (
     image_size,
     validate_params,
 )
-from ._torch import loadable_device, predict_batches, resolve_device
+from ._torch import predict_batches, resolve_device, restore_runtime
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
 from ._validation import as_height_width, check_image_data
 from .nn.backbones import (
@@ -362,7 +362,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
             self._pooling = self.pooling  # fitted before the pooling of fit was kept
         if "backbone_" in state:
             # A model pickled on a GPU machine runs on the CPU where there is none.
-            self.device_ = loadable_device(self.device)
+            restore_runtime(self, device=getattr(self, "device_", self.device))
             self.backbone_.to(self.device_)
 
 

@@ -329,6 +329,9 @@ class BaseNeuralEstimator(BaseEstimator):
             self.augment, self._augment_rng, self._target_kind,
             n_outputs if self._target_kind == "labels" else None,
         ))
+        # What a tracking callback records (skvision.mlflow.MlflowLogger): the
+        # estimator's parameters, which the net does not otherwise know.
+        self.net_.estimator_params_ = self.get_params(deep=False)
         set_fit_callbacks(self.net_, training_callbacks(
             n_batches=n_batches, epochs=epochs,
             schedule=None if partial else self.lr_schedule, max_lrs=self._group_lrs(),

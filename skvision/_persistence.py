@@ -344,6 +344,10 @@ def _callback_arguments(callback):
                 if parameter.default is not parameter.empty}
     arguments = {}
     for name, value in params.items():
+        if name.startswith("_"):
+            # Not an argument: skorch's get_params lists every attribute without a
+            # trailing underscore (MlflowLogger's ``_batch_count`` counter).
+            continue
         default = defaults.get(name, inspect.Parameter.empty)
         if value is default:
             continue

@@ -574,7 +574,7 @@ def _to_model_layout(arrays, channels):
     elif channels == 1 and any(a.ndim == 3 for a in arrays):
         converted = []
         for array in arrays:
-            tensor = torch.from_numpy(np.ascontiguousarray(
+            tensor = torch.from_numpy(np.array(  # a copy: Pillow's arrays are read-only
                 array if array.ndim == 3 else array[..., np.newaxis])).permute(2, 0, 1)[None]
             converted.append(match_channels(scale_to_unit(tensor), 1)[0, 0].numpy())
         arrays = converted

@@ -10,7 +10,7 @@ RUNTIME_STAMP = $(VENV)/.skvision-runtime
 DEV_STAMP = $(VENV)/.skvision-dev
 RELEASE_STAMP = $(VENV)/.skvision-release
 
-.PHONY: demo test lint docs bench dist check-dist clean
+.PHONY: demo test test-serving lint docs bench dist check-dist clean
 
 # `pip uninstall skvision`: a venv from before the rename to scikit-vision
 # holds the same package under the old distribution name.
@@ -35,8 +35,13 @@ demo: $(RUNTIME_STAMP)
 
 # One pytest-xdist worker per core, each with one torch thread (tests/conftest.py):
 # 9 minutes on 2 cores where one process with two threads took 20.
+# The tests marked `serving` (a fresh interpreter loading MLflow models,
+# `mlflow models serve` on loopback) run in `make test-serving`, CI's next step.
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not serving"
+
+test-serving: $(DEV_STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_mlflow.py -m serving --durations=5
 
 # ruff, with the rules of pyproject.toml's [tool.ruff].
 lint: $(DEV_STAMP)

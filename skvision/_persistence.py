@@ -161,10 +161,15 @@ def _trusted_classes():
 
     Built from the classes themselves: every public scikit-learn estimator
     and torch module class defined in skvision's modules (all are imported
-    with the package), so a new one is loadable without a list to keep.
+    with the package or here), so a new one is loadable without a list to keep.
     """
     import xgboost
     from sklearn.base import BaseEstimator
+
+    # The package imports every estimator module but this one (its
+    # transformers are imported where used): without it, a fresh process
+    # that loads a pipeline of ImageFlattener refused the file.
+    from . import preprocessing  # noqa: F401
 
     classes, pending = [xgboost.XGBClassifier, xgboost.XGBRegressor], [
         BaseEstimator, torch.nn.Module]

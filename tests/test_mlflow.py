@@ -379,7 +379,9 @@ def serve(model_uri, port, env=None):
 def test_served_models_answer_as_the_logged_ones(models, digits, shapes, tmp_path):
     X, _ = digits
     Xs, _ = shapes
-    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow.get_tracking_uri())
+    # The server runs `uvicorn` by name: this interpreter's scripts first on PATH.
+    env = dict(os.environ, MLFLOW_TRACKING_URI=mlflow.get_tracking_uri(),
+               PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
     ports = _free_port(), _free_port()
     processes = []
     try:

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from skorch.callbacks import MlflowLogger as _SkorchMlflowLogger
 
-__all__ = ["FLAVOR_NAME", "MlflowLogger", "load_model", "log_model", "save_model"]
+__all__ = ["MlflowLogger", "load_model", "log_model", "save_model"]
 
 FLAVOR_NAME = "skvision"
 _MODEL_FILE = "model.skv"

@@ -26,17 +26,18 @@ import pytest
 import yaml
 from PIL import Image
 
-mlflow = pytest.importorskip("mlflow")
-import mlflow.pyfunc  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
+pytest.importorskip("mlflow")
+import mlflow
+import mlflow.pyfunc
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
-import skvision  # noqa: E402
-import skvision.mlflow  # noqa: E402
-from skvision import CNNClassifier, FineTunedClassifier  # noqa: E402
-from skvision.datasets import load_digit_images, make_shapes  # noqa: E402
-from skvision.mlflow import MlflowLogger  # noqa: E402
-from skvision.preprocessing import ImageFlattener  # noqa: E402
+import skvision
+import skvision.mlflow
+from skvision import CNNClassifier, FineTunedClassifier
+from skvision.datasets import load_digit_images, make_shapes
+from skvision.mlflow import MlflowLogger
+from skvision.preprocessing import ImageFlattener
 
 LOGGER = "skvision.mlflow.MlflowLogger"
 

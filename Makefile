@@ -59,7 +59,7 @@ docs: $(DEV_STAMP)
 # (gpu_check.json) and `bench/time_to_accuracy.py --device cuda`
 # (time_to_accuracy_cuda.json). time_to_accuracy.py fetches MNIST once.
 bench: $(DEV_STAMP)
-	$(BIN)/python -m pip install -e ".[bench,backbones,onnx,distributed]"
+	$(BIN)/python -m pip install -e ".[bench,backbones,onnx,distributed,mlflow]"
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/vit_overhead.py
 	$(BIN)/python bench/extractor_throughput.py
@@ -76,6 +76,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/remote_loading.py
 	$(BIN)/python bench/backbone_accuracy.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/mlflow_serving.py
 	$(BIN)/python bench/time_to_accuracy.py
 	$(BIN)/python bench/real_photos.py
 	$(BIN)/python bench/parallel_scaling.py

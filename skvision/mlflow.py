@@ -347,8 +347,10 @@ def log_model(model, name, *, input_example=None, signature=None, pyfunc_predict
     >>> from sklearn.datasets import load_digits
     >>> X, y = load_digits(return_X_y=True)
     >>> model = BoostedTreesClassifier(n_estimators=5, random_state=0).fit(X, y)
-    >>> mlflow.set_tracking_uri(f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
-    >>> with mlflow.start_run():
+    >>> folder = tempfile.mkdtemp()  # the store and the artifacts, not the working directory
+    >>> mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+    >>> experiment = mlflow.create_experiment("digits", artifact_location=folder)
+    >>> with mlflow.start_run(experiment_id=experiment):
     ...     info = skvision.mlflow.log_model(model, "trees", input_example=X[:2])
     >>> loaded = skvision.mlflow.load_model(info.model_uri)
     >>> (loaded.predict(X) == model.predict(X)).all()
@@ -727,9 +729,11 @@ class MlflowLogger(_SkorchMlflowLogger):
     >>> from skvision.datasets import load_digit_images
     >>> from skvision.mlflow import MlflowLogger
     >>> X, y = load_digit_images(return_X_y=True)
-    >>> mlflow.set_tracking_uri(f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
+    >>> folder = tempfile.mkdtemp()  # the store and the artifacts, not the working directory
+    >>> mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+    >>> experiment = mlflow.create_experiment("digits", artifact_location=folder)
     >>> clf = CNNClassifier(filters=(4,), epochs=2, callbacks=[MlflowLogger()], random_state=0)
-    >>> with mlflow.start_run() as run:
+    >>> with mlflow.start_run(experiment_id=experiment) as run:
     ...     _ = clf.fit(X[:100], y[:100])
     >>> history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
     >>> len(history), mlflow.get_run(run.info.run_id).data.params["epochs"]

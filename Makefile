@@ -47,11 +47,12 @@ test-serving: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
-# The site, with every example executed; warnings are errors.
+# The site, with every example executed; warnings are errors. Then the docs'
+# timed code blocks and the README's quickstart, which `make test` leaves out.
 docs: $(DEV_STAMP)
 	$(BIN)/python -m pip install -e ".[docs]"
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
-	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py --heavy
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py tests/test_readme.py --heavy
 	@echo "Open docs/_build/html/index.html"
 
 # Every CPU script whose results the docs quote (bench/results/*.json).

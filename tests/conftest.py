@@ -54,4 +54,5 @@ def pytest_addoption(parser):
     parser.addoption(
         "--heavy", action="store_true", default=False,
         help="also run the docs' code blocks marked '# needs: time' (and '# needs: gpu' "
-             "where CUDA is present): tests/test_docs_snippets.py, run by `make docs`")
+             "where CUDA is present) and the README's quickstart: "
+             "tests/test_docs_snippets.py and tests/test_readme.py, run by `make docs`")

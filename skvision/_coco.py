@@ -341,6 +341,7 @@ def _category_ids(categories, labels):
         categories = {int(key): str(value) for key, value in categories.items()}
     else:
         categories = dict(enumerate((str(name) for name in categories), start=1))
+    categories = dict(sorted(categories.items()))
     ids = {name: category_id for category_id, name in categories.items()}
     if len(ids) != len(categories):
         raise ValueError("categories must give each name one id; some names repeat.")

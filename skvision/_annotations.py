@@ -263,8 +263,13 @@ def _masks(records, n_classes):
     for record in records:
         mask = np.zeros(record.size, dtype=dtype)
         for index, rle in record.shapes:
-            # pycocotools' annToMask: the decoded RLE, nonzero pixels inside.
-            mask[mask_api.decode(rle) > 0] = index  # later objects drawn on top
+            with warnings.catch_warnings():
+                # pycocotools 2.0 (its Cython decoder) under numpy 2 warns of its
+                # own __array__ signature on every call: nothing the user can act on.
+                warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                        module="pycocotools")
+                # pycocotools' annToMask: the decoded RLE, nonzero pixels inside.
+                mask[mask_api.decode(rle) > 0] = index  # later objects drawn on top
         masks.append(mask)
     if len({mask.shape for mask in masks}) == 1:
         return np.stack(masks)

@@ -218,13 +218,14 @@ def _label_path(image):
 
 
 def _yolo_images(folder, storage_options):
-    paths = []
-    for relative, full in list_folder(folder, storage_options):
-        name = relative.rsplit("/", 1)[-1]
-        under_images = re.search(r"(^|/)images/", relative) or (
-            f"{'/' if is_url(full) else os.sep}images{'/' if is_url(full) else os.sep}" in full)
-        if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".") and under_images:
-            paths.append(full)
+    """The image files under an ``images`` folder below ``folder`` (or ``folder`` is in one)."""
+    files = [(relative, full) for relative, full in list_folder(folder, storage_options)
+             if relative.lower().endswith(IMAGE_SUFFIXES)
+             and not relative.rsplit("/", 1)[-1].startswith(".")]
+    paths = [full for relative, full in files if re.search(r"(^|/)images/", relative)]
+    if not paths:  # folder is itself inside an images folder: one split
+        separator = "/" if is_url(folder) else os.sep
+        paths = [full for _, full in files if f"{separator}images{separator}" in full]
     if not paths:
         raise ValueError(
             f"Found no image files in an images/ folder under {display_name(folder)!r}; "

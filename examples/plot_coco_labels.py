@@ -53,7 +53,8 @@ print(json.dumps({key: value[:1] for key, value in document.items()}, indent=1))
 # Loading it
 # ----------
 # Boxes come back as xyxy pixels (COCO's ``[x, y, width, height]``
-# converted), labels as the category names; :func:`coco_categories` keeps
+# converted), labels as the category names;
+# :func:`~skvision.datasets.coco_categories` keeps
 # the file's ids.
 paths, targets = load_coco(annotations)
 print(coco_categories(annotations))

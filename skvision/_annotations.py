@@ -6,7 +6,7 @@ XML and YOLO txt folders) turn an annotation format into one list of
 targets the estimators take (box dicts, a box DataFrame, or class-index
 masks). Every error names the file and the annotation (``where``).
 
-Libraries do the parsing: :mod:`json`, :mod:`xml.etree.ElementTree`, PyYAML's
+Libraries do the parsing: ``json``, ``xml.etree.ElementTree``, PyYAML's
 ``safe_load`` and ``pycocotools.mask`` (an optional dependency, imported only
 to draw masks).
 """

@@ -1,7 +1,7 @@
 """COCO JSON in and out: :func:`load_coco`, :func:`save_coco`, :func:`coco_categories`.
 
 Re-exported by :mod:`skvision.datasets`, where they are documented. The file
-is read with :mod:`json`; polygons and RLE become masks through
+is read with ``json``; polygons and RLE become masks through
 ``pycocotools.mask`` (optional, imported only for ``task="segmentation"``).
 """
 
@@ -200,7 +200,7 @@ def load_coco(annotations, images=None, *, task="detection", as_frame=False,
     """Load a COCO annotation file: image paths and their targets.
 
     Reads a COCO "instances" JSON file (as CVAT, Label Studio, Roboflow and
-    pycocotools write it) with :mod:`json`. Boxes ``[x, y, width, height]``
+    pycocotools write it) with ``json``. Boxes ``[x, y, width, height]``
     become the detector's xyxy pixel boxes; polygons and RLE the U-Net's
     class-index masks. Every image of the file is kept, in the file's order,
     those without annotations with empty targets.
@@ -413,11 +413,10 @@ def save_coco(paths, targets, file, *, categories=None):
     with their size and ``file_name`` relative to the file's folder,
     annotations, categories), which :func:`load_coco` reads back exactly
     (boxes as float32, labels as str). Targets with ``"scores"`` (as
-    :meth:`FasterRCNNDetector.predict <skvision.detection.FasterRCNNDetector.predict>`
-    returns them) are written as a COCO results file, a list of
-    ``{"image_id", "category_id", "bbox", "score"}``, which pycocotools'
-    ``COCO.loadRes`` and the annotation tools read. The file is written with
-    :mod:`json`, whole or not at all.
+    ``FasterRCNNDetector.predict`` returns them) are written as a COCO
+    results file, a list of ``{"image_id", "category_id", "bbox",
+    "score"}``, which pycocotools' ``COCO.loadRes`` and the annotation tools
+    read. The file is written with ``json``, whole or not at all.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Pascal VOC XML and YOLO txt folders in: :func:`load_voc`, :func:`load_yolo`.
 
 Re-exported by :mod:`skvision.datasets`, where they are documented. VOC's XML
-is parsed by :mod:`xml.etree.ElementTree` (expat), YOLO's ``data.yaml`` by
+is parsed by ``xml.etree.ElementTree`` (expat), YOLO's ``data.yaml`` by
 PyYAML's ``safe_load``; a YOLO label line is whitespace-separated numbers.
 """
 
@@ -101,7 +101,7 @@ def load_voc(folder, *, image_set=None, keep_difficult=False, as_frame=False, on
 
     The layout of the PASCAL VOC challenge, which LabelImg, CVAT and
     Roboflow also export: ``Annotations/<id>.xml`` (one file per image,
-    read with :mod:`xml.etree.ElementTree`), the images in ``JPEGImages/``
+    read with ``xml.etree.ElementTree``), the images in ``JPEGImages/``
     (the file ``<filename>`` names, else ``<id>.jpg``), and optionally
     ``ImageSets/Main/<set>.txt`` listing the ids of a split. Box corners
     are VOC's 1-based inclusive pixel indices (``xmin=1`` is the first

@@ -477,3 +477,38 @@ def test_yolo_needs_class_names(tmp_path):
         load_yolo(tmp_path, task="segmentation")
     with pytest.raises(ValueError, match="Found no image files in an images/ folder"):
         load_yolo(tmp_path / "labels", class_names=["cat"])
+
+
+def test_annotations_at_urls(tmp_path):
+    """The three formats read through fsspec (its in-memory filesystem stands for a bucket)."""
+    import io
+    import uuid
+
+    fsspec = pytest.importorskip("fsspec")
+    fs, root = fsspec.filesystem("memory"), f"/labels-{uuid.uuid4().hex}"
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((16, 20, 3), np.uint8)).save(png, format="PNG")
+    files = {
+        "coco/img/a.png": png.getvalue(),
+        "coco/ann.json": json.dumps({
+            "images": [{"id": 1, "file_name": "img/a.png", "width": 20, "height": 16}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
+            "categories": [{"id": 1, "name": "cat"}]}).encode(),
+        "yolo/images/a.png": png.getvalue(), "yolo/labels/a.txt": b"0 0.5 0.5 0.5 0.5\n",
+        "yolo/data.yaml": b"names: [cat]\n",
+        "voc/JPEGImages/a.png": png.getvalue(),
+        "voc/Annotations/a.xml": b"<annotation><filename>a.png</filename><object><name>cat"
+                                 b"</name><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>4</xmax>"
+                                 b"<ymax>7</ymax></bndbox></object></annotation>",
+    }
+    try:
+        for name, content in files.items():
+            fs.pipe(f"{root}/{name}", content)
+        for load, where in [(load_coco, "coco/ann.json"), (load_yolo, "yolo"), (load_voc, "voc")]:
+            paths, targets = load(f"memory://{root}/{where}")
+            assert paths[0].startswith("memory://") and list(targets[0]["labels"]) == ["cat"]
+            np.testing.assert_array_equal(targets[0]["boxes"], [[1, 2, 4, 6]] if load is load_coco
+                                          else [[5, 4, 15, 12]] if load is load_yolo
+                                          else [[1, 2, 4, 7]])
+    finally:
+        fs.rm(root, recursive=True)

@@ -512,3 +512,19 @@ def test_annotations_at_urls(tmp_path):
                                           else [[1, 2, 4, 7]])
     finally:
         fs.rm(root, recursive=True)
+
+
+def test_voc_missing_image_and_annotation_files(tmp_path):
+    _voc(tmp_path, "<annotation><filename>gone.jpg</filename></annotation>", name="b")
+    (tmp_path / "Annotations" / "a.xml").write_text("<annotation><filename>a.jpg</filename>"
+                                                    "</annotation>")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "JPEGImages" / "a.jpg")
+    with pytest.raises(FileNotFoundError, match=r"gone.jpg.*an image of '.*Annotations'"):
+        load_voc(tmp_path)
+    with pytest.warns(UserWarning, match="gone.jpg"):
+        paths, _ = load_voc(tmp_path, on_error="skip")
+    assert [os.path.basename(p) for p in paths] == ["a.jpg"]
+    os.makedirs(tmp_path / "ImageSets" / "Main")
+    (tmp_path / "ImageSets" / "Main" / "val.txt").write_text("a\nc\n")
+    with pytest.raises(FileNotFoundError, match=r"Annotation file not found: '.*c.xml' \(image id 'c'\)"):
+        load_voc(tmp_path, image_set="val")

@@ -63,7 +63,7 @@ def join(folder, name):
     if is_url(folder):
         base, sep, chain = folder.partition("::")
         return posixpath.join(base.rstrip("/"), name) + (sep + chain if sep else "")
-    return os.path.join(folder, name)
+    return os.path.normpath(os.path.join(folder, name))
 
 
 def parent(path):

@@ -507,11 +507,12 @@ def save_coco(paths, targets, file, *, categories=None):
 
 
 def _relative(path, folder):
-    """``path`` relative to ``folder`` where it lies under it ('/' separators), else whole."""
+    """``path`` relative to the JSON's ``folder`` ('/' separators), so that the two move
+    together; a URL outside a URL folder, or a path on another drive, whole."""
     if is_url(path) or is_url(folder):
         prefix = folder.rstrip("/") + "/"
         return path[len(prefix):] if path.startswith(prefix) else path
-    relative = os.path.relpath(os.path.abspath(path), folder)
-    if relative.startswith(os.pardir):
+    try:
+        return os.path.relpath(os.path.abspath(path), folder).replace(os.sep, "/")
+    except ValueError:  # another drive (Windows)
         return os.path.abspath(path)
-    return relative.replace(os.sep, "/")

@@ -10,7 +10,7 @@ RUNTIME_STAMP = $(VENV)/.skvision-runtime
 DEV_STAMP = $(VENV)/.skvision-dev
 RELEASE_STAMP = $(VENV)/.skvision-release
 
-.PHONY: demo test lint docs bench dist check-dist clean
+.PHONY: demo test test-serving lint docs bench dist check-dist clean
 
 # `pip uninstall skvision`: a venv from before the rename to scikit-vision
 # holds the same package under the old distribution name.
@@ -35,18 +35,24 @@ demo: $(RUNTIME_STAMP)
 
 # One pytest-xdist worker per core, each with one torch thread (tests/conftest.py):
 # 9 minutes on 2 cores where one process with two threads took 20.
+# The tests marked `serving` (a fresh interpreter loading MLflow models,
+# `mlflow models serve` on loopback) run in `make test-serving`, CI's next step.
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not serving"
+
+test-serving: $(DEV_STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_mlflow.py -m serving --durations=5
 
 # ruff, with the rules of pyproject.toml's [tool.ruff].
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
-# The site, with every example executed; warnings are errors.
+# The site, with every example executed; warnings are errors. Then the docs'
+# timed code blocks and the README's quickstart, which `make test` leaves out.
 docs: $(DEV_STAMP)
 	$(BIN)/python -m pip install -e ".[docs]"
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
-	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py --heavy
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py tests/test_readme.py --heavy
 	@echo "Open docs/_build/html/index.html"
 
 # Every CPU script whose results the docs quote (bench/results/*.json).
@@ -54,7 +60,7 @@ docs: $(DEV_STAMP)
 # (gpu_check.json) and `bench/time_to_accuracy.py --device cuda`
 # (time_to_accuracy_cuda.json). time_to_accuracy.py fetches MNIST once.
 bench: $(DEV_STAMP)
-	$(BIN)/python -m pip install -e ".[bench,backbones,onnx,distributed]"
+	$(BIN)/python -m pip install -e ".[bench,backbones,onnx,distributed,mlflow]"
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/vit_overhead.py
 	$(BIN)/python bench/extractor_throughput.py
@@ -71,6 +77,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/remote_loading.py
 	$(BIN)/python bench/backbone_accuracy.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/mlflow_serving.py
 	$(BIN)/python bench/time_to_accuracy.py
 	$(BIN)/python bench/real_photos.py
 	$(BIN)/python bench/parallel_scaling.py

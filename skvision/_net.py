@@ -462,23 +462,38 @@ def _plain_optimizer(net):
     return inner if isinstance(inner, torch.optim.Optimizer) else net.optimizer_
 
 
+def network_state(net):
+    """A trained net's state, the one capture a model file and a checkpoint share.
+
+    The network's and optimizer's state dicts, the history (batch records
+    dropped: they are per-step noise) and the shuffling generator's
+    position, so training continues as it would have. Tensors stay tensors
+    (written as safetensors); the rest is plain data.
+    """
+    return {
+        "module": _plain_module(net).state_dict(),
+        "optimizer": _plain_optimizer(net).state_dict(),
+        "history": [{key: value for key, value in row.items() if key != "batches"}
+                    for row in net.history],
+        "generator": (None if getattr(net, "generator", None) is None
+                      else net.generator.get_state()),
+    }
+
+
 def training_state(net):
     """What one process needs to continue ``net``'s training where it stands.
 
-    The network's and optimizer's state, the learning-rate scheduler's,
-    the grad scaler's (``precision="16-mixed"``), early stopping's (best
-    score, epochs without improvement, the best epoch's weights), every
-    scoring callback's best score, the history (batch records dropped) and
-    the shuffling generator. Tensors stay tensors (written as safetensors);
-    the rest is plain data.
+    :func:`network_state`, and the learning-rate scheduler's state, the grad
+    scaler's (``precision="16-mixed"``), early stopping's (best score,
+    epochs without improvement, the best epoch's weights) and every scoring
+    callback's best score.
     """
     callbacks = dict(getattr(net, "callbacks_", []))
     schedule = getattr(callbacks.get("lr_schedule"), "lr_scheduler_", None)
     stopping = callbacks.get("early_stopping")
     scaler = getattr(net, "grad_scaler_", None)
     return {
-        "module": _plain_module(net).state_dict(),
-        "optimizer": _plain_optimizer(net).state_dict(),
+        **network_state(net),
         "lr_schedule": None if schedule is None else schedule.state_dict(),
         "grad_scaler": None if scaler is None else scaler.state_dict(),
         "early_stopping": None if stopping is None else {
@@ -488,9 +503,6 @@ def training_state(net):
         },
         "best_scores": {name: float(callback.best_score_) for name, callback in callbacks.items()
                         if hasattr(callback, "best_score_")},
-        "history": [{key: value for key, value in row.items() if key != "batches"}
-                    for row in net.history],
-        "generator": None if net.generator is None else net.generator.get_state(),
     }
 
 

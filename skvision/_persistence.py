@@ -70,7 +70,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from ._torch import loadable_device
+from ._net import network_state
+from ._torch import loadable_device, restore_runtime
+from .nn._hub import BackboneWeightsError
 
 __all__ = ["ModelFileError", "load", "save"]
 
@@ -149,7 +151,9 @@ def _open_checked(path, kind, read):
 FORMAT = "skvision-model"
 # 1: one skvision estimator. 2: any scikit-learn object graph (skops
 # members), skorch callbacks by class and parameters, torch.device and path values.
-FORMAT_VERSION = 2
+# 3: an hf-hub: backbone's hub configuration kept (hub_config_), so loading
+# builds it without the hub.
+FORMAT_VERSION = 3
 
 
 def _trusted_classes():
@@ -157,10 +161,15 @@ def _trusted_classes():
 
     Built from the classes themselves: every public scikit-learn estimator
     and torch module class defined in skvision's modules (all are imported
-    with the package), so a new one is loadable without a list to keep.
+    with the package or here), so a new one is loadable without a list to keep.
     """
     import xgboost
     from sklearn.base import BaseEstimator
+
+    # The package imports every estimator module but this one (its
+    # transformers are imported where used): without it, a fresh process
+    # that loads a pipeline of ImageFlattener refused the file.
+    from . import preprocessing  # noqa: F401
 
     classes, pending = [xgboost.XGBClassifier, xgboost.XGBRegressor], [
         BaseEstimator, torch.nn.Module]
@@ -340,6 +349,10 @@ def _callback_arguments(callback):
                 if parameter.default is not parameter.empty}
     arguments = {}
     for name, value in params.items():
+        if name.startswith("_"):
+            # Not an argument: skorch's get_params lists every attribute without a
+            # trailing underscore (MlflowLogger's ``_batch_count`` counter).
+            continue
         default = defaults.get(name, inspect.Parameter.empty)
         if value is default:
             continue
@@ -441,13 +454,7 @@ class _Writer:
             return {"__xgboost__": _class_path(value), "params": self.encode(params, where),
                     "raw": self.array(raw)}
         if isinstance(value, NeuralNet):
-            return {"__net__": self.encode({
-                "module": value.module_.state_dict(),
-                "optimizer": value.optimizer_.state_dict(),
-                "history": _plain_history(value.history),
-                # The shuffling generator's position, so training continues as it would have.
-                "generator": getattr(value, "generator", None) and value.generator.get_state(),
-            }, where)}
+            return {"__net__": self.encode(network_state(value), where)}
         if isinstance(value, torch.nn.Module):
             return {"__module__": self.encode(value.state_dict(), where)}
         accelerate = sys.modules.get("accelerate")
@@ -509,11 +516,6 @@ class _Writer:
             self.encode(part, f"{where}.{type(part).__name__}") for part in parts]}
 
 
-def _plain_history(history):
-    """skorch's History as plain rows (batch records dropped: they are per-step noise)."""
-    return [{key: value for key, value in row.items() if key != "batches"} for row in history]
-
-
 # --------------------------------------------------------------------------
 # Decoding: JSON → objects, rebuilding networks from the estimators' params.
 
@@ -550,8 +552,9 @@ def _check_array(data, where):
 class _Reader:
     """Checks a model file's JSON, arrays and skops members, then rebuilds the object."""
 
-    def __init__(self, archive, tensors, trusted, user_trusted=()):
+    def __init__(self, archive, tensors, trusted, user_trusted=(), format_version=FORMAT_VERSION):
         self.archive = archive
+        self.format_version = format_version
         self.tensors = tensors
         self.trusted = trusted
         self.user_trusted = frozenset(user_trusted)
@@ -701,11 +704,11 @@ class _Reader:
                 if name != "self" and not hasattr(estimator, name):
                     setattr(estimator, name, parameter.default)
             _drop_writing_parameters(estimator, cls)
-            if getattr(estimator, "device_", None) is not None:
-                # Fitted on a GPU, loaded where there is none: the CPU.
-                estimator.device_ = loadable_device(estimator.device_)
+            # Fitted on a GPU, loaded where there is none: the CPU; bf16
+            # where it would be emulated: float32.
+            restore_runtime(estimator)
             for key, item in pending.items():
-                setattr(estimator, key, _rebuild(estimator, key, item))
+                setattr(estimator, key, _rebuild(estimator, key, item, self.format_version))
             return estimator
         raise ValueError(f"Unknown entry {sorted(value)[:3]} in the model file.")
 
@@ -822,12 +825,23 @@ class _Pending:
         self.kind, self.payload = kind, payload
 
 
-def _rebuild(estimator, key, pending):
+def _rebuild(estimator, key, pending, format_version):
     """Rebuild a network attribute: the estimator's own ``_rebuild_network`` hook."""
     device = loadable_device(getattr(estimator, "device_", "cpu"))
     if not hasattr(estimator, "_rebuild_network"):
         raise ValueError(f"Unknown network attribute {key!r} in the model file.")
-    return estimator._rebuild_network(key, pending.payload, device)
+    try:
+        return estimator._rebuild_network(key, pending.payload, device)
+    except BackboneWeightsError as error:
+        if format_version >= 3:
+            raise
+        # Only an hf-hub: backbone reaches for the hub when rebuilt, and
+        # only in files from before hub_config_ was kept.
+        raise BackboneWeightsError(
+            f"{error} This model file (format {format_version}) predates skvision keeping "
+            "an hf-hub: backbone's configuration in the file, so loading it needs the hub's "
+            "config.json once; saved again with this skvision, it loads without the hub."
+        ) from error
 
 
 # --------------------------------------------------------------------------
@@ -1033,7 +1047,8 @@ def load(path, *, trusted=None):
                 stacklevel=3,
             )
         tensors = load_tensors(archive.read("tensors.safetensors"))
-        reader = _Reader(archive, tensors, _trusted_classes(), trusted or ())
+        reader = _Reader(archive, tensors, _trusted_classes(), trusted or (),
+                         format_version=version)
         reader.audit(document)  # refuses before anything is built
         return reader.decode(document["estimator"])
 

@@ -133,6 +133,28 @@ def restored_precision(precision, device, name):
     return precision
 
 
+def restore_runtime(estimator, device=None):
+    """Where and in what arithmetic a restored (loaded or unpickled) estimator runs here.
+
+    The one restore rule, used by ``skvision.load``, by unpickling and by
+    every estimator that keeps a network: ``device_`` becomes
+    :func:`loadable_device` of the recorded device (``device`` when given:
+    where an unpickled skorch net already put its network; else the
+    estimator's own ``device_``), and ``precision_``, where the estimator
+    keeps one, :func:`restored_precision` of it on that device; a fitted
+    skorch ``net_`` follows, so its training steps autocast alike.
+    """
+    recorded = device if device is not None else getattr(estimator, "device_", None)
+    if recorded is not None:
+        estimator.device_ = loadable_device(recorded)
+    if hasattr(estimator, "precision_"):  # any value: an altered file's None is refused
+        estimator.precision_ = restored_precision(
+            estimator.precision_, estimator.device_, type(estimator).__name__)
+        net = getattr(estimator, "net_", None)
+        if hasattr(net, "precision"):
+            net.precision = estimator.precision_
+
+
 def autocast(device, precision):
     """The ``torch.autocast`` context of ``precision`` on ``device`` (none for "32").
 

@@ -49,11 +49,10 @@ from ._params import ACCELERATOR_PRECISION, validate_params
 from ._torch import (
     channels_last,
     draw_seed,
-    loadable_device,
     predict_batches,
     resolve_device,
     resolve_precision,
-    restored_precision,
+    restore_runtime,
     seeded,
 )
 from ._validation import (
@@ -330,6 +329,9 @@ class BaseNeuralEstimator(BaseEstimator):
             self.augment, self._augment_rng, self._target_kind,
             n_outputs if self._target_kind == "labels" else None,
         ))
+        # What a tracking callback records (skvision.mlflow.MlflowLogger): the
+        # estimator's parameters, which the net does not otherwise know.
+        self.net_.estimator_params_ = self.get_params(deep=False)
         set_fit_callbacks(self.net_, training_callbacks(
             n_batches=n_batches, epochs=epochs,
             schedule=None if partial else self.lr_schedule, max_lrs=self._group_lrs(),
@@ -434,8 +436,8 @@ class BaseNeuralEstimator(BaseEstimator):
             raise ValueError(f"Unknown network attribute {key!r} in the model file.")
         if not hasattr(self, "precision_"):
             # A file from before precision_ was kept: resolved as it was then.
+            # (A kept one was restored with the device: _torch.restore_runtime.)
             self.precision_ = self._training_precision(device)
-        self.precision_ = restored_precision(self.precision_, device, type(self).__name__)
         net = self._new_net(self.image_shape_[2], self._n_outputs, device, pretrained=False)
         net.initialize()
         net.module_.load_state_dict(state["module"])
@@ -516,16 +518,12 @@ class BaseNeuralEstimator(BaseEstimator):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if "net_" in state and "precision_" not in state:
-            self.precision_ = self.net_.precision  # pickled before precision_ was kept
-        if "net_" in state and self.net_.device is not None:
+        if "net_" in state:
+            if "precision_" not in state:
+                self.precision_ = self.net_.precision  # pickled before precision_ was kept
             # skorch maps a model pickled on a GPU to the CPU where there is
             # none (with a warning); predict and warm starts follow it there.
-            self.device_ = loadable_device(self.net_.device)
-        if "net_" in state:
-            # The net's own precision (its training steps' autocast) follows.
-            self.precision_ = self.net_.precision = restored_precision(
-                self.precision_, self.device_, type(self).__name__)
+            restore_runtime(self, device=self.net_.device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -275,6 +275,12 @@ class FasterRCNNDetector(BaseNeuralEstimator):
     classes_ : ndarray
         The object labels.
 
+    hub_config_ : dict or None
+        For an ``hf-hub:`` backbone: the Hugging Face configuration it was built
+        from (architecture, constructor arguments, pretrained configuration
+        and revision), kept so that a saved model loads without the hub;
+        None otherwise.
+
     %(fitted_attributes)s
 
     See Also
@@ -457,6 +463,7 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         weights (a saved model loading: they come from the file).
         """
         if self.backbone == "small_cnn":
+            self.hub_config_ = None
             body = small_cnn_body(n_channels)
             return body, body.map_names
         if n_channels not in (1, 3):
@@ -466,8 +473,12 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             )
         # The last stage (the classifier's 1x1 "head" convolution) adds nothing
         # a detector needs but many channels.
+        # An hf-hub: backbone loading is built from the configuration its fit
+        # kept (hub_config_): loading reads nothing from the hub.
         backbone = build_backbone(
-            self.backbone, weights=self.backbone_weights if pretrained else False, layer=-2)
+            self.backbone, weights=self.backbone_weights if pretrained else False, layer=-2,
+            hub_config=None if pretrained else getattr(self, "hub_config_", None))
+        self.hub_config_ = backbone.hub_config
         body = PretrainedDetectionBody(backbone, fpn=bool(self.fpn),
                                        n_trainable_stages=self.trainable_layers)
         return body, body.map_names

@@ -111,7 +111,7 @@ def is_dask_collection(X):
 
 
 def _shared_model(dask, estimator):
-    """The estimator as one piece of the graph, so it travels to each worker once.
+    """The estimator as one piece of the graph, so it travels per worker, not per block.
 
     With a ``dask.distributed`` client, it is broadcast to every worker up
     front (keeping a large model out of the task graph); otherwise it is one
@@ -162,8 +162,10 @@ def apply_blocks(estimator, X, method="predict"):
     cluster the blocks run on the workers in parallel, and memory holds a
     few blocks at a time however large ``X`` is (e.g. read lazily from a
     ``.npy`` file with ``da.from_array(np.load(path, mmap_mode="r"))`` or
-    from zarr). The model is one task of the graph: each worker receives it
-    once, not once per block. Blocks of file paths or URLs are read where
+    from zarr). The model is one piece of the graph, broadcast to the
+    workers ahead of the blocks rather than sent with each one (dask's
+    active memory manager may drop an idle copy, which that worker then
+    fetches again). Blocks of file paths or URLs are read where
     they run: each worker reads only its blocks' files.
 
     Parameters

@@ -110,6 +110,12 @@ class UNetSegmenter(BaseNeuralEstimator):
     class_weight_ : ndarray of shape (n_classes,) or None
         The cross-entropy weights used, when ``class_weight`` is set.
 
+    hub_config_ : dict or None
+        For an ``hf-hub:`` encoder: the Hugging Face configuration it was built
+        from (architecture, constructor arguments, pretrained configuration
+        and revision), kept so that a saved model loads without the hub;
+        None otherwise.
+
     %(fitted_attributes)s
 
     See Also
@@ -227,12 +233,16 @@ class UNetSegmenter(BaseNeuralEstimator):
     # -- hooks of the training core -------------------------------------------
 
     def _build_module(self, n_channels, n_outputs, input_size, pretrained=True):
-        encoder = None
+        encoder, self.hub_config_ = None, None
         if self.encoder is not None:
             # pretrained=False (a saved model loading): the encoder's weights
             # come from the file, its weights file is not read again.
-            encoder = build_backbone(self.encoder,
-                                     weights=self.encoder_weights if pretrained else False)
+            # An hf-hub: encoder loading is built from the configuration its
+            # fit kept (hub_config_): loading reads nothing from the hub.
+            encoder = build_backbone(
+                self.encoder, weights=self.encoder_weights if pretrained else False,
+                hub_config=None if pretrained else getattr(self, "hub_config_", None))
+            self.hub_config_ = encoder.hub_config
         return UNet(n_channels, n_outputs, depth=self.depth, base_filters=self.base_filters,
                     batch_norm=self.batch_norm, dropout=self.dropout,
                     upsampling=self.upsampling, encoder=encoder)

@@ -26,7 +26,7 @@ from ._params import (
     image_size,
     validate_params,
 )
-from ._torch import loadable_device, predict_batches, resolve_device
+from ._torch import predict_batches, resolve_device, restore_runtime
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
 from ._validation import as_height_width, check_image_data
 from .nn.backbones import (
@@ -103,9 +103,16 @@ class _BackboneArguments:
             setattr(self, name, params.pop(name))
         return super().set_params(**params)
 
-    def _build_backbone(self, weights, image_size):
-        return build_backbone(self.backbone, weights=weights, layer=self.layer,
-                              image_size=image_size, arguments=self._backbone_arguments())
+    def _build_backbone(self, weights, image_size, restoring=False):
+        # restoring: a saved model loading, its weights in the file. An hf-hub:
+        # backbone is then built from the configuration its fit kept
+        # (hub_config_), so loading reads nothing from the hub.
+        hub_config = getattr(self, "hub_config_", None) if restoring else None
+        backbone = build_backbone(self.backbone, weights=weights, layer=self.layer,
+                                  image_size=image_size, arguments=self._backbone_arguments(),
+                                  hub_config=hub_config)
+        self.hub_config_ = backbone.hub_config
+        return backbone
 
 
 class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstimator):
@@ -191,6 +198,11 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         What ``fit`` was given, as far as the pixels' scale goes: "uint8",
         "uint16", "files", "float in [0, 1]", "float" or "integer". Input of
         another scale at ``transform`` warns.
+    hub_config_ : dict or None
+        For an ``hf-hub:`` backbone: the Hugging Face configuration it was
+        built from (architecture, constructor arguments, pretrained
+        configuration and revision), kept so that a saved extractor loads
+        without the hub; None otherwise.
 
     See Also
     --------
@@ -320,7 +332,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         """The persistence hook: ``backbone_`` of a saved extractor, from its state dict."""
         if key != "backbone_":
             raise ValueError(f"Unknown network attribute {key!r} in the model file.")
-        backbone = self._build_backbone(False, self._image_size)
+        backbone = self._build_backbone(False, self._image_size, restoring=True)
         backbone.load_state_dict(state)
         return backbone.requires_grad_(False).eval().to(device)
 
@@ -350,7 +362,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
             self._pooling = self.pooling  # fitted before the pooling of fit was kept
         if "backbone_" in state:
             # A model pickled on a GPU machine runs on the CPU where there is none.
-            self.device_ = loadable_device(self.device)
+            restore_runtime(self, device=getattr(self, "device_", self.device))
             self.backbone_.to(self.device_)
 
 
@@ -450,7 +462,7 @@ class _FineTunedMixin(_BackboneArguments):
         # pretrained=False (a saved model loading): the architecture only, the
         # weights file is not read again.
         backbone = self._build_backbone(self.weights if pretrained else False,
-                                        self._image_size())
+                                        self._image_size(), restoring=not pretrained)
         return BackboneClassifier(
             backbone, n_outputs, pooling=self.pooling, dropout=self.dropout,
             image_size=self._image_size(),
@@ -461,6 +473,11 @@ class _FineTunedMixin(_BackboneArguments):
         return as_height_width(self.image_size)
 
     def _file_size(self):
+        # A fitted model asks its own network: no lookup (an hf-hub: id's
+        # would need the hub).
+        module = getattr(getattr(self, "net_", None), "module_", None)
+        if module is not None:
+            return tuple(module.backbone.preprocessing.input_size)
         return backbone_input_size(self.backbone)
 
     def _interpolation(self):
@@ -522,6 +539,12 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
     backbone_lr_ : float
         The backbone's learning rate as a fraction of ``lr``:
         ``backbone_lr``, or what "auto" chose.
+
+    hub_config_ : dict or None
+        For an ``hf-hub:`` backbone: the Hugging Face configuration it was built
+        from (architecture, constructor arguments, pretrained configuration
+        and revision), kept so that a saved model loads without the hub;
+        None otherwise.
 
     %(fitted_attributes)s
 
@@ -648,6 +671,12 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
     backbone_lr_ : float
         The backbone's learning rate as a fraction of ``lr``:
         ``backbone_lr``, or what "auto" chose.
+
+    hub_config_ : dict or None
+        For an ``hf-hub:`` backbone: the Hugging Face configuration it was built
+        from (architecture, constructor arguments, pretrained configuration
+        and revision), kept so that a saved model loads without the hub;
+        None otherwise.
 
     %(fitted_attributes)s
 

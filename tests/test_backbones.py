@@ -209,3 +209,26 @@ def test_unet_encoders_from_timm_with_and_without_a_stride_2_level():
                                          r"strides \[16\]"):
         UNetSegmenter(encoder="test_vit.r160_in1k", encoder_weights=False, epochs=1).fit(
             X, masks)
+
+
+def test_a_hub_configuration_passes_only_the_architecture_arguments():
+    """What a config.json or a model file holds reaches timm as constructor arguments only."""
+    from skvision.nn._hub import checked_hub_config
+
+    name = "hf-hub:org/repo"
+    config = {"id": name, "architecture": "test_resnet", "revision": "main",
+              "model_args": {"drop_rate": 0.1, "checkpoint_path": "/etc/passwd",
+                             "pretrained_cfg_overlay": {"file": "/tmp/x"}},
+              "pretrained_cfg": {"input_size": [3, 160, 160], "mean": [0.5] * 3}}
+    with pytest.warns(UserWarning, match="checkpoint_path.*pretrained_cfg_overlay"):
+        checked = checked_hub_config(config, name, warn=True)
+    assert checked["model_args"] == {"drop_rate": 0.1}
+    assert config["model_args"]["checkpoint_path"] == "/etc/passwd"  # not changed in place
+    network, preprocessing = backbones._create_network(name, hub_config=config)
+    assert network.drop_rate == 0.1 and preprocessing.input_size == (160, 160)
+    with pytest.raises(ValueError, match="no timm model"):
+        checked_hub_config({**config, "architecture": "os.system"}, name)
+    with pytest.raises(ValueError, match="not the one of backbone"):
+        checked_hub_config(config, "hf-hub:org/other")
+    with pytest.raises(ValueError, match="plain values"):
+        checked_hub_config({**config, "model_args": {"act_layer": torch.nn.ReLU}}, name)

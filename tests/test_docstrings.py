@@ -13,7 +13,7 @@ numpydoc_docscrape = pytest.importorskip("numpydoc.docscrape")
 
 PUBLIC_MODULES = ["skvision", "skvision.augmentation", "skvision.datasets", "skvision.metrics",
                   "skvision.nn", "skvision.parallel", "skvision.plotting",
-                  "skvision.preprocessing"]
+                  "skvision.preprocessing", "skvision.mlflow"]
 API_PAGE = Path(__file__).resolve().parent.parent / "docs" / "api.rst"
 
 

@@ -289,7 +289,28 @@ def scenario_hf_hub_id(spec):
     return {"equal": _equal_states(network.state_dict(), saved),
             "size": list(preprocessing.input_size),
             "stages": len(backbones.build_backbone(name).levels),
-            "architecture": hub_model_config(name)["architecture"]}
+            "architecture": hub_model_config(name)["architecture"],
+            "predictions": _save_hub_models(name, spec["folder"])}
+
+
+def _save_hub_models(name, folder):
+    """An extractor and a fine-tuned classifier on ``name``, saved; their predictions."""
+    import numpy as np
+
+    from skvision import FineTunedClassifier, PretrainedFeatureExtractor, save
+    from skvision.datasets import load_digit_images
+
+    X, y = load_digit_images(return_X_y=True)
+    X, y = X[:40], y[:40] % 2
+    extractor = PretrainedFeatureExtractor(backbone=name, image_size=32, device="cpu").fit(X)
+    classifier = FineTunedClassifier(backbone=name, image_size=32, epochs=1, batch_size=20,
+                                     device="cpu", random_state=0).fit(X, y)
+    save(extractor, os.path.join(folder, "extractor.skv"))
+    save(classifier, os.path.join(folder, "classifier.skv"))
+    np.save(os.path.join(folder, "images.npy"), X)
+    return {"extractor": extractor.transform(X).tolist(),
+            "classifier": classifier.predict_proba(X).tolist(),
+            "hub_config": classifier.hub_config_}
 
 
 def _torchvision_default():
@@ -648,10 +669,63 @@ def test_the_pytorch_file_when_the_repo_has_no_safetensors(runs):
 
 
 def test_hf_hub_ids_build_from_the_repo_config(runs):
-    result = outcome(runs.online, "hf_hub_id")
+    result = dict(outcome(runs.online, "hf_hub_id"))
+    result.pop("predictions")  # test_a_model_with_an_hf_hub_backbone_loads_offline's
     assert result == {"equal": True, "size": [160, 160], "stages": 5,
                       "architecture": "test_resnet"}
     assert ("hub", "GET", f"/{REPO}/resolve/main/config.json") in runs.hubs["hf_hub_id"].requests
+
+
+# A fresh interpreter with no cache, HF_HUB_OFFLINE=1 and every socket refused
+# loads the models scenario_hf_hub_id saved; then a copy of one rewritten as
+# the previous format (no hub_config_) says why it needs the hub.
+_OFFLINE_LOAD = """
+import json, os, socket, sys, zipfile
+
+def refused(*args, **kwargs):
+    raise OSError("sockets are refused in this test")
+
+socket.socket.connect = socket.create_connection = refused
+import numpy as np
+from skvision import load
+
+folder = sys.argv[1]
+X = np.load(os.path.join(folder, "images.npy"))
+report = {"extractor": load(os.path.join(folder, "extractor.skv")).transform(X).tolist(),
+          "classifier": load(os.path.join(folder, "classifier.skv")).predict_proba(X).tolist()}
+with zipfile.ZipFile(os.path.join(folder, "classifier.skv")) as source, zipfile.ZipFile(
+        os.path.join(folder, "format2.skv"), "w") as target:
+    for info in source.infolist():
+        data = source.read(info.filename)
+        if info.filename == "metadata.json":
+            document = json.loads(data)
+            document["format_version"] = 2
+            del document["estimator"]["state"]["__dict__"]["hub_config_"]
+            data = json.dumps(document).encode()
+        target.writestr(info, data)
+try:
+    load(os.path.join(folder, "format2.skv"))
+except ValueError as error:
+    report["format2"] = str(error)
+print(json.dumps(report))
+"""
+
+
+def test_a_model_with_an_hf_hub_backbone_loads_offline(runs, tmp_path):
+    """Saved with the hub up; loaded with no cache, HF_HUB_OFFLINE=1 and no sockets."""
+    saved = outcome(runs.online, "hf_hub_id")["predictions"]
+    assert saved["hub_config"]["architecture"] == "test_resnet"
+    assert saved["hub_config"]["revision"] == COMMIT
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home"),
+           "TORCH_HOME": str(tmp_path / "empty-torch-home"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", _OFFLINE_LOAD, str(runs.folder / "hf_hub_id")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["extractor"] == saved["extractor"]
+    assert loaded["classifier"] == saved["classifier"]
+    assert "format 2" in loaded["format2"] and "HF_HUB_OFFLINE=1" in loaded["format2"]
+    assert not (tmp_path / "empty-hf-home").exists()
 
 
 def test_torchvision_offline_names_the_path_then_uses_the_placed_file(runs):

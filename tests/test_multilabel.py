@@ -23,9 +23,8 @@ FAST = dict(filters=(8, 16), epochs=3, batch_size=32, device="cpu", random_state
 
 # Meant for one xdist worker to run the whole file (make test uses --dist
 # loadgroup), so that the 40-epoch model of ``fitted`` is trained once, not once
-# per worker (two 62-78 s set-ups per run). pytest-xdist 3.8 marks a group by
-# setting Item._nodeid, which pytest 9.2 no longer reads: the groups (here and
-# in test_hub.py) are not applied until that is fixed or pytest pinned below 9.
+# per worker (two 62-78 s set-ups per run). tests/conftest.py stops the run
+# where the installed pytest does not apply the groups (pytest 9).
 pytestmark = pytest.mark.xdist_group("multilabel")
 
 

@@ -118,11 +118,15 @@ def test_apply_blocks_on_the_cluster(client, digits):
     assert features.shape == (1200, 1280)
     np.testing.assert_allclose(features, extractor.transform(images[:1200]), atol=1e-4)
 
-    # The model is sent to each worker once, not once per block (9 blocks).
+    # The model travels to each worker, not with each block (36 blocks here). Once
+    # per worker is not a bound: dask's active memory manager may drop a broadcast
+    # replica that no queued task waits on, and the worker then fetches it again
+    # (seen once in CI: 2 + 1 transfers for 2 workers).
     counting = _CountingModel(classifier)
-    apply_blocks(counting, lazy_images).compute()
+    small_blocks = lazy_images.rechunk((100, 8, 8))
+    apply_blocks(counting, small_blocks).compute()
     per_worker = client.run(lambda: sys.modules[__name__]._CountingModel.unpickled)
-    assert sum(per_worker.values()) <= len(per_worker)
+    assert 1 <= sum(per_worker.values()) <= small_blocks.numblocks[0] // 4
 
 
 @pytest.mark.slow

@@ -1,4 +1,9 @@
-"""The README's quickstart runs as written (one namespace, block after block)."""
+"""The README's quickstart runs as written (one namespace, block after block).
+
+Running it trains six models (minutes on 2 cores), so it runs with the docs'
+other timed code: ``pytest --heavy`` in ``make docs`` (CI's docs step), as the
+docs' blocks marked ``# needs: time`` do (tests/test_docs_snippets.py).
+"""
 
 import contextlib
 import io
@@ -26,7 +31,9 @@ def test_the_quickstart_has_code():
 
 
 @pytest.mark.slow
-def test_readme_quickstart_runs(tmp_path, monkeypatch):
+def test_readme_quickstart_runs(tmp_path, monkeypatch, request):
+    if not request.config.getoption("--heavy"):
+        pytest.skip("trains six models: run with --heavy (make docs)")
     monkeypatch.chdir(tmp_path)  # anything it writes lands here
     namespace, printed = {}, io.StringIO()
     with contextlib.redirect_stdout(printed):

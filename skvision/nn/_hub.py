@@ -23,6 +23,7 @@ removed from the cache before the error is raised.
 
 The heavy libraries (huggingface_hub, timm, torchvision) are imported inside
 functions, so importing this module, as ``backbones`` does, costs nothing.
+Imports run one way: ``backbones`` uses this module, never the reverse.
 """
 
 import glob
@@ -31,7 +32,8 @@ import json
 import os
 import re
 
-__all__ = ["hub_model_config", "hub_weights_file"]
+__all__ = ["BackboneWeightsError", "checked_hub_config", "hub_model_config",
+           "hub_weights_file"]
 
 HF_PREFIX = "hf-hub:"
 # timm's own preference: safetensors first, the pickle-free format.
@@ -39,10 +41,11 @@ _HF_WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _error(message):
-    # Lazy import: backbones imports this module at import time, not the reverse.
-    from .backbones import BackboneWeightsError
+class BackboneWeightsError(ValueError):
+    """Raised when a backbone's weights cannot be found or do not fit it."""
 
+
+def _error(message):
     return BackboneWeightsError(message)
 
 
@@ -215,7 +218,9 @@ def hub_model_config(hf_hub_id):
     What ``timm.create_model("hf-hub:...")`` reads: the repository's
     ``config.json``, from the Hugging Face cache or downloaded into it, parsed
     by timm into an architecture name, its constructor arguments and its
-    pretrained configuration (input size, mean/std, classes...).
+    pretrained configuration (input size, mean/std, classes...). A fitted
+    estimator keeps this dict, so that a saved model rebuilds its backbone
+    without the hub (:func:`checked_hub_config` reads it back).
 
     Parameters
     ----------
@@ -225,9 +230,12 @@ def hub_model_config(hf_hub_id):
     Returns
     -------
     config : dict
-        ``"architecture"`` (a timm model name), ``"model_args"`` (dict of
-        keyword arguments for :func:`timm.create_model`) and
-        ``"pretrained_cfg"`` (dict).
+        ``"id"`` (``hf_hub_id`` with its ``hf-hub:`` prefix),
+        ``"architecture"`` (a timm model name), ``"model_args"`` (the
+        architecture's constructor arguments: the keywords of timm's own
+        factory functions, such as ``checkpoint_path``, are left out, with a
+        warning), ``"pretrained_cfg"`` (dict) and ``"revision"`` (the commit
+        the file came from, where the cache says it).
 
     Raises
     ------
@@ -249,11 +257,93 @@ def hub_model_config(hf_hub_id):
             raw, {"hf_hub_id": model_id, "source": "hf-hub"})
     else:  # another timm: its public loader reads the file just cached
         pretrained_cfg, architecture, model_args = timm_hub.load_model_config_from_hf(model_id)
-    return {
+    # The cache keeps each file under snapshots/<commit>/.
+    commit = os.path.basename(os.path.dirname(path))
+    return checked_hub_config({
+        "id": HF_PREFIX + model_id,
         "architecture": architecture,
         "model_args": dict(model_args or {}),
         "pretrained_cfg": dict(pretrained_cfg),
-    }
+        "revision": commit if re.fullmatch(r"[0-9a-f]{40}", commit) else (revision or "main"),
+    }, HF_PREFIX + model_id, warn=True)
+
+
+# The keywords of timm's factories (create_model, build_model_with_cfg and the
+# feature wrapper's): they choose files to read and how to build, not the
+# architecture, so a hub's config.json never sets them.
+_FACTORY_KEYWORDS = frozenset({
+    "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path",
+    "cache_dir", "scriptable", "exportable", "no_jit", "features_only", "feature_cfg",
+    "feature_cls", "out_indices", "flatten_sequential", "pretrained_strict",
+    "pretrained_filter_fn", "kwargs_filter", "model_cfg", "model_cls", "variant",
+})
+
+
+def _factory_keywords():
+    import inspect
+
+    import timm
+    from timm.models import build_model_with_cfg
+
+    names = set(inspect.signature(timm.create_model).parameters)
+    names |= set(inspect.signature(build_model_with_cfg).parameters)
+    return (_FACTORY_KEYWORDS | names) - {"kwargs", "model_name"}
+
+
+def _is_plain(value):
+    """JSON's values: what a config.json holds, and all a model file may pass to timm."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
+    return False
+
+
+def checked_hub_config(config, name, *, warn=False):
+    """An ``hf-hub:`` backbone's configuration, checked before timm builds from it.
+
+    ``config`` is :func:`hub_model_config`'s dict, as the hub gave it or as
+    a model file holds it. The architecture must be a timm model name, every
+    value plain JSON, and only the architecture's constructor arguments
+    reach timm: the keywords of timm's own factories are dropped (warned
+    when ``warn``; a file edited to hold one loses it silently, as the model
+    was never built with it).
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not such a dict, or belongs to another backbone.
+    """
+    import timm
+
+    expected = {"id", "architecture", "model_args", "pretrained_cfg", "revision"}
+    if not isinstance(config, dict) or set(config) != expected or not _is_plain(config):
+        raise ValueError(
+            f"The hub configuration of backbone {name!r} must be a dict of plain values with "
+            f"the keys {sorted(expected)}; got {config!r:.200}.")
+    if config["id"] != name:
+        raise ValueError(f"The hub configuration of backbone {config['id']!r} is not the one "
+                         f"of backbone {name!r}.")
+    architecture = config["architecture"]
+    if not isinstance(architecture, str) or not timm.is_model(architecture):
+        raise ValueError(f"The hub configuration of backbone {name!r} names the architecture "
+                         f"{architecture!r}, which is no timm model.")
+    if not isinstance(config["model_args"], dict) or not isinstance(
+            config["pretrained_cfg"], dict):
+        raise ValueError(f"The hub configuration of backbone {name!r} must hold model_args and "
+                         "pretrained_cfg as dicts.")
+    dropped = sorted(set(config["model_args"]) & _factory_keywords())
+    if dropped and warn:
+        import warnings
+
+        warnings.warn(
+            f"The Hugging Face config of backbone {name!r} sets {dropped}, which are keywords "
+            "of timm's model factory rather than of the architecture; skvision leaves them "
+            "out.", UserWarning, stacklevel=3)
+    return {**config, "model_args": {key: value for key, value in config["model_args"].items()
+                                     if key not in dropped}}
 
 
 # --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import sys
 import torch
 from torch import nn
 
-from ._hub import hub_model_config, hub_weights_file
+from ._hub import BackboneWeightsError, checked_hub_config, hub_model_config, hub_weights_file
 from ._resize import resize_images
 from .blocks import global_pool
 
@@ -46,10 +46,6 @@ __all__ = [
     "list_backbones",
     "load_weights_file",
 ]
-
-
-class BackboneWeightsError(ValueError):
-    """Raised when a backbone's weights cannot be found or do not fit it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,14 +267,15 @@ def is_known_backbone(name):
     return timm.is_model(name) or name in torchvision.models.list_models()
 
 
-def backbone_preprocessing(name):
+def backbone_preprocessing(name, hub_config=None):
     """How a backbone's weights expect their images, known without building it.
 
     The registry's entry, timm's pretrained config (an ``hf-hub:`` id's from
-    the hub's config, as :func:`_create_network` reads it), or torchvision's
-    weights transforms; a user's network gets :class:`Preprocessing`'s
-    defaults. The data layer decodes files with it, so that files and arrays
-    reach the network resized alike (:mod:`skvision._pixels`).
+    ``hub_config`` when given, else the hub's config, as
+    :func:`_create_network` reads it), or torchvision's weights transforms; a
+    user's network gets :class:`Preprocessing`'s defaults. The data layer
+    decodes files with it, so that files and arrays reach the network
+    resized alike (:mod:`skvision._pixels`).
     """
     if name in REGISTRY:
         return REGISTRY[name].preprocessing
@@ -288,7 +285,7 @@ def backbone_preprocessing(name):
 
     try:
         if name.startswith("hf-hub:"):
-            cfg = hub_model_config(name)["pretrained_cfg"]
+            cfg = resolved_hub_config(name, hub_config)["pretrained_cfg"]
         elif timm.is_model(name):
             cfg = timm.get_pretrained_cfg(name)
             cfg = cfg.to_dict() if cfg is not None else None
@@ -327,10 +324,26 @@ def backbone_input_size(name):
     return tuple(backbone_preprocessing(name).input_size)
 
 
-def _create_network(name, image_size=None):
+def resolved_hub_config(name, hub_config=None):
+    """An ``hf-hub:`` backbone's configuration: ``hub_config`` checked, or the hub's.
+
+    ``hub_config`` is what a fitted model kept (:func:`hub_model_config`);
+    with it, nothing is read from the hub or its cache. None for any other
+    backbone.
+    """
+    if not (isinstance(name, str) and name.startswith("hf-hub:")):
+        return None
+    if hub_config is not None:
+        return checked_hub_config(hub_config, name)
+    return hub_model_config(name)
+
+
+def _create_network(name, image_size=None, hub_config=None):
     """An untrained network and its preprocessing, from the registry, timm or torchvision.
 
-    Vision transformers are built to take any input size: timm's
+    An ``hf-hub:`` id is built from ``hub_config`` (see
+    :func:`resolved_hub_config`), or from the hub's config when None. Vision
+    transformers are built to take any input size: timm's
     ``dynamic_img_size`` (position embeddings interpolated as needed) where
     the architecture has it, else ``img_size=image_size`` (the weights'
     position tables are resampled when loaded, :func:`_timm_checkpoint_filter`).
@@ -345,7 +358,7 @@ def _create_network(name, image_size=None):
     if isinstance(name, str) and (name.startswith("hf-hub:") or timm.is_model(name)):
         if name.startswith("hf-hub:"):
             # As timm.create_model("hf-hub:...") does: the repo's config.json.
-            hub_config = hub_model_config(name)
+            hub_config = resolved_hub_config(name, hub_config)
             architecture = hub_config["architecture"]
             arguments = {"pretrained_cfg": hub_config["pretrained_cfg"], **hub_config["model_args"]}
             fixed_size = hub_config["pretrained_cfg"].get("fixed_input_size", False)
@@ -609,6 +622,7 @@ class Backbone(nn.Module):
     def __init__(self, name, network, preprocessing, layer=-1, probe_size=None):
         super().__init__()
         self.name = name
+        self.hub_config = None
         self.network = network
         self.preprocessing = preprocessing
         probe_size = tuple(probe_size or preprocessing.input_size)
@@ -727,7 +741,7 @@ class Backbone(nn.Module):
 
 
 def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1, image_size=None,
-                   arguments=None):
+                   arguments=None, hub_config=None):
     """Build a pretrained backbone by name (or from a user's network), cut at a feature level.
 
     Parameters
@@ -758,10 +772,17 @@ def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1, image_s
         ``img_size`` with the position tables resampled from the weights).
     arguments : dict, default=None
         Constructor arguments of a user's network class.
+    hub_config : dict, default=None
+        For an ``hf-hub:`` id: the configuration it was first built from
+        (the returned backbone's ``hub_config``), so that it is built again
+        without the hub. None: the hub's ``config.json`` (cached or
+        downloaded).
 
     Returns
     -------
     backbone : Backbone
+        Its ``hub_config`` is the configuration an ``hf-hub:`` id was built
+        from (None for other backbones).
 
     Examples
     --------
@@ -781,11 +802,14 @@ def build_backbone(name="efficientnet_lite0", *, weights=None, layer=-1, image_s
             f"Constructor arguments {sorted(arguments)} are for a user's network class; "
             f"backbone {name!r} is built by name."
         )
-    network, preprocessing = _create_network(name, image_size)
+    hub_config = resolved_hub_config(name, hub_config)
+    network, preprocessing = _create_network(name, image_size, hub_config)
     _load_into(network, name, weights)
     network = _feature_network(network, name)
-    return Backbone(name, network, preprocessing, layer=layer,
-                    probe_size=_probe_size(image_size, preprocessing))
+    backbone = Backbone(name, network, preprocessing, layer=layer,
+                        probe_size=_probe_size(image_size, preprocessing))
+    backbone.hub_config = hub_config
+    return backbone
 
 
 def _user_network(backbone, arguments, weights):

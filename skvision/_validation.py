@@ -704,7 +704,8 @@ def frame_to_targets(frame, n_images, rows=False):
     ``frame`` has one row per box and the columns ``image_id`` (the image's
     position in X, 0 to ``n_images - 1``), ``x_min, y_min, x_max, y_max``
     (pixels) and ``label``; a ``score`` column, if present, becomes
-    ``"scores"``. Images with no row have no objects. ``rows=True`` adds
+    ``"scores"``; ``iscrowd`` and ``area`` columns keep their names. Images
+    with no row have no objects. ``rows=True`` adds
     ``"rows"``, each box's row position in ``frame`` (so that boxes moved
     elsewhere can take their other columns with them).
     """
@@ -720,6 +721,9 @@ def frame_to_targets(frame, n_images, rows=False):
     columns = {"labels": frame["label"].to_numpy()[order]}
     if "score" in frame.columns:
         columns["scores"] = frame["score"].to_numpy(dtype=np.float32)[order]
+    for name in ("iscrowd", "area"):  # COCO's evaluation reads them
+        if name in frame.columns:
+            columns[name] = frame[name].to_numpy()[order]
     if rows:
         columns["rows"] = order
     return [

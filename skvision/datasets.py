@@ -1,4 +1,5 @@
-"""Built-in image data: sklearn's digits and synthetic shapes."""
+"""Built-in image data (sklearn's digits, synthetic shapes), image folders, and labels
+as annotation tools export them: COCO JSON, Pascal VOC XML and YOLO txt folders."""
 
 import numbers
 import os
@@ -10,15 +11,22 @@ from sklearn.datasets import load_digits
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_scalar
 
+from ._coco import coco_categories, load_coco, save_coco
 from ._data import DECODE_ERRORS
 from ._storage import display_name, is_url, list_files, open_sources
+from ._voc_yolo import load_voc, load_yolo
 
 __all__ = [
+    "coco_categories",
+    "load_coco",
     "load_digit_images",
     "load_image_folder",
     "load_textures",
+    "load_voc",
+    "load_yolo",
     "make_shapes",
     "pixel_feature_names",
+    "save_coco",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")

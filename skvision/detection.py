@@ -435,6 +435,11 @@ class FasterRCNNDetector(BaseNeuralEstimator):
         for index, target in enumerate(targets):
             if "labels" not in target:
                 raise ValueError(f"Detection target {index} has no 'labels'.")
+            if "iscrowd" in target:
+                # COCO's crowd regions: ignored by the evaluation, not trained on.
+                keep = ~np.asarray(target["iscrowd"], dtype=bool).reshape(-1)
+                target["boxes"] = target["boxes"][torch.from_numpy(keep)]
+                target["labels"] = np.asarray(target["labels"])[keep]
         if reset:
             labels = [target["labels"] for target in targets if len(target["labels"])]
             if not labels:
@@ -597,7 +602,10 @@ class FasterRCNNDetector(BaseNeuralEstimator):
             with a DataFrame too. Boxes follow their ``image_id`` when
             ``on_error="skip"`` leaves a file out. scikit-learn's
             cross-validation splits ``y`` by row, which for a DataFrame
-            is by box: there, pass the dicts.
+            is by box: there, pass the dicts. Boxes marked ``"iscrowd"``
+            (an ``iscrowd`` column), as
+            :func:`~skvision.datasets.load_coco` keeps them with
+            ``keep_crowd=True``, are not trained on.
 
         Returns
         -------

@@ -250,7 +250,17 @@ def box_iou(boxes_a, boxes_b):
     return torch_box_iou(boxes_a, boxes_b).numpy()
 
 
+# COCO's area ranges (pixels²): objects up to 32x32, up to 96x96, and larger.
+AREA_RANGES = {"all": (0.0, 1e10), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2),
+               "large": (96.0**2, 1e10)}
+
+
+def _box_areas(boxes):
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
 def _detections(targets, name, with_scores):
+    """Per image ``(boxes, labels, scores, iscrowd, areas)`` as arrays (scores 1 for truths)."""
     rows = []
     for index, target in enumerate(targets):
         required = ("boxes", "labels", "scores") if with_scores else ("boxes", "labels")
@@ -266,7 +276,17 @@ def _detections(targets, name, with_scores):
         if not len(boxes) == len(labels) == len(scores):
             raise ValueError(f"{name}[{index}] has {len(boxes)} boxes, {len(labels)} labels"
                              + (f" and {len(scores)} scores." if with_scores else "."))
-        rows.append((boxes, labels, scores))
+        crowd = np.zeros(len(boxes), dtype=bool)
+        areas = _box_areas(boxes)
+        if not with_scores:
+            if "iscrowd" in target:
+                crowd = np.asarray(target["iscrowd"]).astype(bool).reshape(-1)
+            if "area" in target:
+                areas = np.asarray(target["area"], dtype=np.float64).reshape(-1)
+            if not len(crowd) == len(areas) == len(boxes):
+                raise ValueError(f"{name}[{index}] has {len(boxes)} boxes but 'iscrowd' or "
+                                 "'area' of another length.")
+        rows.append((boxes, labels, scores, crowd, areas))
     return rows
 
 
@@ -284,7 +304,104 @@ def _target_lists(y_true, y_pred):
                  for y in (y_true, y_pred))
 
 
-def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections=100):
+def _coco_iou(detected, truth, crowd):
+    """pycocotools' box IoU: intersection over the detection's area for crowd truths.
+
+    Boxes without a positive intersection (lines, points, inverted boxes)
+    overlap nothing.
+    """
+    width = (np.minimum(detected[:, None, 2], truth[None, :, 2])
+             - np.maximum(detected[:, None, 0], truth[None, :, 0]))
+    height = (np.minimum(detected[:, None, 3], truth[None, :, 3])
+              - np.maximum(detected[:, None, 1], truth[None, :, 1]))
+    positive = (width > 0) & (height > 0)
+    intersection = np.where(positive, width * height, 0.0)
+    area_detected = _box_areas(detected)[:, None]
+    union = np.where(crowd[None, :], area_detected,
+                     area_detected + _box_areas(truth)[None, :] - intersection)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(positive, intersection / union, 0.0)
+
+
+def _match_image(ious, crowd, ignored, thresholds):
+    """COCOeval's greedy matching of one image and class: (matched, ignored) per detection.
+
+    Detections come best first, truths not ignored first. A detection takes
+    the unmatched truth of best IoU at or above the threshold, a real truth
+    before an ignored one (crowd, or outside the area range); crowd truths
+    can take any number of detections.
+    """
+    n_detected, n_true = ious.shape
+    matched = np.zeros((len(thresholds), n_detected), dtype=bool)
+    on_ignored = np.zeros((len(thresholds), n_detected), dtype=bool)
+    for t_index, threshold in enumerate(thresholds):
+        taken = np.zeros(n_true, dtype=bool)
+        for d in range(n_detected):
+            best, match = min(threshold, 1 - 1e-10), -1
+            for g in range(n_true):
+                if taken[g] and not crowd[g]:
+                    continue
+                if match > -1 and not ignored[match] and ignored[g]:
+                    break
+                if ious[d, g] < best:
+                    continue
+                best, match = ious[d, g], g
+            if match >= 0:
+                matched[t_index, d] = taken[match] = True
+                on_ignored[t_index, d] = ignored[match]
+    return matched, on_ignored
+
+
+def _average_precision(scores, matched, ignored, n_true, recall_points):
+    """Precision averaged at ``recall_points`` for each threshold (rows of ``matched``)."""
+    order = np.argsort(-scores, kind="mergesort")
+    matched, ignored = matched[:, order], ignored[:, order]
+    precisions = np.zeros(len(matched))
+    for t_index in range(len(matched)):
+        true_positives = np.cumsum(matched[t_index] & ~ignored[t_index])
+        false_positives = np.cumsum(~matched[t_index] & ~ignored[t_index])
+        recall = true_positives / n_true
+        precision = true_positives / (true_positives + false_positives + np.spacing(1))
+        precision = np.maximum.accumulate(precision[::-1])[::-1]  # monotone envelope
+        positions = np.searchsorted(recall, recall_points, side="left")
+        valid = positions < len(precision)
+        sampled = np.zeros(len(recall_points))
+        sampled[valid] = precision[positions[valid]]
+        precisions[t_index] = sampled.mean()
+    return precisions
+
+
+def _class_average_precision(label, truths, predictions, thresholds, max_detections,
+                             area_range):
+    """AP of one class at each threshold, or NaN where it has no truth to find."""
+    low, high = area_range
+    scores, matches, ignores, n_true = [], [], [], 0
+    for (true_boxes, true_labels, _, crowd, areas), (boxes, labels, confidences, _, _) in zip(
+            truths, predictions):
+        own = true_labels == label
+        ignored = crowd[own] | (areas[own] < low) | (areas[own] > high)
+        order = np.argsort(ignored, kind="mergesort")  # truths to find first
+        gt, gt_crowd, ignored = true_boxes[own][order], crowd[own][order], ignored[order]
+        keep = labels == label
+        best = np.argsort(-confidences[keep], kind="mergesort")[:max_detections]
+        dt, dt_scores = boxes[keep][best], confidences[keep][best]
+        matched, on_ignored = _match_image(_coco_iou(dt, gt, gt_crowd), gt_crowd, ignored,
+                                           thresholds)
+        # Unmatched detections outside the area range count neither way.
+        dt_areas = _box_areas(dt)
+        on_ignored |= ~matched & ((dt_areas < low) | (dt_areas > high))
+        scores.append(dt_scores)
+        matches.append(matched)
+        ignores.append(on_ignored)
+        n_true += int((~ignored).sum())
+    if not n_true:
+        return np.full(len(thresholds), np.nan)
+    return _average_precision(np.concatenate(scores), np.concatenate(matches, axis=1),
+                              np.concatenate(ignores, axis=1), n_true, np.linspace(0, 1, 101))
+
+
+def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections=100,
+                           area_range="all"):
     """Mean average precision of detected boxes, COCO's way (VOC's at IoU 0.5).
 
     For each class and IoU threshold, detections of all images are ranked by
@@ -292,7 +409,12 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
     (the best overlap at or above the threshold; boxes without area overlap
     nothing, so never match); precision is made
     monotone and averaged at 101 recall points. The result is the mean over
-    classes that have true boxes, and over the thresholds.
+    classes that have true boxes, and over the thresholds. This is
+    pycocotools' ``COCOeval`` for boxes, crowd regions and area ranges
+    included: a true box marked ``iscrowd`` is an ignore region (a detection
+    on it, measured by the share of the detection inside it, counts neither
+    way, and any number may fall on it), and outside ``area_range`` true
+    boxes are ignored and unmatched detections not counted.
 
     Parameters
     ----------
@@ -300,6 +422,11 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
         One dict per image with ``"boxes"`` (k, 4) xyxy and ``"labels"`` (k,),
         or a DataFrame with a row per box and the columns ``image_id``
         (position of the image), ``x_min, y_min, x_max, y_max`` and ``label``.
+        Optionally ``"iscrowd"`` (k,) bools (crowd regions, as
+        :func:`~skvision.datasets.load_coco` keeps them with
+        ``keep_crowd=True``) and ``"area"`` (k,), the area the range
+        applies to (COCO's annotation area, the mask's; by default the
+        box's); or columns of those names.
     y_pred : list of dict or DataFrame
         Detections per image: ``"boxes"``, ``"labels"`` and ``"scores"``, or
         a DataFrame as ``y_true`` with a ``score`` column.
@@ -307,10 +434,17 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
         0.5 is PASCAL VOC's mAP@0.5; "coco" averages over 0.5, 0.55, ..., 0.95.
     max_detections : int, default=100
         Highest-scoring detections kept per image and class.
+    area_range : {"all", "small", "medium", "large"} or (float, float), default="all"
+        The objects scored, by area in pixels²: COCO's small (up to 32²),
+        medium (32² to 96²) and large (above 96²), or ``(min, max)``.
 
     Returns
     -------
     score : float
+
+    See Also
+    --------
+    skvision.datasets.load_coco : Ground truth from a COCO file, crowd regions included.
 
     Examples
     --------
@@ -324,58 +458,23 @@ def mean_average_precision(y_true, y_pred, *, iou_thresholds=0.5, max_detections
     y_true, y_pred = _target_lists(y_true, y_pred)
     if len(y_true) != len(y_pred):
         raise ValueError(f"y_true has {len(y_true)} images but y_pred has {len(y_pred)}.")
+    if isinstance(area_range, str):
+        if area_range not in AREA_RANGES:
+            raise ValueError(f"area_range must be one of {sorted(AREA_RANGES)} or (min, max); "
+                             f"got {area_range!r}.")
+        area_range = AREA_RANGES[area_range]
     truths = _detections(y_true, "y_true", with_scores=False)
     predictions = _detections(y_pred, "y_pred", with_scores=True)
     thresholds = (np.linspace(0.5, 0.95, 10) if isinstance(iou_thresholds, str)
                   and iou_thresholds == "coco" else np.atleast_1d(iou_thresholds).astype(float))
-    recall_points = np.linspace(0, 1, 101)
-    classes = np.unique(np.concatenate([labels for _, labels, _ in truths] or [[]]))
-    average_precisions = np.full((len(thresholds), len(classes)), np.nan)
-    for class_index, label in enumerate(classes):
-        n_true = sum(int((labels == label).sum()) for _, labels, _ in truths)
-        scores, hits = [], []
-        for (true_boxes, true_labels, _), (boxes, labels, confidences) in zip(truths,
-                                                                             predictions):
-            gt = true_boxes[true_labels == label]
-            keep = labels == label
-            order = np.argsort(-confidences[keep], kind="mergesort")[:max_detections]
-            dt, dt_scores = boxes[keep][order], confidences[keep][order]
-            ious = np.zeros((len(dt), len(gt)))
-            if len(dt) and len(gt):
-                # Two boxes without area have IoU 0/0 = NaN, which passes the
-                # `<` test below as a match; they do not overlap (pycocotools
-                # counts them as 0).
-                ious = np.nan_to_num(box_iou(dt, gt), nan=0.0)
-            image_hits = np.zeros((len(thresholds), len(dt)))
-            for t_index, threshold in enumerate(thresholds):
-                matched = np.zeros(len(gt), dtype=bool)
-                for d in range(len(dt)):
-                    best, match = min(threshold, 1 - 1e-10), -1
-                    for g in range(len(gt)):
-                        if matched[g] or ious[d, g] < best:
-                            continue
-                        best, match = ious[d, g], g
-                    if match >= 0:
-                        matched[match] = True
-                        image_hits[t_index, d] = 1
-            scores.append(dt_scores)
-            hits.append(image_hits)
-        scores = np.concatenate(scores)
-        hits = np.concatenate(hits, axis=1)[:, np.argsort(-scores, kind="mergesort")]
-        for t_index in range(len(thresholds)):
-            true_positives = np.cumsum(hits[t_index])
-            false_positives = np.cumsum(1 - hits[t_index])
-            recall = true_positives / n_true
-            precision = true_positives / (true_positives + false_positives + np.spacing(1))
-            precision = np.maximum.accumulate(precision[::-1])[::-1]  # monotone envelope
-            positions = np.searchsorted(recall, recall_points, side="left")
-            valid = positions < len(precision)
-            sampled = np.zeros(len(recall_points))
-            sampled[valid] = precision[positions[valid]]
-            average_precisions[t_index, class_index] = sampled.mean()
-    if not len(classes):
-        raise ValueError("y_true holds no boxes: mean average precision is undefined.")
-    return float(np.mean(average_precisions))
+    classes = np.unique(np.concatenate([labels for _, labels, _, _, _ in truths] or [[]]))
+    average_precisions = np.array([
+        _class_average_precision(label, truths, predictions, thresholds, max_detections,
+                                 tuple(area_range)) for label in classes]).reshape(-1)
+    if not len(classes) or np.isnan(average_precisions).all():
+        raise ValueError("y_true holds no boxes to find (none, or only crowd regions or boxes "
+                         "outside area_range): mean average precision is undefined.")
+    return float(np.nanmean(average_precisions))
 
 
 mean_iou_scorer = make_scorer(mean_iou)

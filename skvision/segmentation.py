@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import as_paths, decode_masks, resize_masks
+from ._data import as_paths, decode_masks, resize_masks, to_float
 from ._docstrings import fill_doc
 from ._params import (
     BOOLEAN,
@@ -18,7 +18,7 @@ from ._params import (
     Options,
 )
 from ._training import BaseNeuralEstimator
-from ._validation import check_masks, class_weights, encode_labels
+from ._validation import check_image_list, check_masks, class_weights, encode_labels
 from .metrics import mean_iou
 from .nn import UNet, build_backbone
 from .nn._resize import resize_images
@@ -281,6 +281,33 @@ class UNetSegmenter(BaseNeuralEstimator):
         index[~ignored] = encode_labels(masks[~ignored], self.classes_, int((~ignored).sum()))
         return torch.from_numpy(index), len(self.classes_)
 
+    def _adapt_inputs(self, X, y):
+        """A list of differently sized images resized to ``image_size``, their masks with them.
+
+        Images of different sizes as arrays (a list) are what image files of
+        different sizes are as paths: with ``image_size`` both are resized
+        for the network, the masks with nearest neighbours, each checked
+        first against its own image's size.
+        """
+        images = check_image_list(X, channels=self.channels)
+        if images is None:
+            return X, y
+        size = self._image_size()
+        sizes = [tuple(image.shape[1:]) for image in images]
+        if size is None:
+            raise ValueError(
+                f"The images have {len(set(sizes))} different sizes (height, width), e.g. "
+                f"{sorted(set(sizes))[:3]}; a batch of training images must have one. Set "
+                "image_size=(height, width) to resize them (and their masks) to one size."
+            )
+        X = torch.stack(to_float(images, "cpu", size, memory_channels_last=False))
+        if y is not None and as_paths(y) is None:
+            masks = check_masks(y, len(images), sizes)
+            masks = [masks] if torch.is_tensor(masks) else masks
+            y = np.concatenate([resize_masks(np.asarray(mask).reshape(-1, *mask.shape[-2:]),
+                                             size) for mask in masks])
+        return X, y
+
     def _check_masks(self, y, images):
         """Masks as an integer array ``(n, h, w)`` at the size the network sees.
 
@@ -328,7 +355,7 @@ class UNetSegmenter(BaseNeuralEstimator):
 
         Parameters
         ----------
-        X : array-like of images, or of image file paths
+        X : array-like of images, list of images of different sizes, or image file paths
             See :func:`skvision._validation.check_image_data` for the
             accepted forms.
         y : array-like of int, shape (n_samples, height, width), list of arrays, or mask file paths
@@ -337,7 +364,9 @@ class UNetSegmenter(BaseNeuralEstimator):
             masks are resized with the images); a list of one ``(height,
             width)`` array per image where the files differ in size (flat
             ``(n_samples, height * width)`` rows work too). Any integer
-            labels; ``ignore_index`` pixels are left out.
+            labels; ``ignore_index`` pixels are left out. Images of
+            different sizes (files, or a list of arrays) need
+            ``image_size``; their masks are resized with them.
 
         Returns
         -------

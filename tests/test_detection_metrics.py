@@ -257,3 +257,108 @@ def test_mean_average_precision_takes_dataframes():
     assert both_frames == pytest.approx(expected, abs=1e-6)
     assert mean_average_precision(truth, targets_to_frame(found)) == pytest.approx(expected,
                                                                                    abs=1e-6)
+
+
+def _crowded_case(seed, n_images=12, size=320):
+    """Truths of every area range, some crowd regions with detections on them, images
+    without truths and images without detections."""
+    rng = np.random.default_rng(seed)
+    truth, found = [], []
+    for index in range(n_images):
+        n = 0 if index in (1, 6) else int(rng.integers(1, 6))
+        corners = rng.uniform(0, size - 20, (n, 2))
+        sides = np.exp(rng.uniform(np.log(6), np.log(250), (n, 2)))  # small to large
+        boxes = np.hstack([corners, np.minimum(corners + sides, size)])
+        labels = rng.integers(0, 3, n)
+        crowd = rng.random(n) < 0.2
+        truth.append({"boxes": boxes, "labels": labels, "iscrowd": crowd,
+                      "area": _box_areas(boxes) * rng.uniform(0.6, 1.0, n)})
+        noisy = boxes + rng.normal(0, 3, (n, 4))
+        noisy[:, 2:] = np.maximum(noisy[:, 2:], noisy[:, :2] + 1)
+        # Several detections inside each crowd region, and false positives.
+        inside = [_inside(box, rng) for box in boxes[crowd] for _ in range(2)]
+        extra = _random_boxes(rng, int(rng.integers(0, 3)), size)
+        dt = np.vstack([noisy, *inside, extra]) if len(inside) else np.vstack([noisy, extra])
+        dt_labels = np.concatenate([labels, np.repeat(labels[crowd], 2),
+                                    rng.integers(0, 3, len(extra))])
+        if index in (2, 7):
+            dt, dt_labels = np.zeros((0, 4)), np.zeros(0, int)
+        found.append({"boxes": dt, "labels": dt_labels, "scores": rng.random(len(dt))})
+    return truth, found
+
+
+def _inside(box, rng):
+    """A random box inside ``box``."""
+    xs = np.sort(rng.uniform(box[0], box[2], 2))
+    ys = np.sort(rng.uniform(box[1], box[3], 2))
+    return np.array([xs[0], ys[0], xs[1], ys[1]])
+
+
+def _box_areas(boxes):
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _cocoeval_stats(truth, found):
+    """COCOeval's summary (AP, AP50, AP75, AP small, medium, large) with its default params."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def dataset(images, with_scores):
+        annotations = []
+        for image_id, image in enumerate(images):
+            for k, (box, label) in enumerate(zip(image["boxes"], image["labels"])):
+                width, height = box[2] - box[0], box[3] - box[1]
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id,
+                    "category_id": int(label) + 1, "bbox": [*box[:2], width, height],
+                    "iscrowd": int(image["iscrowd"][k]) if not with_scores else 0,
+                    "area": float(image["area"][k]) if not with_scores else width * height,
+                    **({"score": float(image["scores"][k])} if with_scores else {}),
+                })
+        coco = COCO()
+        coco.dataset = {"images": [{"id": i} for i in range(len(truth))],
+                        "categories": [{"id": k + 1} for k in range(3)],
+                        "annotations": annotations}
+        coco.createIndex()
+        return coco
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation = COCOeval(dataset(truth, False), dataset(found, True), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return evaluation.stats[:6]
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])  # seeds with objects in every area range
+def test_mean_average_precision_equals_cocoeval_with_crowd_regions_and_area_ranges(seed):
+    pytest.importorskip("pycocotools")
+    truth, found = _crowded_case(seed)
+    expected = _cocoeval_stats(truth, found)
+    mine = [mean_average_precision(truth, found, iou_thresholds=thresholds, area_range=area)
+            for thresholds, area in [("coco", "all"), (0.5, "all"), (0.75, "all"),
+                                     ("coco", "small"), ("coco", "medium"), ("coco", "large")]]
+    assert (expected > -1).all()  # every range has objects to find
+    np.testing.assert_allclose(mine, expected, atol=1e-9, rtol=0)
+    # Crowd regions matter: without them the detections on them are false positives.
+    plain = [{key: value for key, value in image.items() if key != "iscrowd"} for image in truth]
+    assert mean_average_precision(plain, found, iou_thresholds="coco") != pytest.approx(mine[0])
+
+
+def test_crowd_and_area_columns_of_box_frames():
+    from skvision._validation import targets_to_frame
+
+    truth, found = _crowded_case(0)
+    frame = targets_to_frame(truth)
+    frame["iscrowd"] = np.concatenate([image["iscrowd"] for image in truth])
+    frame["area"] = np.concatenate([image["area"] for image in truth])
+    assert mean_average_precision(frame, found, area_range="small") == pytest.approx(
+        mean_average_precision(truth, found, area_range="small"))
+    with pytest.raises(ValueError, match="area_range must be one of"):
+        mean_average_precision(truth, found, area_range="tiny")
+    only_crowd = [{"boxes": [[0, 0, 10, 10]], "labels": [1], "iscrowd": [True]}]
+    with pytest.raises(ValueError, match="only crowd regions"):
+        mean_average_precision(only_crowd, [{"boxes": [], "labels": [], "scores": []}])

@@ -3,7 +3,9 @@
 An estimator given ``checkpoint=<directory>`` writes its whole training
 state there at the end of every epoch (the callback
 ``skvision._callbacks.TrainingCheckpoint``, through the helpers of
-``skvision._net``), as one file replaced atomically. ``fit`` called again
+``skvision._net``), as one file replaced atomically: the state file
+(``write_state`` / ``read_state``), skvision's model file container and
+JSON codec holding plain data and tensors, never a pickle. ``fit`` called again
 with that directory continues from the last finished epoch, and removes the
 checkpoint once training ends, as Keras' ``BackupAndRestore`` does.
 
@@ -22,11 +24,58 @@ file) is refused with an error naming what differs.
 import hashlib
 import json
 import os
+import zipfile
 
 import numpy as np
 import torch
+from safetensors.torch import load as load_tensors
 
-from ._persistence import read_state, write_state
+from ._persistence._archive import (
+    FORMAT_VERSION,
+    ModelFileError,
+    _open_checked,
+    _versions,
+    _write_archive,
+)
+from ._persistence._codec import _Decoder, _Writer
+from ._persistence._trust import _TrustPolicy
+
+# --------------------------------------------------------------------------
+# The state file: the container and JSON codec of skvision's model files
+# (skvision._persistence), holding plain data and tensors, no estimator.
+
+STATE_FORMAT = "skvision-training-state"
+
+
+def write_state(path, state):
+    """Write a training state (dicts, lists, numbers, strings, arrays, tensors) atomically.
+
+    The same zip layout as :func:`skvision.save`, uncompressed (written every
+    epoch): ``metadata.json``, ``arrays/<n>.npy`` and ``tensors.safetensors``.
+    """
+    writer = _Writer()
+    document = {"format": STATE_FORMAT, "format_version": FORMAT_VERSION, **_versions(),
+                "state": writer.encode(state, "state")}
+    _write_archive(path, document, writer, compression=zipfile.ZIP_STORED)
+
+
+def read_state(path):
+    """The training state :func:`write_state` wrote to ``path``; never unpickles."""
+    path = os.fspath(path)
+
+    def read(archive):
+        document = json.loads(archive.read("metadata.json"))
+        if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+            raise ModelFileError(f"{path!r} is not a skvision training checkpoint.")
+        tensors = load_tensors(archive.read("tensors.safetensors"))
+        # No class is trusted: a state holds plain data only.
+        return _Decoder(archive, tensors, _TrustPolicy({})).decode(document["state"])
+
+    return _open_checked(path, "skvision training checkpoint", read)
+
+
+# --------------------------------------------------------------------------
+# Which fit a state file belongs to.
 
 # A fit's state file: training_state-<16 hex digits of its fingerprint's hash>.skvstate
 STATE_PREFIX, STATE_SUFFIX = "training_state-", ".skvstate"

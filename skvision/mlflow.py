@@ -121,7 +121,7 @@ def _installed_distributions():
 
 def _model_distributions(model):
     """The distributions of the classes in ``model``'s object graph (xgboost, imblearn, ...)."""
-    from ._persistence import _walk
+    from ._persistence._graph import _walk
 
     modules = set()
 

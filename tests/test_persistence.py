@@ -387,7 +387,7 @@ def test_a_file_written_by_an_earlier_version_still_loads():
 
 
 def test_loadable_classes_come_from_the_estimators_themselves():
-    from skvision._persistence import _trusted_classes
+    from skvision._persistence._trust import _trusted_classes
 
     trusted = set(_trusted_classes().values())
     public = {getattr(skvision, name) for name in skvision.__all__

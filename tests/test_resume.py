@@ -23,8 +23,7 @@ from sklearn.datasets import load_digits
 import skvision
 from skvision import CNNClassifier, UNetSegmenter, VisionTransformerClassifier
 from skvision._callbacks import TrainingCheckpoint
-from skvision._checkpoint import state_files
-from skvision._persistence import read_state
+from skvision._checkpoint import read_state, state_files
 from skvision.augmentation import ImageAugmenter
 from skvision.datasets import make_shapes
 
@@ -190,14 +189,14 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint(tmp_path, digits, m
     [name] = state_files(directory)
     written = (directory / name).read_bytes()
 
-    import skvision._persistence
+    import skvision._persistence._archive
 
     def fail(tensors):
         raise OSError("disk full")
 
     # Fails in the middle of writing the epoch-2 checkpoint: metadata.json
     # and the arrays are in the temporary file, the tensors not.
-    monkeypatch.setattr(skvision._persistence, "save_tensors", fail)
+    monkeypatch.setattr(skvision._persistence._archive, "save_tensors", fail)
     with pytest.raises(OSError, match="disk full"):
         CNNClassifier(**PARAMS, checkpoint=directory).fit(X, y)
     assert os.listdir(directory) == [name]  # no temporary file

@@ -290,15 +290,13 @@ def _factory_keywords():
     return (_FACTORY_KEYWORDS | names) - {"kwargs", "model_name"}
 
 
-def _is_plain(value):
+def _is_json(value):
     """JSON's values: what a config.json holds, and all a model file may pass to timm."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(item) for item in value)
-    if isinstance(value, dict):
-        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
-    return False
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def checked_hub_config(config, name, *, warn=False):
@@ -319,7 +317,7 @@ def checked_hub_config(config, name, *, warn=False):
     import timm
 
     expected = {"id", "architecture", "model_args", "pretrained_cfg", "revision"}
-    if not isinstance(config, dict) or set(config) != expected or not _is_plain(config):
+    if not isinstance(config, dict) or set(config) != expected or not _is_json(config):
         raise ValueError(
             f"The hub configuration of backbone {name!r} must be a dict of plain values with "
             f"the keys {sorted(expected)}; got {config!r:.200}.")

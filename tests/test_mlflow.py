@@ -183,6 +183,34 @@ def test_predict_proba_is_a_frame_of_the_class_names(digits, tmp_path):
         skvision.mlflow.save_model(pipeline, tmp_path / "bad", pyfunc_predict_fn="fit")
 
 
+def test_detections_and_masks_come_out_as_mlflow_serves_them(tmp_path):
+    """The detector's boxes as one row per box, the segmenter's masks as an array."""
+    from skvision.detection import FasterRCNNDetector
+    from skvision.segmentation import UNetSegmenter
+
+    X, boxes = make_shapes(8, image_size=32, task="detection", max_objects=2, random_state=0)
+    detector = FasterRCNNDetector(epochs=1, batch_size=8, device="cpu",
+                                  random_state=0).fit(X, boxes)
+    skvision.mlflow.save_model(detector, tmp_path / "detector", signature=False)
+    frame = mlflow.pyfunc.load_model(str(tmp_path / "detector")).predict(X[:3])
+    found = detector.predict(X[:3])
+    assert len(frame) == sum(len(f["labels"]) for f in found) > 0
+    assert frame["label"].tolist() == [label for f in found for label in f["labels"]]
+    assert list(frame.columns) == ["image", "x_min", "y_min", "x_max", "y_max", "label",
+                                   "score"]
+    assert frame["image"].tolist() == [i for i, f in enumerate(found) for _ in f["labels"]]
+    np.testing.assert_allclose(frame[["x_min", "y_min", "x_max", "y_max"]].to_numpy(),
+                               np.concatenate([f["boxes"] for f in found]).reshape(-1, 4),
+                               rtol=1e-6)
+
+    X, masks = make_shapes(8, image_size=16, task="segmentation", random_state=0)
+    segmenter = UNetSegmenter(depth=2, base_filters=4, epochs=1, batch_size=8, device="cpu",
+                              random_state=0).fit(X, masks)
+    skvision.mlflow.save_model(segmenter, tmp_path / "segmenter", signature=False)
+    predicted = mlflow.pyfunc.load_model(str(tmp_path / "segmenter")).predict(X[:3])
+    np.testing.assert_array_equal(predicted, segmenter.predict(X[:3]))
+
+
 def test_paths_and_urls_are_read_only_when_read_paths_is_on(models, shapes, tmp_path):
     from _servers import FileServer
 

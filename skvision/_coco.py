@@ -63,18 +63,25 @@ def _is_id(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _categories(data, name):
-    categories = {}
-    for position, category in enumerate(data["categories"]):
-        if not isinstance(category, dict) or not _is_id(category.get("id")) \
-                or not isinstance(category.get("name"), str):
+def _entries(data, section, kind, field, name):
+    """The dicts of ``data[section]``: unique integer ids, a str ``field`` (``kind`` names one)."""
+    seen = set()
+    for position, entry in enumerate(data[section]):
+        if not isinstance(entry, dict) or not _is_id(entry.get("id")) \
+                or not isinstance(entry.get(field), str):
             raise ValueError(
-                f"Category {position} of {name!r} must have an integer 'id' and a str "
-                f"'name'; got {category!r}."
+                f"{kind.capitalize()} {position} of {name!r} must have an integer 'id' and a "
+                f"str {field!r}; got {entry!r}."
             )
-        if category["id"] in categories:
-            raise ValueError(f"{name!r} has two categories of id {category['id']}.")
-        categories[category["id"]] = category["name"]
+        if entry["id"] in seen:
+            raise ValueError(f"{name!r} has two {section} of id {entry['id']}.")
+        seen.add(entry["id"])
+        yield entry
+
+
+def _categories(data, name):
+    categories = {category["id"]: category["name"]
+                  for category in _entries(data, "categories", "category", "name", name)}
     names = list(categories.values())
     if len(set(names)) != len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})
@@ -127,20 +134,9 @@ def coco_categories(annotations, *, storage_options=None):
 
 def _image_records(data, folder, name):
     """``(id, path, recorded (width, height))`` of each image, in the file's order."""
-    images, seen = [], set()
-    for position, image in enumerate(data["images"]):
-        if not isinstance(image, dict) or not _is_id(image.get("id")) \
-                or not isinstance(image.get("file_name"), str):
-            raise ValueError(
-                f"Image {position} of {name!r} must have an integer 'id' and a str "
-                f"'file_name'; got {image!r}."
-            )
-        if image["id"] in seen:
-            raise ValueError(f"{name!r} has two images of id {image['id']}.")
-        seen.add(image["id"])
-        images.append((image["id"], join(folder, image["file_name"]),
-                       (image.get("width"), image.get("height"))))
-    return images
+    return [(image["id"], join(folder, image["file_name"]),
+             (image.get("width"), image.get("height")))
+            for image in _entries(data, "images", "image", "file_name", name)]
 
 
 def _where(annotation, position, image_path, name):

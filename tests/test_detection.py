@@ -14,12 +14,6 @@ FAST = dict(epochs=1, batch_size=8, device="cpu", random_state=0)
 
 
 @pytest.fixture(scope="module")
-def shapes():
-    return make_shapes(n_samples=300, image_size=128, task="detection", max_objects=3,
-                       random_state=0)
-
-
-@pytest.fixture(scope="module")
 def small():
     return make_shapes(n_samples=24, image_size=64, task="detection", max_objects=2,
                        random_state=1)
@@ -43,12 +37,17 @@ def test_held_out_map_on_shapes():
 
 
 @pytest.mark.slow
-def test_pretrained_backbone_learns_fast(shapes):
-    """ImageNet features: the efficientnet_lite0 body reaches the bar in a few epochs."""
-    X, targets = shapes
+def test_pretrained_backbone_learns_fast():
+    """ImageNet features: the efficientnet_lite0 body reaches the bar in a few epochs.
+
+    96-px images, 160 of them: mAP@0.5 0.94 measured after 5 epochs (on 64-px
+    images the backbone's stride of 32 leaves it 2x2 maps, and 0.48).
+    """
+    X, targets = make_shapes(n_samples=200, image_size=96, task="detection", max_objects=3,
+                             random_state=0)
     detector = FasterRCNNDetector(backbone="efficientnet_lite0", epochs=5, device="cpu",
-                                  random_state=0).fit(X[:240], targets[:240])
-    assert detector.score(X[240:], targets[240:]) >= 0.7
+                                  random_state=0).fit(X[:160], targets[:160])
+    assert detector.score(X[160:], targets[160:]) >= 0.7
 
 
 def test_predict_format_labels_and_proposals(small):

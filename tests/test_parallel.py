@@ -20,7 +20,7 @@ from skvision import (
 from skvision.datasets import load_digit_images
 from skvision.parallel import apply_blocks, is_dask_collection
 
-CNN = dict(epochs=2, batch_size=64, device="cpu", random_state=0)
+CNN = dict(filters=(8, 16), epochs=2, batch_size=64, device="cpu", random_state=0)
 
 
 class ThreadProbeCNN(CNNClassifier):
@@ -54,7 +54,7 @@ def digits():
 @pytest.mark.slow
 def test_cross_validation_and_grid_search_on_dask(client, digits):
     """joblib's dask backend: the same scores as local workers, one torch thread per fit."""
-    X, y = digits[0][:600], digits[1][:600]
+    X, y = digits[0][:300], digits[1][:300]
     with joblib.parallel_backend("dask"):
         on_dask = cross_validate(ThreadProbeCNN(**CNN), X, y, cv=3, return_estimator=True)
     on_loky = cross_validate(ThreadProbeCNN(**CNN), X, y, cv=3, n_jobs=2, return_estimator=True)
@@ -68,8 +68,8 @@ def test_cross_validation_and_grid_search_on_dask(client, digits):
                              LogisticRegression(max_iter=300))
     grid = {"logisticregression__C": [0.01, 1.0]}
     with joblib.parallel_backend("dask"):
-        search = GridSearchCV(pipeline, grid, cv=2).fit(X[:200], y[:200])
-    local = GridSearchCV(pipeline, grid, cv=2).fit(X[:200], y[:200])
+        search = GridSearchCV(pipeline, grid, cv=2).fit(X[:120], y[:120])
+    local = GridSearchCV(pipeline, grid, cv=2).fit(X[:120], y[:120])
     assert search.best_params_ == local.best_params_
     # The local fit computes features with 2 threads, the workers with 1: equal to
     # float rounding, which a linear model's accuracy does not notice.

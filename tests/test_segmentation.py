@@ -25,15 +25,25 @@ def shapes():
 
 
 @pytest.fixture(scope="module")
+def shapes_32():
+    """The accuracy tests' images: 32 px, a quarter of the pixels of ``shapes``'s.
+
+    Measured with the defaults: held-out mean IoU 0.895 (every class >= 0.858)
+    at 32 px, as at 64 px, for a quarter of the training time.
+    """
+    return make_shapes(n_samples=300, image_size=32, task="segmentation", random_state=0)
+
+
+@pytest.fixture(scope="module")
 def small(shapes):
     X, masks = shapes
     return X[:48, ::2, ::2], masks[:48, ::2, ::2]  # 32 x 32
 
 
 @pytest.mark.slow
-def test_held_out_mean_iou_on_shapes(shapes):
-    """The acceptance bar: held-out mean IoU >= 0.85 within ~2 minutes of CPU."""
-    X, masks = shapes
+def test_held_out_mean_iou_on_shapes(shapes_32):
+    """The acceptance bar: held-out mean IoU >= 0.85 with the defaults."""
+    X, masks = shapes_32
     seg = UNetSegmenter(device="cpu", random_state=0).fit(X[:240], masks[:240])
     assert seg.score(X[240:], masks[240:]) >= 0.85
     per_class = mean_iou(masks[240:], seg.predict(X[240:]), average=None)
@@ -374,15 +384,14 @@ def test_pretrained_encoder(small):
 
 
 @pytest.mark.slow
-def test_pretrained_encoder_beats_scratch_on_few_images(shapes):
-    """Transfer learning for segmentation: 120 images, 10 epochs.
+def test_pretrained_encoder_beats_scratch_on_few_images(shapes_32):
+    """Transfer learning for segmentation: 120 images of 32 px, 10 epochs.
 
-    Measured: the shipped ImageNet EfficientNet-Lite0 encoder 0.744 held-out
-    mean IoU, the same budget from scratch 0.242 (20 epochs: 0.867 / 0.631);
-    0.686 for the encoder since AdamW no longer decays the weights on its own
-    (the segmenter's alpha is 0).
+    Measured: the shipped ImageNet EfficientNet-Lite0 encoder 0.676 held-out
+    mean IoU, the same budget from scratch 0.344 (0.686 and 0.242 on 64-px
+    images, for four times the work).
     """
-    X, masks = shapes
+    X, masks = shapes_32
     params = dict(depth=3, epochs=10, device="cpu", random_state=0)
     pretrained = UNetSegmenter(encoder="efficientnet_lite0", **params).fit(X[:120], masks[:120])
     scratch = UNetSegmenter(**params).fit(X[:120], masks[:120])

@@ -18,12 +18,28 @@ def pytest_configure(config):
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     _check_xdist_groups_applied(config, items)
+    _report_expected_failures_without_running(items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def _report_expected_failures_without_running(items):
+    """sklearn's checks listed in tests/test_common.py's EXPECTED_FAILED_CHECKS: not run.
+
+    ``parametrize_with_checks`` marks them xfail, which runs them; a non-strict
+    xfail can neither fail the suite nor pass it, so running them (two fits of
+    20 epochs for each sample-weight equivalence check) only spent time. The
+    reasons still show in the ``-ra`` summary.
+    """
+    for item in items:
+        marker = item.get_closest_marker("xfail")
+        if marker is not None and item.nodeid.startswith("tests/test_common.py::"):
+            reason = marker.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.xfail(reason=reason, run=False), append=False)
 
 
 _XDIST_GROUP_NOT_APPLIED = pytest.StashKey[bool]()

@@ -24,15 +24,18 @@ from skvision.transfer import (
 
 # sklearn's checks feed tabular data with 1 to 10 features; image_shape=(1, -1)
 # reads each row as a 1-pixel-high image, which every network accepts.
+# Ten epochs at twice the default rate: the checks that score the fit
+# (check_classifiers_train's 0.83 training accuracy, the regressors' R^2)
+# pass as they did at twenty.
 INIT_PARAMS = {
-    CNNClassifier: dict(filters=(8, 16), epochs=20, batch_size=16, lr=0.01,
+    CNNClassifier: dict(filters=(8, 16), epochs=10, batch_size=16, lr=0.02,
                         image_shape=(1, -1), device="cpu", random_state=0),
-    CNNRegressor: dict(filters=(8, 16), epochs=20, batch_size=16, lr=0.01,
+    CNNRegressor: dict(filters=(8, 16), epochs=10, batch_size=16, lr=0.02,
                        image_shape=(1, -1), device="cpu", random_state=0),
-    VisionTransformerClassifier: dict(embed_dim=16, depth=1, n_heads=2, epochs=20, batch_size=16,
-                                      lr=0.01, image_shape=(1, -1), device="cpu", random_state=0),
-    VisionTransformerRegressor: dict(embed_dim=16, depth=1, n_heads=2, epochs=20, batch_size=16,
-                                     lr=0.01, image_shape=(1, -1), device="cpu", random_state=0),
+    VisionTransformerClassifier: dict(embed_dim=16, depth=1, n_heads=2, epochs=10, batch_size=16,
+                                      lr=0.02, image_shape=(1, -1), device="cpu", random_state=0),
+    VisionTransformerRegressor: dict(embed_dim=16, depth=1, n_heads=2, epochs=10, batch_size=16,
+                                     lr=0.02, image_shape=(1, -1), device="cpu", random_state=0),
     # The real EfficientNet-Lite0 weights, on 32x32 resized inputs for speed.
     PretrainedFeatureExtractor: dict(image_size=32, image_shape=(1, -1), device="cpu"),
     # timm's tiny test network, trained from scratch: the checks fit on tabular

@@ -13,7 +13,8 @@ numpydoc_docscrape = pytest.importorskip("numpydoc.docscrape")
 
 PUBLIC_MODULES = ["skvision", "skvision.augmentation", "skvision.datasets", "skvision.metrics",
                   "skvision.nn", "skvision.parallel", "skvision.plotting",
-                  "skvision.preprocessing", "skvision.mlflow"]
+                  "skvision.preprocessing", "skvision.mlflow",
+                  "skvision.model_selection"]
 API_PAGE = Path(__file__).resolve().parent.parent / "docs" / "api.rst"
 
 

@@ -149,7 +149,7 @@ def test_a_candidate_that_stops_early_keeps_its_last_score(digits):
     assert search.n_resources_ == [2, 6]
     # lr=1.0 stops early on both folds before the last rung: nothing left to train.
     assert (results["mean_fit_time"] == 0).any()
-    for lr, rows in results.groupby("param_lr"):
+    for _, rows in results.groupby("param_lr"):
         stopped = rows["mean_fit_time"].to_numpy() == 0
         if stopped.any():
             # Its rows after it stopped carry its score, at no cost.

@@ -1,0 +1,117 @@
+"""Tuning a CNN: EpochHalvingGridSearchCV against GridSearchCV and HalvingGridSearchCV.
+
+On a subset of MNIST (fetched once by ``_harness.load_mnist``), 9
+candidates of CNNClassifier (3 learning rates x 3 widths), ``cv=3``, 9
+epochs, in one run and one process:
+
+* ``GridSearchCV`` with ``epochs=9``: every candidate trains 9 epochs on
+  every fold (81 epoch-runs a fold);
+* ``HalvingGridSearchCV(resource="epochs", factor=3, min_resources=1,
+  max_resources=9)``: rungs of 1, 3 and 9 epochs, each survivor retrained
+  from scratch (27 epoch-runs a fold);
+* ``EpochHalvingGridSearchCV(factor=3, min_epochs=1, max_epochs=9)``: the
+  same rungs, each survivor continuing its 9-epoch fit (21 epoch-runs a fold).
+
+One torch thread. Each search refits its best candidate on the whole subset for 9 epochs; the
+time includes it. Reported: the wall times and their ratios, the best
+parameters and the held-out accuracy of each best estimator on MNIST test
+images. Every fit has ``random_state=0``: a survivor of the epoch-halving
+search's last rung is the very fit ``GridSearchCV`` makes of it.
+
+Usage: python bench/tuning.py [--quick]
+Writes bench/results/tuning.json.
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from _harness import load_mnist, machine, write_result
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, StratifiedKFold
+
+from skvision import CNNClassifier
+from skvision.model_selection import EpochHalvingGridSearchCV
+
+GRID = {"lr": [1e-3, 3e-3, 1e-2], "filters": [(4, 8), (8, 16), (16, 32)]}
+
+
+def _describe(params):
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in params.items() if key != "epochs"}
+
+
+def _epoch_runs_per_fold(results, continued):
+    """Epochs trained per fold: every row's (from scratch), or each candidate's last (continued)."""
+    if not continued:
+        return int(np.sum(results["n_resources"]))
+    last = {}
+    for params, epochs in zip(results["params"], results["n_resources"]):
+        last[repr(sorted(params.items()))] = epochs
+    return int(sum(last.values()))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a smaller subset and 3 epochs (a smoke test, not the figures)")
+    args = parser.parse_args()
+    n_train, n_test, epochs = (600, 500, 3) if args.quick else (2000, 2000, 9)
+    X_train, y_train, X_test, y_test = load_mnist()
+    rng = np.random.default_rng(0)
+    train = rng.choice(len(X_train), n_train, replace=False)
+    test = rng.choice(len(X_test), n_test, replace=False)
+    X, y, X_test, y_test = X_train[train], y_train[train], X_test[test], y_test[test]
+    estimator = CNNClassifier(epochs=epochs, device="cpu", random_state=0)
+    cv = StratifiedKFold(3)
+    searches = {
+        "grid_search": GridSearchCV(estimator, GRID, cv=cv),
+        "halving_grid_search": HalvingGridSearchCV(
+            estimator, GRID, resource="epochs", factor=3, min_resources=1,
+            max_resources=epochs, cv=cv, random_state=0),
+        "epoch_halving_grid_search": EpochHalvingGridSearchCV(
+            estimator, GRID, factor=3, min_epochs=1, max_epochs=epochs, cv=cv),
+    }
+    result = {"machine": machine(), "images": {"train": n_train, "test": n_test},
+              "candidates": 9, "cv": 3, "max_epochs": epochs, "factor": 3, "searches": {}}
+    for name, search in searches.items():
+        start = time.perf_counter()
+        search.fit(X, y)
+        seconds = time.perf_counter() - start
+        accuracy = float(search.score(X_test, y_test))
+        row = {"seconds": seconds, "refit_seconds": search.refit_time_,
+               "best_params": _describe(search.best_params_),
+               "best_cv_score": float(search.best_score_), "test_accuracy": accuracy}
+        if name != "grid_search":
+            row["n_resources"] = [int(n) for n in search.n_resources_]
+            row["epoch_runs_per_fold"] = _epoch_runs_per_fold(
+                search.cv_results_, continued=name == "epoch_halving_grid_search")
+        else:
+            row["epoch_runs_per_fold"] = 9 * epochs
+        result["searches"][name] = row
+        print(f"{name}: {seconds:.1f} s, best {row['best_params']}, "
+              f"test accuracy {accuracy:.4f}, {row['epoch_runs_per_fold']} epoch-runs a fold")
+    searches_ = result["searches"]
+    ours = searches_["epoch_halving_grid_search"]
+    result["time_ratio_vs_grid_search"] = ours["seconds"] / searches_["grid_search"]["seconds"]
+    result["time_ratio_vs_halving_grid_search"] = (
+        ours["seconds"] / searches_["halving_grid_search"]["seconds"])
+    result["same_best_params_as_grid_search"] = (
+        ours["best_params"] == searches_["grid_search"]["best_params"])
+    result["test_accuracy_minus_grid_search"] = (
+        ours["test_accuracy"] - searches_["grid_search"]["test_accuracy"])
+    result["load_average_1_min"] = __import__("os").getloadavg()[0]
+    print(f"time ratio vs GridSearchCV {result['time_ratio_vs_grid_search']:.2f}, vs "
+          f"HalvingGridSearchCV {result['time_ratio_vs_halving_grid_search']:.2f}; same best "
+          f"params as GridSearchCV: {result['same_best_params_as_grid_search']}, held-out "
+          f"accuracy difference {result['test_accuracy_minus_grid_search']:+.4f}")
+    write_result("tuning_quick" if args.quick else "tuning", result)
+
+
+if __name__ == "__main__":
+    # One torch thread: the three searches run the same kind of fits, and on
+    # shared cores two threads spin-waiting for each other measured many
+    # times slower than one.
+    torch.set_num_threads(1)
+    main()

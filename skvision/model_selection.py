@@ -385,8 +385,8 @@ _COMMON_PARAMETERS = """
         Also score the training folds at each rung.
 
     verbose : int, default=0
-        Print the rungs as they start (and scikit-learn's per-fit lines
-        above 1).
+        Print the rungs as they start; above 2, each fit's score too (as
+        scikit-learn's searches print them).
 """
 
 _COMMON_ATTRIBUTES = """

@@ -503,7 +503,7 @@ class EpochHalvingGridSearchCV(_BaseEpochHalving):
     >>> search = EpochHalvingGridSearchCV(
     ...     CNNClassifier(filters=(8,), batch_size=64, random_state=0),
     ...     {"lr": [1e-3, 1e-2, 3e-2]}, max_epochs=2, factor=2, cv=2,
-    ... ).fit(X[:200], y[:200])
+    ... ).fit(X[:150], y[:150])
     >>> search.n_resources_
     [1, 2]
     >>> sorted(search.best_params_)
@@ -580,7 +580,7 @@ class EpochHalvingRandomSearchCV(_BaseEpochHalving):
     ...     CNNClassifier(filters=(8,), batch_size=64),
     ...     {"lr": loguniform(1e-3, 3e-2)}, n_candidates=3, max_epochs=2, factor=2,
     ...     cv=2, random_state=0,
-    ... ).fit(X[:200], y[:200])
+    ... ).fit(X[:150], y[:150])
     >>> search.n_candidates_
     [3, 2]
     """

@@ -455,6 +455,12 @@ _NOTES = """
     weights) in the later rungs, and is not trained further; ``max_epochs``
     stays the resource that ``n_resources`` counts.
 
+    A rung ranks candidates by the scores their fits have reached so far:
+    a schedule that warms the rate up over the first epochs (one-cycle)
+    can leave the first rung's fits near chance on small data, and its
+    choice to noise; a cosine schedule or a larger ``min_epochs`` avoids
+    it (see the user guide's Tuning page).
+
     Between rungs, each fit's training state (network, optimizer,
     schedule, random streams, history) is held in memory by the search:
     the survivors' only, about twice a network's weights each (so a search

@@ -20,13 +20,12 @@ accuracy of each best estimator on MNIST test images. Every fit has
 ``random_state=0``: a survivor of the epoch-halving search's last rung is
 the very fit ``GridSearchCV`` makes of it.
 
-The candidates' learning rate follows a cosine schedule over the 9 epochs.
-With ``--schedule onecycle`` (CNNClassifier's default), the first 30% of
-the epochs warm the rate up from a 25th of its peak: on a subset this
-small (16 batches an epoch) a fit of 9 epochs is still near chance after
-its first epoch and far from done after its third, so the early rungs of
-the epoch-halving search rank candidates on little more than noise (which
-is what that run measures: see the Tuning page).
+The candidates' learning rate follows a cosine schedule over the 9 epochs
+(``--schedule onecycle``: CNNClassifier's default, whose first 30% of
+epochs warm the rate up). On a subset this small an epoch of a training
+fold is 16 batches, and after the first one every candidate is still near
+chance: the epoch-halving search's first rung keeps candidates nearly at
+random (see the Tuning page), which is what these runs measured.
 
 Usage: python bench/tuning.py [--quick] [--schedule cosine|onecycle]
 Writes bench/results/tuning.json (tuning_onecycle.json with --schedule onecycle).

@@ -456,10 +456,11 @@ _NOTES = """
     stays the resource that ``n_resources`` counts.
 
     A rung ranks candidates by the scores their fits have reached so far:
-    a schedule that warms the rate up over the first epochs (one-cycle)
-    can leave the first rung's fits near chance on small data, and its
-    choice to noise; a cosine schedule or a larger ``min_epochs`` avoids
-    it (see the user guide's Tuning page).
+    when an epoch is a few batches (small data), or its first epochs warm
+    the rate up (one-cycle), the first rung's fits can still be near
+    chance and its choice is noise; check the first rung's scores in
+    ``cv_results_`` and raise ``min_epochs`` (see the user guide's Tuning
+    page).
 
     Between rungs, each fit's training state (network, optimizer,
     schedule, random streams, history) is held in memory by the search:

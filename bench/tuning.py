@@ -21,8 +21,8 @@ accuracy of each best estimator on MNIST test images. Every fit has
 the very fit ``GridSearchCV`` makes of it.
 
 The candidates' learning rate follows a cosine schedule over the 9 epochs
-(``--schedule onecycle``: CNNClassifier's default, whose first 30% of
-epochs warm the rate up). On a subset this small an epoch of a training
+(``--schedule onecycle``: CNNClassifier's default, whose first
+``pct_start=0.3`` of the epochs warm the rate up). On a subset this small an epoch of a training
 fold is 16 batches, and after the first one every candidate is still near
 chance: the epoch-halving search's first rung keeps candidates nearly at
 random (see the Tuning page), which is what these runs measured.

@@ -344,7 +344,9 @@ def _accepts(constraint, value):
 @functools.cache
 def _param_names(estimator_class):
     # get_params reads the __init__ signature on every call (~0.1 ms): once per class.
-    return tuple(estimator_class().get_params(deep=False))
+    # (The signature's names, sorted as get_params gives them; without an instance,
+    # as meta-estimators have required parameters.)
+    return tuple(estimator_class._get_param_names())
 
 
 def _short_repr(value, limit=80):

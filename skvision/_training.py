@@ -17,6 +17,8 @@ assembles live apart, one concern each:
 * ``_params`` and ``_docstrings``: the shared parameter constraints and docs.
 """
 
+import contextlib
+import contextvars
 import math
 import warnings
 
@@ -71,6 +73,30 @@ from ._validation import (
 from .nn.losses import MultiLabelLoss
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+# The epoch fits in a ``pause_after`` block stop at (None: they run to the end).
+_PAUSE_AFTER = contextvars.ContextVar("skvision_pause_after", default=None)
+
+
+@contextlib.contextmanager
+def pause_after(epoch):
+    """Fits in this block stop after ``epoch`` epochs of their schedule, to be continued.
+
+    A fit's schedule is still planned for all its ``epochs``; it stops
+    quietly once ``epoch`` of them are done (those its checkpoint resumed
+    included) and keeps its ``checkpoint`` file, so that a later fit with
+    the same parameters and data continues it exactly as an uninterrupted
+    fit would have gone on. Early stopping ends a fit before as usual (and
+    its checkpoint is removed). The epoch-halving searches of
+    :mod:`skvision.model_selection` train their rungs this way. The limit
+    holds in this thread (a context variable): a search sets it in the
+    worker that fits.
+    """
+    token = _PAUSE_AFTER.set(epoch)
+    try:
+        yield
+    finally:
+        _PAUSE_AFTER.reset(token)
 
 
 class BaseNeuralEstimator(BaseEstimator):
@@ -357,15 +383,20 @@ class BaseNeuralEstimator(BaseEstimator):
         """
         # Continued training draws fresh dropout masks, not a replay of epoch 1.
         epochs_done = len(self.net_.history) if self.net_.initialized_ else 0
+        resumed = 0  # epochs of this call's schedule a checkpoint has behind it
         if checkpoint is not None and checkpoint.resume is not None:
             # The history it puts back: the epochs before this call's, and this call's.
             resume = checkpoint.resume
             epochs_done = resume["start"] + resume["epochs"]
+            resumed = resume["epochs"]
+        # Within a pause_after block: this call's epochs up to the pause only.
+        pause = _PAUSE_AFTER.get()
+        run = epochs if pause is None else max(0, min(epochs, pause - resumed))
         with seeded(self._seed + epochs_done, self.device_):
             try:
                 # skorch ends the loop quietly on KeyboardInterrupt (Ctrl-C, or
                 # its own early stopping) and restores the best weights.
-                self.net_.partial_fit(train, None, epochs=epochs)
+                self.net_.partial_fit(train, None, epochs=run)
             except FloatingPointError:
                 self._restore_best_weights()
                 self.history_ = self._history_frame()
@@ -374,8 +405,10 @@ class BaseNeuralEstimator(BaseEstimator):
                 drop_fit_state(self.net_)
         self.history_ = self._history_frame()
         epochs_run = len(self.net_.history) - epochs_done
-        interrupted = epochs_run < epochs and not stopped_early(self.net_)
-        if checkpoint is not None and not interrupted:
+        unfinished = epochs_run < epochs and not stopped_early(self.net_)
+        # Paused (pause_after) is unfinished too, but not interrupted: no warning.
+        interrupted = unfinished and epochs_run < run
+        if checkpoint is not None and not unfinished:
             self._remove_checkpoint(checkpoint.document["fingerprint"])
         if interrupted:
             warnings.warn(

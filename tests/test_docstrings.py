@@ -7,13 +7,15 @@ import inspect
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 numpydoc_docscrape = pytest.importorskip("numpydoc.docscrape")
 
 PUBLIC_MODULES = ["skvision", "skvision.augmentation", "skvision.datasets", "skvision.metrics",
                   "skvision.nn", "skvision.parallel", "skvision.plotting",
-                  "skvision.preprocessing", "skvision.mlflow"]
+                  "skvision.preprocessing", "skvision.mlflow",
+                  "skvision.model_selection"]
 API_PAGE = Path(__file__).resolve().parent.parent / "docs" / "api.rst"
 
 
@@ -121,6 +123,8 @@ def _documented_default(type_line):
 
 def _same_default(documented, actual, module):
     """Whether a docstring's default states the signature's (numbers to 4 digits)."""
+    if isinstance(actual, float) and np.isnan(actual):  # written np.nan, as scikit-learn does
+        return documented in ("np.nan", "nan")
     if isinstance(documented, str) and not isinstance(actual, str):
         # Not a literal: a constant of the module (IMAGE_EXTENSIONS) or a call's text.
         named = getattr(module, documented, inspect.Parameter.empty)

@@ -48,11 +48,14 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
 # The site, with every example executed; warnings are errors. Then the docs'
-# timed code blocks and the README's quickstart, which `make test` leaves out.
+# timed code blocks and the README's quickstart, which `make test` leaves out,
+# and the checks on the built pages (tests/test_docs_html.py: every public
+# method on its API page), which skip in `make test` without --docs-html.
 docs: $(DEV_STAMP)
 	$(BIN)/python -m pip install -e ".[docs]"
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
-	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py tests/test_readme.py --heavy
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py tests/test_readme.py \
+		tests/test_docs_html.py --heavy --docs-html docs/_build/html
 	@echo "Open docs/_build/html/index.html"
 
 # Every CPU script whose results the docs quote (bench/results/*.json).

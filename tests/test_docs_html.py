@@ -1,4 +1,5 @@
-"""The built site, as a reader sees it: API pages with every public method.
+"""The built site, as a reader sees it: API pages with every public method, and
+user pages that hold no test-harness notes.
 
 Reads the HTML ``make docs`` builds: ``pytest tests/test_docs_html.py
 --docs-html docs/_build/html`` (the docs target passes it). Without
@@ -65,6 +66,9 @@ def _ids(html):
 
 CLASSES = _api_members.public_classes()
 
+# The contributors' section: it may name tests and harness conventions.
+CONTRIBUTOR_PAGES = {"contributing.html", "architecture.html"}
+
 
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_a_class_page_documents_every_public_method(site, name):
@@ -117,3 +121,43 @@ def test_estimator_pages_link_to_the_user_guide(site):
         assert match, f"{name}: no 'Read more in the User Guide' link"
         assert match.group(1).startswith("../user_guide/"), (name, match.group(1))
         assert (site / "generated" / match.group(1)).resolve().is_file(), (name, match.group(1))
+# What a user page must not show: the snippet test's markers, commit hashes
+# (7 to 40 hex digits with a letter and a digit), paths into the test suite.
+HARNESS = {
+    "a snippet marker": re.compile(r"#\s*needs\s*:"),
+    "a commit hash": re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b"),
+    "a tests/ path": re.compile(r"(?<![\w./-])tests/\w"),
+}
+
+
+def _user_pages(site):
+    for page in sorted(site.rglob("*.html")):
+        relative = page.relative_to(site)
+        if relative.parts[0] in ("_modules", "_static", "_sources", "_images", "_downloads"):
+            continue  # highlighted source code, assets
+        if str(relative) in CONTRIBUTOR_PAGES or relative.name in ("genindex.html",
+                                                                   "search.html", "py-modindex.html"):
+            continue
+        yield relative, page
+
+
+def test_user_pages_show_no_harness_notes(site):
+    pages = list(_user_pages(site))
+    assert len(pages) > 50
+    found = []
+    for relative, page in pages:
+        text = _main_text(page.read_text())
+        for what, pattern in HARNESS.items():
+            for match in pattern.finditer(text):
+                context = text[max(match.start() - 40, 0):match.end() + 40].replace("\n", " ")
+                found.append(f"{relative}: {what}: ...{context}...")
+    assert not found, "\n".join(found)
+
+
+def test_the_architecture_page_is_in_the_contributors_section(site):
+    contributing = (site / "contributing.html").read_text()
+    assert 'href="architecture.html"' in contributing
+    # The users' navigation (the front page, its top bar and toctree) leads to
+    # the contributors' section, not to its pages.
+    index = (site / "index.html").read_text()
+    assert 'href="contributing.html"' in index and "architecture.html" not in index

@@ -34,7 +34,7 @@ demo: $(RUNTIME_STAMP)
 	$(BIN)/skvision demo
 
 # One pytest-xdist worker per core, each with one torch thread (tests/conftest.py):
-# 9 minutes on 2 cores where one process with two threads took 20.
+# about 12 minutes on 2 cores (a fresh clone), faster than one process with two threads.
 # The tests marked `serving` (a fresh interpreter loading MLflow models,
 # `mlflow models serve` on loopback) run in `make test-serving`, CI's next step.
 test: $(DEV_STAMP)

@@ -139,7 +139,9 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
     backbone : str, torch.nn.Module subclass or instance, default="efficientnet_lite0"
         Registry name (weights ship with skvision's dependencies), any timm
         model name (CNNs, vision transformers such as DINOv2 or CLIP, Swin,
-        MaxViT, ...) or a torchvision classification model name; see
+        MaxViT, ...) or a torchvision classification model of the ResNet
+        family or with a ``.features`` sequence (VGG, MobileNet,
+        EfficientNet); see
         :func:`skvision.nn.build_backbone`. Or your own network: a
         ``torch.nn.Module`` subclass, built with the ``backbone__<name>``
         arguments, or an instance (copied at ``fit``; save needs the class

@@ -27,6 +27,10 @@ docs"):
   (``# needs:`` inside the code, the old marker, fails: readers would see it.)
 * Everything else runs in ``make test``, so it must be cheap: small data,
   few epochs.
+* A page writes its files into a folder of its own (``WRITES`` below), so
+  that a reader who runs two pages, or the README's quickstart, in one
+  directory gets no clash: the troubleshooting page's broken image file
+  must not land in the quickstart's folder of digits.
 
 The README is not read here: ``tests/test_readme.py`` runs its quickstart.
 """
@@ -53,6 +57,28 @@ DIRECTIVE = re.compile(r"^(?P<indent>\s*)\.\. (?:code-block|code|sourcecode)::\s
 NEEDS_COMMENT = re.compile(r"^\s*\.\. needs:\s*(?P<what>[\w, ]+)")
 # The old marker, a comment inside the code: it would show on the page.
 NEEDS_IN_CODE = re.compile(r"^\s*#\s*needs\s*:")
+
+
+# What each page's snippets may create in the directory they run in; a page
+# not listed creates nothing there. No two pages share a name.
+WRITES = {
+    "troubleshooting.rst": {"skvision-troubleshooting"},
+    "user_guide/annotations.rst": {"skvision-annotations"},
+    "user_guide/image_files.rst": {"skvision-image-files"},
+    "user_guide/persistence.rst": {"skvision-models"},
+    "user_guide/segmentation.rst": {"skvision-segmentation"},
+    "user_guide/distributed.rst": {"distributed-digits.skv"},
+    "user_guide/transfer.rst": {"mynet.skv"},
+    # MLflow's own defaults for a local tracking store and its artifacts.
+    "user_guide/mlflow.rst": {"mlflow.db", "mlruns"},
+    "user_guide/callbacks.rst": {"runs"},  # TensorBoard's default log folder
+}
+
+
+def test_no_two_pages_write_the_same_names():
+    names = [name for written in WRITES.values() for name in written]
+    assert len(names) == len(set(names)), names
+    assert "skvision-quickstart" not in names  # the README's quickstart folder
 
 
 def code_blocks(path):
@@ -146,6 +172,11 @@ def test_page_snippets_run(page, tmp_path, monkeypatch, request):
     namespace = {"__name__": "__main__"}
     with sklearn.config_context():  # a page's set_config stays on its page
         _run(page, to_run, namespace, plt)
+    written = {path.name for path in tmp_path.iterdir()}
+    allowed = WRITES.get(_page_id(page), set())
+    assert written <= allowed, (
+        f"{_page_id(page)} writes {sorted(written - allowed)} into the reader's directory: "
+        f"write into its own folder and list that in WRITES")
 
 
 def _run(page, to_run, namespace, plt):

@@ -107,7 +107,8 @@ def test_torch_module_pages_list_only_their_own_methods(site):
         if not name.startswith("skvision.nn."):
             continue
         ids = _ids((site / "generated" / f"{name}.html").read_text())
-        for torch_method in ("to", "state_dict", "load_state_dict", "parameters", "cuda"):
+        for torch_method in ("to", "state_dict", "load_state_dict", "parameters", "cuda",
+                             "training"):
             if torch_method not in vars(cls):
                 assert f"{name}.{torch_method}" not in ids, f"{name} lists Module.{torch_method}"
 

@@ -10,7 +10,7 @@ RUNTIME_STAMP = $(VENV)/.skvision-runtime
 DEV_STAMP = $(VENV)/.skvision-dev
 RELEASE_STAMP = $(VENV)/.skvision-release
 
-.PHONY: demo test test-serving lint docs bench dist check-dist clean
+.PHONY: demo test test-min test-serving lint docs bench dist check-dist clean
 
 # `pip uninstall skvision`: a venv from before the rename to scikit-vision
 # holds the same package under the old distribution name.
@@ -39,6 +39,15 @@ demo: $(RUNTIME_STAMP)
 # `mlflow models serve` on loopback) run in `make test-serving`, CI's next step.
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not serving"
+
+# The oldest versions pyproject.toml allows of torch/torchvision, scikit-learn,
+# skorch, numpy and timm, in an environment of their own (.venv-min), and a
+# fast subset of the tests (tools/min_dependencies.py lists it); a pass is
+# recorded in tools/min_dependencies.json, which the Install page quotes.
+# CI runs it when pyproject.toml's dependencies changed since that record.
+MIN_VENV ?= .venv-min
+test-min: $(DEV_STAMP)
+	$(BIN)/python tools/min_dependencies.py --venv $(MIN_VENV) --python $(PYTHON)
 
 test-serving: $(DEV_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests/test_mlflow.py -m serving --durations=5
@@ -97,4 +106,4 @@ check-dist: dist
 	$(BIN)/python tools/check_dist.py --python $(PYTHON) --torch "$(TORCH)" dist
 
 clean:
-	rm -rf $(VENV) dist build skvision-demo .pytest_cache docs/_build docs/generated docs/auto_examples docs/_generated docs/sg_execution_times.rst
+	rm -rf $(VENV) $(MIN_VENV) dist build skvision-demo .pytest_cache docs/_build docs/generated docs/auto_examples docs/_generated docs/sg_execution_times.rst

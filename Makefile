@@ -10,7 +10,7 @@ RUNTIME_STAMP = $(VENV)/.skvision-runtime
 DEV_STAMP = $(VENV)/.skvision-dev
 RELEASE_STAMP = $(VENV)/.skvision-release
 
-.PHONY: demo test test-serving lint docs bench dist check-dist clean
+.PHONY: demo test test-min test-serving lint docs bench dist check-dist clean
 
 # `pip uninstall skvision`: a venv from before the rename to scikit-vision
 # holds the same package under the old distribution name.
@@ -34,11 +34,20 @@ demo: $(RUNTIME_STAMP)
 	$(BIN)/skvision demo
 
 # One pytest-xdist worker per core, each with one torch thread (tests/conftest.py):
-# 9 minutes on 2 cores where one process with two threads took 20.
+# about 12 minutes on 2 cores (a fresh clone), faster than one process with two threads.
 # The tests marked `serving` (a fresh interpreter loading MLflow models,
 # `mlflow models serve` on loopback) run in `make test-serving`, CI's next step.
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not serving"
+
+# The oldest versions pyproject.toml allows of torch/torchvision, scikit-learn,
+# skorch, numpy and timm, in an environment of their own (.venv-min), and a
+# fast subset of the tests (tools/min_dependencies.py lists it); a pass is
+# recorded in tools/min_dependencies.json, which the Install page quotes.
+# CI runs it when pyproject.toml's dependencies changed since that record.
+MIN_VENV ?= .venv-min
+test-min: $(DEV_STAMP)
+	$(BIN)/python tools/min_dependencies.py --venv $(MIN_VENV) --python $(PYTHON)
 
 test-serving: $(DEV_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests/test_mlflow.py -m serving --durations=5
@@ -48,11 +57,14 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
 # The site, with every example executed; warnings are errors. Then the docs'
-# timed code blocks and the README's quickstart, which `make test` leaves out.
+# timed code blocks and the README's quickstart, which `make test` leaves out,
+# and the checks on the built pages (tests/test_docs_html.py: every public
+# method on its API page), which skip in `make test` without --docs-html.
 docs: $(DEV_STAMP)
 	$(BIN)/python -m pip install -e ".[docs]"
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
-	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py tests/test_readme.py --heavy
+	$(BIN)/python -m pytest -p no:cacheprovider tests/test_docs_snippets.py tests/test_readme.py \
+		tests/test_docs_html.py --heavy --docs-html docs/_build/html
 	@echo "Open docs/_build/html/index.html"
 
 # Every CPU script whose results the docs quote (bench/results/*.json).
@@ -94,4 +106,4 @@ check-dist: dist
 	$(BIN)/python tools/check_dist.py --python $(PYTHON) --torch "$(TORCH)" dist
 
 clean:
-	rm -rf $(VENV) dist build skvision-demo .pytest_cache docs/_build docs/generated docs/auto_examples docs/_generated docs/sg_execution_times.rst
+	rm -rf $(VENV) $(MIN_VENV) dist build skvision-demo .pytest_cache docs/_build docs/generated docs/auto_examples docs/_generated docs/sg_execution_times.rst

@@ -9,7 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 DOCS = Path(__file__).resolve().parent
-sys.path.insert(0, str(DOCS))  # the local _benchmarks extension
+sys.path.insert(0, str(DOCS))  # the local _benchmarks extension, _api_members
+
+import _api_members  # noqa: E402
 
 import skvision  # noqa: E402
 
@@ -32,9 +34,17 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build", "_generated", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "auto_examples/*.zip", "auto_examples/*.md5", "**.codeobj.json"]
 
-# API pages: one per public object, generated from the docstrings.
+# API pages: one per public object, generated from the docstrings with the
+# templates of _templates/ (class.rst, nn_class.rst for torch modules,
+# function.rst): a class's page has its methods table and every public
+# method's signature and docstring (the template's :members:, which no
+# autodoc_default_options override), then the gallery's "Examples using".
 autosummary_generate = True
-autodoc_default_options = {"members": False, "inherited-members": False}
+autosummary_context = {
+    "public_methods": {name: _api_members.public_methods(cls)
+                       for name, cls in _api_members.public_classes().items()},
+}
+# The templates list the methods; numpydoc adds no second table.
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 # Docstrings link names like ``ndarray`` or ``array-like`` as plain words.
@@ -51,9 +61,11 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(numpy|scipy|pandas|sklearn|torch|torchvision|timm|skorch|skops|xgboost"
                r"|imblearn|skimage|dask|distributed|accelerate|onnx|onnxruntime|PIL|fsspec)"
                r"(\..*)?"),
-    # numpydoc links a fitted attribute that is a property (``module_``,
-    # ``feature_importances_``) to a member entry; the API pages list no members.
-    (r"py:obj", r"(module_|feature_importances_)"),
+    # Docstrings inherited from scikit-learn (score, get_metadata_routing,
+    # set_output) and torch (forward, train) name their own labels and classes.
+    ("std:ref", r"metadata_routing|accuracy_score|r2_score|df_output_transform"
+                r"|sphx_glr_auto_examples_miscellaneous_plot_set_output\.py"),
+    ("py:class", r"Module|Dropout|BatchNorm"),
 ]
 
 html_theme = "pydata_sphinx_theme"
@@ -90,3 +102,14 @@ sphinx_gallery_conf = {
     "backreferences_dir": "generated/backreferences",
     "doc_module": ("skvision",),
 }
+
+
+def _skip_routing_setters(app, what, name, obj, skip, options):
+    """Leave out the ``set_<method>_request`` setters of metadata routing, as the tables do."""
+    if what == "class" and _api_members.is_routing_setter(name):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_routing_setters)

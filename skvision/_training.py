@@ -494,7 +494,7 @@ class BaseNeuralEstimator(BaseEstimator):
         ----------
         X : array-like of images, or of image file paths
             3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
-            :func:`skvision._validation.check_image_data`), or a list, array,
+            :ref:`the accepted images <image-inputs>`), or a list, array,
             Series or one-column DataFrame of file paths or URLs
             (``s3://``, ``gs://``, ``https://``, ...), decoded batch by batch.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
@@ -633,7 +633,7 @@ class NeuralClassifierMixin(ClassifierMixin):
         ----------
         X : array-like of images, or of image file paths
             3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
-            :func:`skvision._validation.check_image_data`), or a list, array,
+            :ref:`the accepted images <image-inputs>`), or a list, array,
             Series or one-column DataFrame of file paths or URLs
             (``s3://``, ``gs://``, ``https://``, ...), decoded batch by batch.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
@@ -738,7 +738,7 @@ class NeuralRegressorMixin(RegressorMixin):
         ----------
         X : array-like of images, or of image file paths
             3-D, 4-D, flat 2-D with ``image_shape``, lists, tensors (see
-            :func:`skvision._validation.check_image_data`), or a list, array,
+            :ref:`the accepted images <image-inputs>`), or a list, array,
             Series or one-column DataFrame of file paths or URLs
             (``s3://``, ``gs://``, ``https://``, ...), decoded batch by batch.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)

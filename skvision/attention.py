@@ -128,6 +128,8 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
     representation of the whole image. The class token's final state is
     classified. Trained by the shared training core.
 
+    Read more in the :ref:`User Guide <user-guide-attention>`.
+
     Parameters
     ----------
     %(architecture)s
@@ -157,7 +159,7 @@ class VisionTransformerClassifier(_VisionTransformerMixin, NeuralClassifierMixin
 
     Examples
     --------
-    >>> from skvision.attention import VisionTransformerClassifier
+    >>> from skvision import VisionTransformerClassifier
     >>> from skvision.datasets import load_digit_images
     >>> X, y = load_digit_images(return_X_y=True)
     >>> vit = VisionTransformerClassifier(epochs=5, random_state=0).fit(X[:800], y[:800])
@@ -250,6 +252,8 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
     error. Targets are standardized internally (and predictions mapped
     back), so their scale does not matter.
 
+    Read more in the :ref:`User Guide <user-guide-attention>`.
+
     Parameters
     ----------
     %(architecture)s
@@ -271,7 +275,7 @@ class VisionTransformerRegressor(_VisionTransformerMixin, NeuralRegressorMixin,
 
     Examples
     --------
-    >>> from skvision.attention import VisionTransformerRegressor
+    >>> from skvision import VisionTransformerRegressor
     >>> from skvision.datasets import load_digit_images
     >>> X, y = load_digit_images(return_X_y=True)
     >>> reg = VisionTransformerRegressor(epochs=2, random_state=0)

@@ -104,6 +104,8 @@ class ImageAugmenter(ImageOutputMixin, OneToOneFeatureMixin, TransformerMixin, B
     Every step is off by default except the horizontal flip;
     ``preset`` gives tuned combinations ("light", "standard", "strong").
 
+    Read more in the :ref:`User Guide <user-guide-augmentation>`.
+
     Parameters
     ----------
     horizontal_flip : float, default=0.5
@@ -225,7 +227,7 @@ class ImageAugmenter(ImageOutputMixin, OneToOneFeatureMixin, TransformerMixin, B
     Examples
     --------
     >>> import numpy as np
-    >>> from skvision.augmentation import ImageAugmenter
+    >>> from skvision import ImageAugmenter
     >>> images = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
     >>> augmenter = ImageAugmenter.preset("standard", random_state=0)
     >>> augmenter.fit_transform(images).shape
@@ -512,7 +514,7 @@ class ImageAugmenter(ImageOutputMixin, OneToOneFeatureMixin, TransformerMixin, B
         Examples
         --------
         >>> import torch
-        >>> from skvision.augmentation import ImageAugmenter
+        >>> from skvision import ImageAugmenter
         >>> images = torch.rand(4, 3, 16, 16)
         >>> augmenter = ImageAugmenter(degrees=20, brightness=0.3)
         >>> out, params = augmenter.augment_batch(images, random_state=0, return_params=True)
@@ -690,6 +692,8 @@ class AugmentationSampler(BaseEstimator):
     step that has both ``transform`` and ``fit_resample``, hence this
     wrapper around ``ImageAugmenter.fit_resample``.
 
+    Read more in the :ref:`User Guide <user-guide-augmentation>`.
+
     Parameters
     ----------
     augmenter : ImageAugmenter, default=None
@@ -713,7 +717,7 @@ class AugmentationSampler(BaseEstimator):
     >>> from imblearn.pipeline import make_pipeline
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.model_selection import cross_val_score
-    >>> from skvision.augmentation import AugmentationSampler, ImageAugmenter
+    >>> from skvision import AugmentationSampler, ImageAugmenter
     >>> from skvision.datasets import load_digit_images
     >>> X, y = load_digit_images(return_X_y=True)
     >>> sampler = AugmentationSampler(augmenter=ImageAugmenter(horizontal_flip=0, degrees=10,

@@ -399,6 +399,8 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
     labels (strings, non-contiguous integers); predictions are the same
     labels.
 
+    Read more in the :ref:`User Guide <user-guide-boosting>`.
+
     Parameters
     ----------
     %(parameters)s
@@ -424,7 +426,7 @@ class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
     Examples
     --------
     >>> from sklearn.model_selection import cross_val_score
-    >>> from skvision.boosting import BoostedTreesClassifier
+    >>> from skvision import BoostedTreesClassifier
     >>> from skvision.datasets import load_digit_images
     >>> X, y = load_digit_images(return_X_y=True)
     >>> names = np.array(["zero", "one", "two", "three", "four", "five", "six",
@@ -577,6 +579,8 @@ class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
     ensemble so far, from feature histograms, with XGBoost's regularized
     objective.
 
+    Read more in the :ref:`User Guide <user-guide-boosting>`.
+
     Parameters
     ----------
     %(parameters)s
@@ -594,7 +598,7 @@ class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
     Examples
     --------
     >>> import numpy as np
-    >>> from skvision.boosting import BoostedTreesRegressor
+    >>> from skvision import BoostedTreesRegressor
     >>> X = np.random.default_rng(0).random((200, 3))
     >>> y = 3 * X[:, 0] + X[:, 1]
     >>> reg = BoostedTreesRegressor(random_state=0).fit(X, y)

@@ -158,6 +158,8 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
     head) and a linear layer turn them into class scores. Trained with the
     cross-entropy loss by the shared training core (skorch on torch).
 
+    Read more in the :ref:`User Guide <user-guide-cnn>`.
+
     Parameters
     ----------
     %(architecture)s
@@ -192,7 +194,7 @@ class CNNClassifier(_CNNMixin, NeuralClassifierMixin, BaseNeuralEstimator):
 
     Examples
     --------
-    >>> from skvision.classification import CNNClassifier
+    >>> from skvision import CNNClassifier
     >>> from skvision.datasets import load_digit_images
     >>> X, y = load_digit_images(return_X_y=True)
     >>> clf = CNNClassifier(epochs=5, random_state=0).fit(X[:1000], y[:1000])
@@ -331,6 +333,8 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
     trained with the mean squared error. Targets are standardized internally
     (and predictions mapped back), so their scale does not matter.
 
+    Read more in the :ref:`User Guide <user-guide-cnn>`.
+
     Parameters
     ----------
     %(architecture)s
@@ -355,7 +359,7 @@ class CNNRegressor(_CNNMixin, NeuralRegressorMixin, BaseNeuralEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skvision.classification import CNNRegressor
+    >>> from skvision import CNNRegressor
     >>> from skvision.datasets import load_digit_images
     >>> X, y = load_digit_images(return_X_y=True)
     >>> reg = CNNRegressor(filters=(16, 32), epochs=3, random_state=0)

@@ -1,13 +1,12 @@
 """Command line: ``skvision demo`` and ``skvision info``."""
 
 import argparse
+import importlib
 import os
 import platform
 import sys
 import time
 from importlib import metadata
-
-import numpy as np
 
 from ._demo import SECTIONS
 
@@ -22,9 +21,26 @@ def _demo(args):
     return 0
 
 
+# What `skvision info` reports: the dependencies the install page's table of
+# tested versions lists (torch and torchvision a matching pair, skorch pinned
+# to a minor release), as (distribution, import name).
+INFO_PACKAGES = (
+    ("numpy", "numpy"), ("scikit-learn", "sklearn"), ("skorch", "skorch"), ("torch", "torch"),
+    ("torchvision", "torchvision"), ("timm", "timm"), ("pandas", "pandas"),
+    ("xgboost", "xgboost"), ("skops", "skops"), ("scikit-image", "skimage"),
+    ("safetensors", "safetensors"),
+)
+
+
+def _installed_version(module_name):
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return "not installed"
+    return getattr(module, "__version__", "(no version)")
+
+
 def _info(args):
-    import sklearn
-    import skorch
     import torch
 
     from . import __version__
@@ -37,8 +53,8 @@ def _info(args):
     location = os.path.dirname(os.path.abspath(__file__))
     print(f"skvision {__version__} ({installed}; from {location})")
     print(f"python {platform.python_version()} on {platform.platform()}")
-    for module in (np, sklearn, skorch, torch):
-        print(f"{module.__name__} {module.__version__}")
+    for distribution, module_name in INFO_PACKAGES:
+        print(f"{distribution} {_installed_version(module_name)}")
     print(f"device='auto' resolves to {resolve_device('auto')!r}; "
           f"torch threads: {torch.get_num_threads()}")
     return 0

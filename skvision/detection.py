@@ -121,7 +121,7 @@ backbone : str, default="small_cnn"
     weights : None, False, path or dict, default=None
         Weights of a whole detector ``backbone`` (must be None otherwise):
         None torchvision's COCO-trained weights, downloaded once and cached
-        (``skvision.nn._hub``; with ``HF_HUB_OFFLINE=1`` or without internet
+        (see :ref:`user-guide-detection`; with ``HF_HUB_OFFLINE=1`` or without internet
         they must already be in the cache, else ``fit`` raises
         ``BackboneWeightsError`` (a ``ValueError``)); a path a local
         file of the whole model's state dict (``.pth``/``.pt`` read with
@@ -264,6 +264,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
     Align) and a second head classifies each and refines its box. Built on
     ``torchvision.models.detection.FasterRCNN``; trained by the shared core.
 
+    Read more in the :ref:`User Guide <user-guide-detection>`.
+
     Parameters
     ----------
     %(architecture)s
@@ -290,8 +292,8 @@ class FasterRCNNDetector(BaseNeuralEstimator):
 
     Examples
     --------
+    >>> from skvision import FasterRCNNDetector
     >>> from skvision.datasets import make_shapes
-    >>> from skvision.detection import FasterRCNNDetector
     >>> X, targets = make_shapes(n_samples=16, image_size=64, task="detection",
     ...                          random_state=0)
     >>> detector = FasterRCNNDetector(epochs=1, random_state=0).fit(X, targets)

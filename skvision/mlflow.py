@@ -690,6 +690,8 @@ class MlflowLogger(_SkorchMlflowLogger):
     with it loads (:func:`skvision.load`, :func:`load_model`, the pyfunc)
     only with ``"skvision.mlflow.MlflowLogger"`` in ``trusted=``.
 
+    Read more in the :ref:`User Guide <user-guide-mlflow>`.
+
     Parameters
     ----------
     run : mlflow.entities.Run, default=None

@@ -145,6 +145,8 @@ class ImageReader(ImageOutputMixin, TransformerMixin, BaseEstimator):
     than memory, give the paths to the neural estimators or the feature
     extractor directly instead: they decode batch by batch.
 
+    Read more in the :ref:`User Guide <user-guide-image-files>`.
+
     Parameters
     ----------
     column : str or int, default=None
@@ -342,6 +344,8 @@ class ImageReader(ImageOutputMixin, TransformerMixin, BaseEstimator):
 class Resize(_ImageTransformer):
     """Resize images to one ``(height, width)``.
 
+    Read more in the :ref:`User Guide <user-guide-feature-selection-scaling>`.
+
     Parameters
     ----------
     image_size : int or (int, int), default=(224, 224)
@@ -439,6 +443,8 @@ class Grayscale(_ImageTransformer):
 
     Gray input passes through unchanged.
 
+    Read more in the :ref:`User Guide <user-guide-feature-selection-scaling>`.
+
     Parameters
     ----------
     %(image_parameters)s
@@ -520,6 +526,8 @@ class ChannelStandardizer(_ImageTransformer):
     the training images, so the image shape is kept (a per-pixel scaler would
     give each pixel its own scale and break the translation invariance a CNN
     relies on).
+
+    Read more in the :ref:`User Guide <user-guide-feature-selection-scaling>`.
 
     Parameters
     ----------
@@ -650,6 +658,8 @@ class ImageFlattener(_ImageTransformer):
     ``px_r{row}_c{col}_ch{channel}`` (channels-last order, so pandas output
     and selectors name real pixels). ``inverse_transform`` turns rows —
     or a selector's support mask — back into images.
+
+    Read more in the :ref:`User Guide <user-guide-feature-selection-scaling>`.
 
     Parameters
     ----------

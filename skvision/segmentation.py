@@ -81,6 +81,8 @@ class UNetSegmenter(BaseNeuralEstimator):
     the most probable class is taken. Masks are always of their image's own
     size, in ``fit`` as in ``score``.
 
+    Read more in the :ref:`User Guide <user-guide-segmentation>`.
+
     Parameters
     ----------
     %(architecture)s
@@ -125,8 +127,8 @@ class UNetSegmenter(BaseNeuralEstimator):
 
     Examples
     --------
+    >>> from skvision import UNetSegmenter
     >>> from skvision.datasets import make_shapes
-    >>> from skvision.segmentation import UNetSegmenter
     >>> X, masks = make_shapes(n_samples=60, image_size=32, task="segmentation",
     ...                        random_state=0)
     >>> seg = UNetSegmenter(depth=2, base_filters=8, epochs=3, random_state=0)
@@ -356,8 +358,8 @@ class UNetSegmenter(BaseNeuralEstimator):
         Parameters
         ----------
         X : array-like of images, list of images of different sizes, or image file paths
-            See :func:`skvision._validation.check_image_data` for the
-            accepted forms.
+            See :ref:`the accepted images <image-inputs>` for the accepted
+            forms.
         y : array-like of int, shape (n_samples, height, width), list of arrays, or mask file paths
             The class of every pixel, each mask at its image's own size (for
             image files, the files' size, also with ``image_size``: the

@@ -66,6 +66,8 @@ class StyleTransfer(ImageOutputMixin, TransformerMixin, BaseEstimator):
     total-variation term against noise. The network is frozen; only the
     pixels are optimized.
 
+    Read more in the :ref:`User Guide <user-guide-style-transfer>`.
+
     Parameters
     ----------
     backbone : str, default="efficientnet_lite0"
@@ -154,7 +156,7 @@ class StyleTransfer(ImageOutputMixin, TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skvision.style import StyleTransfer
+    >>> from skvision import StyleTransfer
     >>> rng = np.random.default_rng(0)
     >>> style = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     >>> content = np.full((1, 64, 64, 3), 128, dtype=np.uint8)

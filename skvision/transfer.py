@@ -132,12 +132,16 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
     files fits in memory; URLs (``s3://``, ``gs://``, ``https://``, ...)
     are fetched concurrently first.
 
+    Read more in the :ref:`User Guide <user-guide-transfer>`.
+
     Parameters
     ----------
     backbone : str, torch.nn.Module subclass or instance, default="efficientnet_lite0"
         Registry name (weights ship with skvision's dependencies), any timm
         model name (CNNs, vision transformers such as DINOv2 or CLIP, Swin,
-        MaxViT, ...) or a torchvision classification model name; see
+        MaxViT, ...) or a torchvision classification model of the ResNet
+        family or with a ``.features`` sequence (VGG, MobileNet,
+        EfficientNet); see
         :func:`skvision.nn.build_backbone`. Or your own network: a
         ``torch.nn.Module`` subclass, built with the ``backbone__<name>``
         arguments, or an instance (copied at ``fit``; save needs the class
@@ -213,8 +217,8 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
     --------
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.pipeline import make_pipeline
+    >>> from skvision import PretrainedFeatureExtractor
     >>> from skvision.datasets import make_shapes
-    >>> from skvision.transfer import PretrainedFeatureExtractor
     >>> X, y = make_shapes(60, image_size=32, random_state=0)
     >>> extractor = PretrainedFeatureExtractor(image_size=64)
     >>> extractor.fit_transform(X).shape
@@ -307,7 +311,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self, "backbone_")
         images = self._check_data(X, reset=False)
@@ -510,6 +514,8 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
     the task's classes; the head (and, with ``freeze``, the backbone's last
     stages at a lower learning rate) is trained by the shared training core.
 
+    Read more in the :ref:`User Guide <user-guide-transfer>`.
+
     Parameters
     ----------
     %(architecture)s
@@ -556,8 +562,8 @@ class FineTunedClassifier(_FineTunedMixin, NeuralClassifierMixin, BaseNeuralEsti
 
     Examples
     --------
+    >>> from skvision import FineTunedClassifier
     >>> from skvision.datasets import make_shapes
-    >>> from skvision.transfer import FineTunedClassifier
     >>> X, y = make_shapes(80, image_size=32, random_state=0)
     >>> clf = FineTunedClassifier(image_size=64, epochs=2, random_state=0)
     >>> clf.fit(X, y).predict(X[:3]).shape
@@ -649,6 +655,8 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
     at a lower learning rate). Targets are standardized internally (and
     predictions mapped back), so their scale does not matter.
 
+    Read more in the :ref:`User Guide <user-guide-transfer>`.
+
     Parameters
     ----------
     %(architecture)s
@@ -688,8 +696,8 @@ class FineTunedRegressor(_FineTunedMixin, NeuralRegressorMixin, BaseNeuralEstima
 
     Examples
     --------
+    >>> from skvision import FineTunedRegressor
     >>> from skvision.datasets import make_shapes
-    >>> from skvision.transfer import FineTunedRegressor
     >>> X, _ = make_shapes(60, image_size=32, random_state=0)
     >>> brightness = X.mean(axis=(1, 2, 3))
     >>> reg = FineTunedRegressor(image_size=64, epochs=2, random_state=0)

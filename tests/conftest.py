@@ -72,3 +72,7 @@ def pytest_addoption(parser):
         help="also run the docs' code blocks marked '# needs: time' (and '# needs: gpu' "
              "where CUDA is present) and the README's quickstart: "
              "tests/test_docs_snippets.py and tests/test_readme.py, run by `make docs`")
+    parser.addoption(
+        "--docs-html", action="store", default=None, metavar="DIR",
+        help="the built site (docs/_build/html) that tests/test_docs_html.py reads: "
+             "`make docs` passes it after building; without it those tests skip")

@@ -48,3 +48,26 @@ def test_info_names_the_versions_and_device(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
     assert re.search(r"^skvision \d", text, re.M) and "device='auto' resolves to" in text
+
+
+def test_info_prints_every_pinned_part(capsys):
+    # The install page insists torch and torchvision be a matching pair, and
+    # lists the tested versions of these packages: `skvision info` shows each.
+    import importlib
+
+    from skvision.cli import INFO_PACKAGES
+
+    assert main(["info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for distribution, module_name in INFO_PACKAGES:
+        version = importlib.import_module(module_name).__version__
+        assert f"{distribution} {version}" in lines, distribution
+    names = [distribution for distribution, _ in INFO_PACKAGES]
+    assert {"torch", "torchvision", "skorch", "scikit-learn", "numpy", "timm"} <= set(names)
+    # The install page's table of tested versions names the same packages.
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "install.rst").read_text()
+    table = page.split("Tested versions\n---------------", 1)[1].split("\n\n\n", 1)[0]
+    listed = set(re.findall(r"^   \* - (\S+)$", table, flags=re.M)) - {"package", "Python"}
+    assert {"torch", "torchvision", "skorch"} <= listed <= set(names), listed - set(names)

@@ -8,20 +8,29 @@ docs"):
 
 * ``bash``, ``shell``, ``console`` and ``text`` blocks are never run;
   literal ``::`` blocks are output or diagrams, not code.
-* A Python block whose first lines hold a ``# needs: <what>`` comment is
-  only compiled here (a syntax check), not run:
+* A Python block right after a ``.. needs: <what>`` line (an rST comment:
+  readers never see it) is only compiled here (a syntax check), not run::
 
-  - ``# needs: network`` or ``# needs: cloud`` (URLs, buckets, a cluster):
+      .. needs: time (minutes of training)
+
+      .. code-block:: python
+
+  - ``.. needs: network`` or ``.. needs: cloud`` (URLs, buckets, a cluster):
     never run;
-  - ``# needs: gpu``: run with ``--heavy`` on a machine with CUDA;
-  - ``# needs: time`` (minutes of training, or process-wide state): run
+  - ``.. needs: gpu``: run with ``--heavy`` on a machine with CUDA;
+  - ``.. needs: time`` (minutes of training, or process-wide state): run
     with ``--heavy``, which ``make docs`` does after building the site;
-  - ``# needs: <package>`` (any other word: a package that is not a
+  - ``.. needs: <package>`` (any other word: a package that is not a
     dependency, such as ``tensorboard``): run where it imports.
 
   A page's later blocks must not depend on a block that is skipped.
+  (``# needs:`` inside the code, the old marker, fails: readers would see it.)
 * Everything else runs in ``make test``, so it must be cheap: small data,
   few epochs.
+* A page writes its files into a folder of its own (``WRITES`` below), so
+  that a reader who runs two pages, or the README's quickstart, in one
+  directory gets no clash: the troubleshooting page's broken image file
+  must not land in the quickstart's folder of digits.
 
 The README is not read here: ``tests/test_readme.py`` runs its quickstart.
 """
@@ -45,7 +54,31 @@ PAGES = sorted(path for path in DOCS.rglob("*.rst")
 SHELL = {"bash", "shell", "console", "sh", "text", "none"}
 NEEDS = {"network", "cloud", "gpu", "time"}
 DIRECTIVE = re.compile(r"^(?P<indent>\s*)\.\. (?:code-block|code|sourcecode)::\s*(?P<lang>\S*)\s*$")
-NEEDS_LINE = re.compile(r"^#\s*needs:\s*(?P<what>[\w, ]+)")
+NEEDS_COMMENT = re.compile(r"^\s*\.\. needs:\s*(?P<what>[\w, ]+)")
+# The old marker, a comment inside the code: it would show on the page.
+NEEDS_IN_CODE = re.compile(r"^\s*#\s*needs\s*:")
+
+
+# What each page's snippets may create in the directory they run in; a page
+# not listed creates nothing there. No two pages share a name.
+WRITES = {
+    "troubleshooting.rst": {"skvision-troubleshooting"},
+    "user_guide/annotations.rst": {"skvision-annotations"},
+    "user_guide/image_files.rst": {"skvision-image-files"},
+    "user_guide/persistence.rst": {"skvision-models"},
+    "user_guide/segmentation.rst": {"skvision-segmentation"},
+    "user_guide/distributed.rst": {"distributed-digits.skv"},
+    "user_guide/transfer.rst": {"mynet.skv"},
+    # MLflow's own defaults for a local tracking store and its artifacts.
+    "user_guide/mlflow.rst": {"mlflow.db", "mlruns"},
+    "user_guide/callbacks.rst": {"runs"},  # TensorBoard's default log folder
+}
+
+
+def test_no_two_pages_write_the_same_names():
+    names = [name for written in WRITES.values() for name in written]
+    assert len(names) == len(set(names)), names
+    assert "skvision-quickstart" not in names  # the README's quickstart folder
 
 
 def code_blocks(path):
@@ -58,6 +91,14 @@ def code_blocks(path):
             i += 1
             continue
         indent = len(match["indent"])
+        # the ``.. needs:`` comment: the nearest non-blank line above
+        above = i - 1
+        while above >= 0 and not lines[above].strip():
+            above -= 1
+        needs_match = NEEDS_COMMENT.match(lines[above]) if above >= 0 else None
+        needs = set()
+        if needs_match:
+            needs = {word.strip() for word in needs_match["what"].split(",") if word.strip()}
         j = i + 1
         # the directive's options (":caption:", ...), then a blank line
         while j < len(lines) and lines[j].strip().startswith(":"):
@@ -70,13 +111,6 @@ def code_blocks(path):
         while body and not body[0].strip():
             body, body_start = body[1:], body_start + 1
         code = textwrap.dedent("\n".join(body)).rstrip() + "\n"
-        needs = set()
-        for line in code.splitlines():
-            if not line.startswith("#"):
-                break
-            needs_match = NEEDS_LINE.match(line)
-            if needs_match:
-                needs |= {word.strip() for word in needs_match["what"].split(",") if word.strip()}
         blocks.append((match["lang"] or "python", body_start + 1, code, needs))
         i = j
     return blocks
@@ -94,6 +128,9 @@ def test_every_code_block_says_what_it_is():
             assert lang in SHELL | {"python"}, f"{where}: code block in {lang!r}"
             packages = needs - NEEDS
             assert all(word.isidentifier() for word in packages), f"{where}: {sorted(needs)}"
+            assert not any(NEEDS_IN_CODE.match(code_line) for code_line in code.splitlines()), (
+                f"{where}: a '# needs:' line shows on the page: "
+                "write '.. needs: <what>' above the code-block directive")
             if lang == "python":  # every block, run or not, is valid Python
                 compile("\n" * (line - 1) + code, str(page), "exec")
 
@@ -130,11 +167,16 @@ def test_page_snippets_run(page, tmp_path, monkeypatch, request):
     blocks = [block for block in code_blocks(page) if block[0] == "python"]
     to_run = [block for block in blocks if _should_run(block[3], heavy)]
     if not to_run:
-        pytest.skip("every Python block of the page is marked '# needs:'")
+        pytest.skip("every Python block of the page is marked '.. needs:'")
     monkeypatch.chdir(tmp_path)  # whatever a snippet writes lands here
     namespace = {"__name__": "__main__"}
     with sklearn.config_context():  # a page's set_config stays on its page
         _run(page, to_run, namespace, plt)
+    written = {path.name for path in tmp_path.iterdir()}
+    allowed = WRITES.get(_page_id(page), set())
+    assert written <= allowed, (
+        f"{_page_id(page)} writes {sorted(written - allowed)} into the reader's directory: "
+        f"write into its own folder and list that in WRITES")
 
 
 def _run(page, to_run, namespace, plt):

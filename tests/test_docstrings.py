@@ -151,3 +151,34 @@ def test_documented_defaults_are_the_signatures(name, obj, doc, function):
                and not _same_default(_documented_default(parameter.type),
                                      defaults[parameter.name], module)]
     assert not drifted, f"{name}: (parameter, documented, signature) differ: {drifted}"
+
+
+_ESTIMATORS = [(name, obj) for name, (_, obj) in _public_objects().items()
+               if inspect.isclass(obj) and hasattr(obj, "fit")]
+
+
+@pytest.mark.parametrize("name, obj", _ESTIMATORS, ids=[name for name, _ in _ESTIMATORS])
+def test_estimator_docstrings_link_to_the_user_guide(name, obj):
+    # As scikit-learn's: the API page sends the reader to the page with the idea.
+    match = re.search(r"Read more in the :ref:`User Guide <([\w-]+)>`\.", obj.__doc__)
+    assert match, f"{name}: no 'Read more in the :ref:`User Guide <label>`.' line"
+    label = match.group(1)
+    pages = (API_PAGE.parent / "user_guide").glob("*.rst")
+    assert any(page.read_text().startswith(f".. _{label}:\n") for page in pages), (
+        f"{name}: no user guide page starts with the label {label!r}")
+
+
+@pytest.mark.parametrize("name, obj", [(name, obj) for name, (_, obj) in _public_objects().items()
+                                       if inspect.isclass(obj) or inspect.isfunction(obj)])
+def test_examples_import_from_the_public_modules(name, obj):
+    # A user copies the example: it imports what skvision exports at the top
+    # (``from skvision import CNNClassifier``), never from a submodule.
+    import skvision
+
+    for module, names in re.findall(r">>> from (skvision[\w.]*) import ([\w, ]+)",
+                                    obj.__doc__ or ""):
+        for imported in (part.strip() for part in names.split(",")):
+            if imported in skvision.__all__:
+                assert module == "skvision", (
+                    f"{name}'s example imports {imported} from {module}, not from skvision")
+            assert not any(part.startswith("_") for part in module.split(".")), (name, module)

@@ -108,3 +108,18 @@ def test_numpy_scalars_and_tuples_as_lists_are_accepted():
     estimator = CNNClassifier(epochs=np.int64(2), lr=np.float32(0.01), filters=[4, 8],
                               dropout=np.float64(0.1))
     validate_params(estimator)
+
+
+def test_the_callbacks_page_lists_every_reserved_name():
+    # docs/user_guide/callbacks.rst tells users which names their callbacks
+    # cannot take: exactly the names fit refuses.
+    import re
+    from pathlib import Path
+
+    from skvision._params import RESERVED_CALLBACK_NAMES
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "user_guide"
+            / "callbacks.rst").read_text()
+    rule = page.split("must not be one", 1)[1].split("is refused", 1)[0]
+    listed = re.findall(r"``(\w+)``", rule)
+    assert sorted(set(listed) - {"checkpoint"}) == sorted(RESERVED_CALLBACK_NAMES)

@@ -192,9 +192,10 @@ REGISTRY = {
 def list_backbones():
     """The backbone names whose default weights ship with skvision (offline).
 
-    Any timm or torchvision model name, or an ``hf-hub:`` id, works too as
-    ``backbone=``: its weights download on first use (or come from
-    ``weights=``).
+    Any timm model name, an ``hf-hub:`` id, or a torchvision classification
+    model of the ResNet family or with a ``.features`` sequence (VGG,
+    MobileNet, EfficientNet) works too as ``backbone=``: its weights
+    download on first use (or come from ``weights=``).
 
     Returns
     -------

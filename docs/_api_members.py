@@ -18,7 +18,7 @@ import re
 
 PUBLIC_MODULES = ["skvision", "skvision.augmentation", "skvision.datasets", "skvision.metrics",
                   "skvision.nn", "skvision.parallel", "skvision.plotting",
-                  "skvision.preprocessing", "skvision.mlflow"]
+                  "skvision.preprocessing", "skvision.mlflow", "skvision.model_selection"]
 
 _ROUTING_SETTER = re.compile(r"set_\w+_request")
 

@@ -479,6 +479,8 @@ class EpochHalvingGridSearchCV(_BaseEpochHalving):
     :class:`~sklearn.model_selection.HalvingGridSearchCV` with
     ``resource="epochs"``, which retrains each survivor from scratch.
 
+    Read more in the :ref:`User Guide <user-guide-tuning>`.
+
     Parameters
     ----------
     estimator : skvision neural estimator
@@ -550,6 +552,8 @@ class EpochHalvingRandomSearchCV(_BaseEpochHalving):
     As :class:`EpochHalvingGridSearchCV`, over ``n_candidates`` parameter
     settings sampled from distributions, as scikit-learn's
     :class:`~sklearn.model_selection.HalvingRandomSearchCV` samples them.
+
+    Read more in the :ref:`User Guide <user-guide-tuning>`.
 
     Parameters
     ----------

@@ -16,10 +16,11 @@ FAST = dict(epochs=4, embed_dim=32, depth=2, device="cpu", random_state=0)
 
 @pytest.mark.slow
 def test_default_vit_digits_held_out():
-    """The defaults on a stratified 80/20 split of the digits: measured 0.9944, 0.9972
-    and 0.9917 for seeds 0, 1 and 2 (one fit: 5-fold cross-validation took 2 minutes)."""
+    """The defaults on a stratified half of the digits: measured 0.982 on the other half
+    (0.9944, 0.9972 and 0.9917 for seeds 0, 1 and 2 on an 80/20 split, for twice the
+    training)."""
     X, y = load_digit_images(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y,
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.5, stratify=y,
                                                         random_state=0)
     vit = VisionTransformerClassifier(random_state=0).fit(X_train, y_train)
     assert vit.score(X_test, y_test) >= 0.97

@@ -12,6 +12,7 @@ DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS))  # the local _benchmarks extension, _api_members
 
 import _api_members  # noqa: E402
+import _gallery  # noqa: E402
 
 import skvision  # noqa: E402
 
@@ -95,6 +96,9 @@ sphinx_gallery_conf = {
     # -D plot_gallery=0 skips running them (quick previews of the text).
     "plot_gallery": os.environ.get("SKVISION_DOCS_RUN_EXAMPLES", "True"),
     "show_memory": False,
+    # One example per core, each with one torch thread (_gallery.py).
+    "parallel": _gallery.parallel_examples(),
+    "reset_modules": ("matplotlib", "_gallery.one_torch_thread"),
     # A cell ending in plot_masks(...) shows the figure, not "<Figure size ...>".
     "capture_repr": (),
     "reference_url": {"skvision": None},

@@ -188,8 +188,9 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         that changes features (backbone and the hash of its weights,
         ``layer``, ``pooling``, ``image_size``, precision, device kind,
         library versions). With a warm cache neither ``fit`` nor
-        ``transform`` builds or runs the network. Results are the same
-        with and without it. Bound its size with
+        ``transform`` builds or runs the network. Each image keeps the
+        features first computed for it, so a search's scores are the
+        same with and without the cache. Bound its size with
         ``joblib.Memory(path).reduce_size(bytes_limit=...)`` or empty it
         with ``.clear()``. A saved or loaded model does not write where a
         file says: :func:`skvision.load` gives it back with ``memory=None``.
@@ -428,10 +429,9 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
 
         def features(batch):
             # Never a batch of one image: PyTorch's CPU kernels compute a lone
-            # image in other ways than a batch of several (last-bit
-            # differences), so an image's features would depend on the
-            # batches it falls in; this keeps them the same in every batch,
-            # as the feature cache needs (skvision._feature_cache).
+            # image in other ways than a batch of several (differences near
+            # 1e-5), so its features would depend on the batch it falls in
+            # more than anywhere else (see skvision._feature_cache).
             single = torch.is_tensor(batch) and len(batch) == 1
             if single:
                 batch = torch.cat([batch, batch])

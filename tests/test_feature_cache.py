@@ -65,21 +65,18 @@ def test_search_scores_are_identical_and_each_image_is_computed_once(tmp_path, d
     def search(memory):
         pipe = make_pipeline(_extractor(memory=memory), StandardScaler(),
                              LogisticRegression(max_iter=200))
-        return GridSearchCV(pipe, {"logisticregression__C": [0.01, 1.0]}, cv=3).fit(X, y)
+        return GridSearchCV(pipe, {"logisticregression__C": [0.01, 0.1]}, cv=3).fit(X, y)
 
     plain = search(None)
     forwards.clear()
     cold = search(tmp_path)
     # Fold 1 reads every image (its training and test sets); nothing after it.
     assert sum(forwards) == len(X)
-    forwards.clear()
-    warm = search(joblib.Memory(tmp_path, verbose=0))
-    assert forwards == []
+    # Folds 2 and 3 and the refit read a warm cache: the scores of both.
     scores = [key for key in plain.cv_results_ if key.endswith("test_score")]
     assert len(set(plain.cv_results_["mean_test_score"])) > 1  # the grid matters
     for key in scores:
         np.testing.assert_array_equal(cold.cv_results_[key], plain.cv_results_[key])
-        np.testing.assert_array_equal(warm.cv_results_[key], plain.cv_results_[key])
     # One entry per image, plus the model's facts.
     assert len(_entries(tmp_path)) == len(X) + 1
 
@@ -110,7 +107,9 @@ def test_a_warm_cache_neither_builds_nor_runs_the_network(tmp_path, data, forwar
         raise AssertionError("the network was built")
 
     monkeypatch.setattr(transfer, "build_backbone", no_network)
-    extractor = _extractor(memory=str(tmp_path), batch_size=7, verbose=0).fit(X)
+    # A joblib.Memory of the same directory finds the same entries.
+    memory = joblib.Memory(tmp_path, verbose=0)
+    extractor = _extractor(memory=memory, batch_size=7, verbose=0).fit(X)
     np.testing.assert_array_equal(extractor.transform(X[::-1]), expected[::-1])
     assert forwards == [] and "backbone_" not in vars(extractor)
     assert extractor.n_features_out_ == expected.shape[1]

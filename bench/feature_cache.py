@@ -6,10 +6,12 @@ about 20 times without a cache (each fold's and candidate's ``fit`` and
 ``score``, and the refit); with ``memory=`` each image's features are
 computed once. Three searches of the same pipeline on the same images, in
 one run: without ``memory``, with an empty cache (cold) and with the cache
-the cold search left (warm); their ``cv_results_`` test scores must be
-identical. The images: 300 patches of 96x96 px of scikit-image's texture
-photographs (``load_textures``), features of the default EfficientNet-Lite0
-at 96 px.
+the cold search left (warm); their ``cv_results_`` test scores (accuracy)
+must be identical. The log-loss of each candidate is recorded too, with its
+largest difference to the search without a cache. The images: 300 shapes
+of 96x96 px with pixel noise (``make_shapes(noise=0.3)``, hard enough that
+the candidates score differently), features of the default
+EfficientNet-Lite0 at 96 px.
 
 Usage: python bench/feature_cache.py [--quick]
 Writes bench/results/feature_cache.json.
@@ -26,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 
-from skvision.datasets import load_textures
+from skvision.datasets import make_shapes
 from skvision.transfer import PretrainedFeatureExtractor
 
 # Small values of C: the candidates score differently, so identical scores mean something.
@@ -40,7 +42,8 @@ def search(X, y, memory):
         LogisticRegression(max_iter=2000))
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
     start = time.perf_counter()
-    fitted = GridSearchCV(pipe, GRID, cv=cv).fit(X, y)
+    fitted = GridSearchCV(pipe, GRID, cv=cv, scoring=["accuracy", "neg_log_loss"],
+                          refit="accuracy").fit(X, y)
     return fitted, time.perf_counter() - start
 
 
@@ -48,7 +51,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60 images instead of 300")
     args = parser.parse_args()
-    X, y, _ = load_textures(patch_size=IMAGE_SIZE, n_per_region=5 if args.quick else 25)
+    X, y = make_shapes(60 if args.quick else 300, image_size=IMAGE_SIZE, noise=0.3,
+                       random_state=0)
     directory = tempfile.mkdtemp(prefix="skvision-feature-cache-")
     try:
         plain, plain_seconds = search(X, y, None)
@@ -56,11 +60,15 @@ def main():
         warm, warm_seconds = search(X, y, directory)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    keys = [key for key in plain.cv_results_ if key.endswith("_test_score")]
+    keys = [key for key in plain.cv_results_ if key.endswith("_test_accuracy")]
     for fitted in (cold, warm):
         for key in keys:
             # Identical, not close: the cache must not change a result.
             np.testing.assert_array_equal(fitted.cv_results_[key], plain.cv_results_[key])
+    losses = [key for key in plain.cv_results_ if key.endswith("_test_neg_log_loss")]
+    log_loss_difference = max(
+        float(np.max(np.abs(fitted.cv_results_[key] - plain.cv_results_[key])))
+        for fitted in (cold, warm) for key in losses)
     result = {
         "seconds": {"no_cache": plain_seconds, "cold_cache": cold_seconds,
                     "warm_cache": warm_seconds},
@@ -68,8 +76,12 @@ def main():
         "warm_cache_time_ratio": warm_seconds / plain_seconds,
         "best_params": plain.best_params_,
         "best_score": float(plain.best_score_),
-        "mean_test_scores": [float(score) for score in plain.cv_results_["mean_test_score"]],
-        "scores_identical": True,
+        "mean_test_accuracy": [float(score)
+                               for score in plain.cv_results_["mean_test_accuracy"]],
+        "mean_test_neg_log_loss": [float(score)
+                                   for score in plain.cv_results_["mean_test_neg_log_loss"]],
+        "accuracy_identical": True,
+        "log_loss_max_abs_difference": log_loss_difference,
         "machine": dict(machine("cpu"), n_images=len(X), image_size=IMAGE_SIZE,
                         backbone="efficientnet_lite0", cv=5, n_candidates=len(GRID[
                             "logisticregression__C"])),
@@ -77,7 +89,8 @@ def main():
     print(f"no cache {plain_seconds:.1f} s | cold cache {cold_seconds:.1f} s "
           f"({result['cold_cache_time_ratio']:.3f}x) | warm cache {warm_seconds:.1f} s "
           f"({result['warm_cache_time_ratio']:.3f}x) | best {plain.best_params_} "
-          f"{plain.best_score_:.3f}; scores identical")
+          f"{plain.best_score_:.3f}; accuracies identical, log-loss differs by at most "
+          f"{log_loss_difference:.3g}")
     write_result("feature_cache", result)
 
 

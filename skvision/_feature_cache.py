@@ -172,6 +172,8 @@ def weights_identity(backbone, weights):
     if isinstance(weights, dict):
         return "state:" + state_dict_hash(weights)
     if weights is not None and weights is not False:
+        if not os.path.isfile(weights):
+            return None  # building the network says what is wrong with the path
         return "file:" + file_hash(weights)
     if is_user_network(backbone):
         if isinstance(backbone, type):

@@ -1,5 +1,6 @@
 """PretrainedFeatureExtractor(memory=): each image's features computed once, results unchanged."""
 
+import io
 import pickle
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import timm
 import torch
 from _networks import SmallNet
+from _servers import FileServer
 from PIL import Image
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -182,6 +184,36 @@ def test_files_are_keyed_by_their_bytes_and_apart_from_arrays(tmp_path, data, fo
     forwards.clear()
     _extractor(memory=cache).fit(moved).transform(moved)
     assert sum(forwards) == 1 or forwards == [2]  # one image (run twice, never alone)
+
+
+@pytest.mark.parametrize("etag", [True, False], ids=["etag", "bytes"])
+def test_urls_are_keyed_by_their_version_or_their_bytes(tmp_path, data, forwards, etag):
+    X, _ = data
+    X = X[:6]
+    def png(image):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    files = {f"/{index}.png": png(image) for index, image in enumerate(X)}
+    with FileServer(files) as server:
+        if etag:
+            server.etags = {path: f'"v1-{path}"' for path in files}
+        urls = [server.url + path for path in files]
+        expected = _extractor().fit(urls).transform(urls)
+        cached = _extractor(memory=tmp_path).fit(urls)
+        np.testing.assert_array_equal(cached.transform(urls), expected)
+        forwards.clear()
+        np.testing.assert_array_equal(cached.transform(urls), expected)
+        assert forwards == []
+        # Another version of one object misses.
+        server.files["/0.png"] = png(X[0][::-1])
+        if etag:
+            server.etags["/0.png"] = '"v2"'
+        changed = cached.transform(urls)
+        assert forwards == [2]  # the one image (run twice, never alone)
+        np.testing.assert_array_equal(changed[1:], expected[1:])
+        assert not np.array_equal(changed[0], expected[0])
 
 
 def test_writers_of_one_cache_agree_and_leave_no_temporary_files(tmp_path, data):

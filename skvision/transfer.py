@@ -4,11 +4,14 @@ import copy
 import difflib
 import numbers
 
+import joblib
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from . import _feature_cache
 from ._docstrings import fill_doc
 from ._params import (
     CHANNELS,
@@ -26,7 +29,7 @@ from ._params import (
     image_size,
     validate_params,
 )
-from ._torch import predict_batches, resolve_device, restore_runtime
+from ._torch import predict_batches, resolve_device, resolve_precision, restore_runtime
 from ._training import BaseNeuralEstimator, NeuralClassifierMixin, NeuralRegressorMixin
 from ._validation import as_height_width, check_image_data
 from .nn.backbones import (
@@ -37,6 +40,7 @@ from .nn.backbones import (
     build_backbone,
     has_pretrained_weights,
     is_known_backbone,
+    resolved_hub_config,
 )
 
 __all__ = ["PretrainedFeatureExtractor", "FineTunedClassifier", "FineTunedRegressor"]
@@ -178,6 +182,23 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         is "bf16" on CPUs with native bfloat16 instructions and "32"
         elsewhere, decided at each ``transform`` on the machine it runs on.
         The features are returned as float32 either way.
+    memory : None, str, path or joblib.Memory, default=None
+        Where to cache each image's features, as scikit-learn's ``memory``
+        parameters: a directory, or a ``joblib.Memory``; None caches
+        nothing. An image's features are then computed once and read back
+        in every later ``transform``, by any fold, candidate or process
+        (``n_jobs``) of a search: the key is the image's content (its
+        pixels; a file's bytes; a URL's version or ETag) and everything
+        that changes features (backbone and the hash of its weights,
+        ``layer``, ``pooling``, ``image_size``, precision, device kind,
+        library versions). With a warm cache neither ``fit`` nor
+        ``transform`` builds or runs the network. Each image keeps the
+        features first computed for it, so a search's scores are the
+        same with and without the cache. Bound its size with
+        ``joblib.Memory(path).reduce_size(bytes_limit=...)`` or empty it
+        with ``.clear()``. A saved or loaded model does not write where a
+        file says: :func:`skvision.load` gives it back with ``memory=None``.
+        See :ref:`tuning` for the keys and guarantees.
     verbose : int, default=0
         1 shows a progress bar over the batches of ``transform``.
     **backbone_arguments : dict
@@ -234,6 +255,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         "channels": CHANNELS,
         "device": DEVICE,
         "precision": PRECISION,
+        "memory": [None, PATH, InstanceOf(joblib.Memory, "a joblib.Memory")],
         "verbose": VERBOSE,
     }
 
@@ -250,6 +272,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         channels="last",
         device="auto",
         precision="32",
+        memory=None,
         verbose=0,
         **backbone_arguments,
     ):
@@ -263,6 +286,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         self.channels = channels
         self.device = device
         self.precision = precision
+        self.memory = memory
         self.verbose = verbose
         self._store_backbone_arguments(backbone_arguments)
 
@@ -285,20 +309,81 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         self._pooling = self.pooling
         self._check_data(X, reset=True)
         self.device_ = resolve_device(self.device)
-        self.backbone_ = self._build_backbone(self.weights, self._image_size)
-        self.backbone_.requires_grad_(False).eval().to(self.device_)
-        self.n_features_out_ = self.backbone_.n_features(self._pooling)
+        self.__dict__.pop("backbone_", None)  # a network of an earlier fit
+        memory = _feature_cache.as_memory(self.memory)
+        if memory is None:
+            self._feature_key = self._weights_identity = None
+            self._load_backbone()
+            self.n_features_out_ = self.backbone_.n_features(self._pooling)
+            return self
+        # With a cache, the network is built when an image misses (a warm
+        # cache never builds it): fit needs only what the cache keeps of it.
+        self.hub_config_ = resolved_hub_config(self.backbone)
+        self._weights_identity = _feature_cache.weights_identity(self.backbone, self.weights)
+        weights = self._weights_identity
+        if weights is None:  # random weights: only the network says which
+            weights = "state:" + _feature_cache.state_dict_hash(
+                self._load_backbone().state_dict())
+        self._feature_key = _feature_cache.model_key(self, weights)
+        cache = _feature_cache.FeatureCache(memory, self._feature_key)
+        facts = cache.facts()
+        if facts is None:
+            backbone = self.backbone_
+            facts = {"n_features_out": backbone.n_features(self._pooling),
+                     "file_size": tuple(backbone.preprocessing.input_size),
+                     "interpolation": backbone.preprocessing.interpolation}
+            cache.store_facts(facts)
+        self.n_features_out_ = int(facts["n_features_out"])
+        self._file_decoding = (tuple(facts["file_size"]), facts["interpolation"])
         return self
+
+    def _load_backbone(self):
+        """Build ``backbone_`` as fit decided (the weights of fit's time), on ``device_``."""
+        with _feature_cache.build_lock:
+            if "backbone_" in self.__dict__:
+                return self.__dict__["backbone_"]
+            lazy = getattr(self, "_feature_key", None) is not None
+            backbone = self._build_backbone(self.weights, self._image_size, restoring=lazy)
+            if getattr(self, "_weights_identity", None) is not None and (
+                    _feature_cache.weights_identity(self.backbone, self.weights)
+                    != self._weights_identity):
+                raise RuntimeError(
+                    f"The weights of {type(self).__name__}'s backbone changed since fit (the "
+                    "cached features are those of fit's weights); fit it again.")
+            backbone.requires_grad_(False).eval().to(self.device_)
+            self.__dict__["backbone_"] = backbone
+            self._file_decoding = (tuple(backbone.preprocessing.input_size),
+                                   backbone.preprocessing.interpolation)
+            return backbone
+
+    @property
+    def backbone_(self):
+        # Built at fit, or with memory= when first needed (a cache miss, a save).
+        if "backbone_" in self.__dict__:
+            return self.__dict__["backbone_"]
+        if getattr(self, "_feature_key", None) is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'backbone_'")
+        return self._load_backbone()
+
+    @backbone_.setter
+    def backbone_(self, backbone):
+        self.__dict__["backbone_"] = backbone
 
     def _check_data(self, X, reset):
         # Files are decoded as the backbone resizes arrays (``fit`` checks the
         # data before building the backbone, and reads no file).
-        preprocessing = (backbone_preprocessing(self.backbone) if reset
-                         else self.backbone_.preprocessing)
+        if reset:
+            preprocessing = backbone_preprocessing(self.backbone)
+            file_size, interpolation = preprocessing.input_size, preprocessing.interpolation
+        elif "_file_decoding" in self.__dict__:
+            file_size, interpolation = self._file_decoding
+        else:  # fitted before the decoding was kept
+            preprocessing = self.backbone_.preprocessing
+            file_size, interpolation = preprocessing.input_size, preprocessing.interpolation
         return check_image_data(
             X, estimator=self, reset=reset, image_shape=self.image_shape,
             channels=self.channels, image_size=self._image_size,
-            file_size=preprocessing.input_size, interpolation=preprocessing.interpolation,
+            file_size=file_size, interpolation=interpolation,
         )
 
     def transform(self, X):
@@ -313,20 +398,55 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         -------
         features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
-        check_is_fitted(self, "backbone_")
+        check_is_fitted(self, "n_features_out_")
         images = self._check_data(X, reset=False)
-        device = next(self.backbone_.parameters()).device
+        memory = _feature_cache.as_memory(self.memory)
+        if getattr(self, "_feature_key", None) is None or memory is None:
+            return self._features(images)
+        # Each image's features as the cache has them; the misses computed
+        # (once per distinct image), then kept.
+        cache = _feature_cache.FeatureCache(memory, self._feature_key).for_run(
+            resolve_precision(self.precision, self.device_), self.device_)
+        keys = _feature_cache.image_keys(images)
+        out = np.empty((len(images), self.n_features_out_), dtype=np.float32)
+        missing = {}
+        for position, key in enumerate(keys):
+            found = None if key is None else cache.load(key, self.n_features_out_)
+            if found is None:
+                missing.setdefault(key if key is not None else ("uncached", position),
+                                   []).append(position)
+            else:
+                out[position] = found
+        if missing:
+            first = [positions[0] for positions in missing.values()]
+            computed = self._features(images.subset(first))
+            for vector, (key, positions) in zip(computed, missing.items()):
+                out[positions] = vector
+                if isinstance(key, str):
+                    cache.store(key, vector)
+        return out
+
+    def _features(self, images):
+        backbone = self.backbone_
+        device = next(backbone.parameters()).device
         bar = tqdm(total=len(images), disable=not self.verbose, desc="features", unit="image")
 
         def features(batch):
-            vectors = self.backbone_.pool(self.backbone_.preprocessing(batch, self._image_size),
-                                          self._pooling)
-            bar.update(len(batch))
-            return vectors
+            # Never a batch of one image: PyTorch's CPU kernels compute a lone
+            # image in other ways than a batch of several (differences near
+            # 1e-5), so its features would depend on the batch it falls in
+            # more than anywhere else (see skvision._feature_cache).
+            single = torch.is_tensor(batch) and len(batch) == 1
+            if single:
+                batch = torch.cat([batch, batch])
+            vectors = backbone.pool(backbone.preprocessing(batch, self._image_size),
+                                    self._pooling)
+            bar.update(1 if single else len(batch))
+            return vectors[:1] if single else vectors
 
         try:
             return predict_batches(
-                self.backbone_, images, batch_size=self.batch_size, device=device,
+                backbone, images, batch_size=self.batch_size, device=device,
                 forward=features, precision=self.precision,
             ).numpy()
         finally:
@@ -355,6 +475,8 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         # The weights travel inside the pickle, on the CPU, so a model saved on
         # a GPU loads anywhere and never re-reads a weights file that may have
         # moved or changed since.
+        if getattr(self, "_feature_key", None) is not None:
+            self._load_backbone()  # a fitted extractor travels with its network
         state = self.__dict__.copy()
         if "backbone_" in state and next(state["backbone_"].parameters()).device.type != "cpu":
             state["backbone_"] = copy.deepcopy(state["backbone_"]).cpu()

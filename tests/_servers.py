@@ -74,6 +74,7 @@ class FileServer:
     * ``truncate``: path -> bytes sent of the body (its full length announced);
     * ``status``: path -> an error status answered every time (403, ...);
     * ``hang``: when True, requests are read and never answered.
+    * ``etags``: path -> the ``ETag`` header its answers carry.
 
     ``requests`` lists the paths asked for, query strings dropped.
     """
@@ -85,6 +86,7 @@ class FileServer:
         self.truncate = {}
         self.status = {}
         self.hang = False
+        self.etags = {}
         self.requests = []
         self._release = threading.Event()
         server = self
@@ -133,6 +135,8 @@ class FileServer:
                         stop = size if last == "" else min(size, int(last) + 1)
                     extra["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
                     status, content = 206, content[start:stop]
+                if path in server.etags:
+                    extra["ETag"] = server.etags[path]
                 sent = server.truncate.get(path)
                 self._send(status, content, extra, body=body, sent=sent)
 

@@ -21,6 +21,7 @@ import pathlib
 import sys
 import warnings
 
+import joblib
 import numpy as np
 import pandas as pd
 import torch
@@ -111,6 +112,10 @@ class _Writer:
             return value
         if isinstance(value, os.PathLike):  # a ``checkpoint`` or ``weights`` path: loads as a str
             return os.fspath(value)
+        if isinstance(value, joblib.Memory):
+            # A ``memory`` cache: saved as its location, which a loaded model
+            # does not write to (``memory`` is a writing parameter).
+            return None if value.location is None else os.fspath(value.location)
         if isinstance(value, (int, np.integer)):
             return int(value)
         if isinstance(value, (float, np.floating)):

@@ -118,9 +118,10 @@ def _loadable_callbacks():
     return frozenset(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)
 
 
-# Parameters that make ``fit`` write where they point: a file does not choose
-# them (``load`` gives them back as None, with a warning naming the value).
-_WRITING_PARAMETERS = ("checkpoint",)
+# Parameters that make ``fit`` (or ``transform``: an extractor's feature
+# cache) write where they point: a file does not choose them (``load`` gives
+# them back as None, with a warning naming the value).
+_WRITING_PARAMETERS = ("checkpoint", "memory")
 
 
 def _drop_writing_parameters(estimator, cls):

@@ -69,6 +69,7 @@ WRITES = {
     "user_guide/segmentation.rst": {"skvision-segmentation"},
     "user_guide/distributed.rst": {"distributed-digits.skv"},
     "user_guide/transfer.rst": {"mynet.skv"},
+    "user_guide/tuning.rst": {"skvision-feature-cache"},
     # MLflow's own defaults for a local tracking store and its artifacts.
     "user_guide/mlflow.rst": {"mlflow.db", "mlruns"},
     "user_guide/callbacks.rst": {"runs"},  # TensorBoard's default log folder

@@ -190,4 +190,8 @@ if __name__ == "__main__":
 
     out, scenario = Path(sys.argv[1]), sys.argv[2]
     scenarios = {"fit": fit, "fail": fail, "resume": resume, "remote": remote}
-    scenarios[scenario](out, Accelerator(cpu=True))
+    accelerator = Accelerator(cpu=True)
+    # "fit+resume": two scenarios in one launch (a launch's start-up, torch and
+    # skvision imported by each process, costs more than either scenario).
+    for name in scenario.split("+"):
+        scenarios[name](out, accelerator)

@@ -30,7 +30,7 @@ def test_string_labels_in_parallel_cross_validation(digits):
     X, y = digits
     X_flat, labels = X.reshape(len(X), -1), NAMES[y]
     clf = BoostedTreesClassifier(n_estimators=60, early_stopping=True, random_state=0)
-    scores = cross_val_score(clf, X_flat, labels, cv=3, n_jobs=2)
+    scores = cross_val_score(clf, X_flat, labels, cv=5, n_jobs=2)
     assert scores.mean() > 0.9
     clf.fit(X_flat, labels)
     predictions = clf.predict(X_flat[:20])

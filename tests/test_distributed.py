@@ -1,9 +1,10 @@
 """Data-parallel training on two CPU processes (gloo), started as users start it.
 
-Each test launches ``python -m torch.distributed.run --standalone
+The tests launch ``python -m torch.distributed.run --standalone
 --nproc_per_node 2 tests/distributed_worker.py`` (torchrun) with one torch
 thread a process; the worker writes what each process ends with, compared
-here. A launch takes 10-20 s, most of it importing torch and skvision twice.
+here. A launch takes 10-20 s, most of it importing torch and skvision twice,
+so the two scenarios that succeed share one.
 """
 
 import os
@@ -57,9 +58,19 @@ def _max_difference(state, other):
     return max((state[key].double() - other[key].double()).abs().max().item() for key in state)
 
 
-def test_two_processes_train_one_model(tmp_path):
-    status, output = _launch(tmp_path, "fit")
+@pytest.fixture(scope="module")
+def fitted_and_resumed(tmp_path_factory):
+    """One launch for the two scenarios that succeed: its output folder."""
+    out = tmp_path_factory.mktemp("distributed")
+    status, output = _launch(out, "fit+resume")
     assert status == 0, output[-5000:]
+    return out
+
+
+# One xdist worker runs both (make test uses --dist loadgroup): one launch, not two.
+@pytest.mark.xdist_group("distributed")
+def test_two_processes_train_one_model(fitted_and_resumed):
+    tmp_path = fitted_and_resumed
 
     # Every process ends with the same model, batch-norm statistics included,
     # for every estimator that takes an accelerator.
@@ -95,12 +106,12 @@ def test_a_failing_process_stops_every_process(tmp_path):
     assert "skvision: process 0 of 2 stopped training" in output
 
 
-def test_a_stopped_fit_resumes_on_every_process(tmp_path):
+@pytest.mark.xdist_group("distributed")
+def test_a_stopped_fit_resumes_on_every_process(fitted_and_resumed):
     # Process 0 writes the checkpoint (every process's random streams in it),
     # every process reads it, and the resumed fit ends where an uninterrupted
     # one ends, on each process; the checkpoint is gone.
-    status, output = _launch(tmp_path, "resume")
-    assert status == 0, output[-5000:]
+    tmp_path = fitted_and_resumed
     for rank in (0, 1):
         resumed = torch.load(tmp_path / f"resumed_{rank}.pt")
         assert _max_difference(resumed, torch.load(tmp_path / f"resume_reference_{rank}.pt")) == 0

@@ -322,7 +322,7 @@ def test_dask_apply_blocks_predicts_a_column_of_paths(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     from skvision.parallel import apply_blocks
 
-    X, y = make_shapes(2000, image_size=16, random_state=0)
+    X, y = make_shapes(800, image_size=16, random_state=0)
     paths = _write(X, tmp_path)
     clf = CNNClassifier(filters=(4,), epochs=1, **FAST).fit(X[:200], y[:200])
     frame = dd.from_pandas(pd.DataFrame({"path": paths}), npartitions=8)

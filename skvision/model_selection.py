@@ -123,9 +123,27 @@ def _train_rung(estimator, X, y, *, train, test, parameters, pause, state, score
 class _BaseEpochHalving(BaseSearchCV):
     """Successive halving over epochs, continuing each survivor's fit from rung to rung.
 
-    Subclasses store their own parameters and implement
-    ``_candidate_params(rng)``, the list of candidates' parameter dicts.
+    Subclasses store their own parameters (the candidates'), pass the shared
+    ones to ``__init__`` and implement ``_candidate_params(rng)``, the list
+    of candidates' parameter dicts.
     """
+
+    def __init__(self, estimator, *, factor, min_epochs, max_epochs, aggressive_elimination,
+                 cv, scoring, refit, n_jobs, random_state, error_score, return_train_score,
+                 verbose):
+        self.estimator = estimator
+        self.factor = factor
+        self.min_epochs = min_epochs
+        self.max_epochs = max_epochs
+        self.aggressive_elimination = aggressive_elimination
+        self.cv = cv
+        self.scoring = scoring
+        self.refit = refit
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.error_score = error_score
+        self.return_train_score = return_train_score
+        self.verbose = verbose
 
     _parameter_constraints = {
         "estimator": [Satisfies(_is_neural_estimator, (
@@ -527,20 +545,12 @@ class EpochHalvingGridSearchCV(_BaseEpochHalving):
     def __init__(self, estimator, param_grid, *, factor=3, min_epochs=1, max_epochs=None,
                  aggressive_elimination=False, cv=5, scoring=None, refit=True, n_jobs=None,
                  random_state=None, error_score=np.nan, return_train_score=False, verbose=0):
-        self.estimator = estimator
         self.param_grid = param_grid
-        self.factor = factor
-        self.min_epochs = min_epochs
-        self.max_epochs = max_epochs
-        self.aggressive_elimination = aggressive_elimination
-        self.cv = cv
-        self.scoring = scoring
-        self.refit = refit
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.error_score = error_score
-        self.return_train_score = return_train_score
-        self.verbose = verbose
+        super().__init__(estimator, factor=factor, min_epochs=min_epochs, max_epochs=max_epochs,
+                         aggressive_elimination=aggressive_elimination, cv=cv, scoring=scoring,
+                         refit=refit, n_jobs=n_jobs, random_state=random_state,
+                         error_score=error_score, return_train_score=return_train_score,
+                         verbose=verbose)
 
     def _candidate_params(self, rng):
         return list(ParameterGrid(self.param_grid))
@@ -606,21 +616,13 @@ class EpochHalvingRandomSearchCV(_BaseEpochHalving):
                  min_epochs=1, max_epochs=None, aggressive_elimination=False, cv=5,
                  scoring=None, refit=True, n_jobs=None, random_state=None, error_score=np.nan,
                  return_train_score=False, verbose=0):
-        self.estimator = estimator
         self.param_distributions = param_distributions
         self.n_candidates = n_candidates
-        self.factor = factor
-        self.min_epochs = min_epochs
-        self.max_epochs = max_epochs
-        self.aggressive_elimination = aggressive_elimination
-        self.cv = cv
-        self.scoring = scoring
-        self.refit = refit
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.error_score = error_score
-        self.return_train_score = return_train_score
-        self.verbose = verbose
+        super().__init__(estimator, factor=factor, min_epochs=min_epochs, max_epochs=max_epochs,
+                         aggressive_elimination=aggressive_elimination, cv=cv, scoring=scoring,
+                         refit=refit, n_jobs=n_jobs, random_state=random_state,
+                         error_score=error_score, return_train_score=return_train_score,
+                         verbose=verbose)
 
     def _candidate_params(self, rng):
         n_candidates = self.n_candidates

@@ -67,6 +67,9 @@ nitpick_ignore_regex = [
     ("std:ref", r"metadata_routing|accuracy_score|r2_score|df_output_transform"
                 r"|sphx_glr_auto_examples_miscellaneous_plot_set_output\.py"),
     ("py:class", r"Module|Dropout|BatchNorm"),
+    # ... and scikit-learn's glossary (BaseSearchCV's methods, inherited by the
+    # epoch-halving searches).
+    ("std:term", r"fit|classes_"),
 ]
 
 html_theme = "pydata_sphinx_theme"

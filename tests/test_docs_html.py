@@ -149,6 +149,8 @@ def test_user_pages_show_no_harness_notes(site):
     for relative, page in pages:
         text = _main_text(page.read_text())
         for what, pattern in HARNESS.items():
+            if what == "a commit hash" and relative.parts[0] == "auto_examples":
+                continue  # what the examples print: dask task keys, digests
             for match in pattern.finditer(text):
                 context = text[max(match.start() - 40, 0):match.end() + 40].replace("\n", " ")
                 found.append(f"{relative}: {what}: ...{context}...")

@@ -11,8 +11,16 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from . import _feature_cache
 from ._docstrings import fill_doc
+from ._feature_cache import (
+    FeatureCache,
+    as_memory,
+    build_lock,
+    image_keys,
+    model_key,
+    state_dict_hash,
+    weights_identity,
+)
 from ._params import (
     CHANNELS,
     CLASSIFIER_CONSTRAINTS,
@@ -310,7 +318,7 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         self._check_data(X, reset=True)
         self.device_ = resolve_device(self.device)
         self.__dict__.pop("backbone_", None)  # a network of an earlier fit
-        memory = _feature_cache.as_memory(self.memory)
+        memory = as_memory(self.memory)
         if memory is None:
             self._feature_key = self._weights_identity = None
             self._load_backbone()
@@ -319,13 +327,13 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         # With a cache, the network is built when an image misses (a warm
         # cache never builds it): fit needs only what the cache keeps of it.
         self.hub_config_ = resolved_hub_config(self.backbone)
-        self._weights_identity = _feature_cache.weights_identity(self.backbone, self.weights)
+        self._weights_identity = weights_identity(self.backbone, self.weights)
         weights = self._weights_identity
         if weights is None:  # random weights: only the network says which
-            weights = "state:" + _feature_cache.state_dict_hash(
+            weights = "state:" + state_dict_hash(
                 self._load_backbone().state_dict())
-        self._feature_key = _feature_cache.model_key(self, weights)
-        cache = _feature_cache.FeatureCache(memory, self._feature_key)
+        self._feature_key = model_key(self, weights)
+        cache = FeatureCache(memory, self._feature_key)
         facts = cache.facts()
         if facts is None:
             backbone = self.backbone_
@@ -339,13 +347,13 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
 
     def _load_backbone(self):
         """Build ``backbone_`` as fit decided (the weights of fit's time), on ``device_``."""
-        with _feature_cache.build_lock:
+        with build_lock:
             if "backbone_" in self.__dict__:
                 return self.__dict__["backbone_"]
             lazy = getattr(self, "_feature_key", None) is not None
             backbone = self._build_backbone(self.weights, self._image_size, restoring=lazy)
             if getattr(self, "_weights_identity", None) is not None and (
-                    _feature_cache.weights_identity(self.backbone, self.weights)
+                    weights_identity(self.backbone, self.weights)
                     != self._weights_identity):
                 raise RuntimeError(
                     f"The weights of {type(self).__name__}'s backbone changed since fit (the "
@@ -400,14 +408,14 @@ class PretrainedFeatureExtractor(_BackboneArguments, TransformerMixin, BaseEstim
         """
         check_is_fitted(self, "n_features_out_")
         images = self._check_data(X, reset=False)
-        memory = _feature_cache.as_memory(self.memory)
+        memory = as_memory(self.memory)
         if getattr(self, "_feature_key", None) is None or memory is None:
             return self._features(images)
         # Each image's features as the cache has them; the misses computed
         # (once per distinct image), then kept.
-        cache = _feature_cache.FeatureCache(memory, self._feature_key).for_run(
+        cache = FeatureCache(memory, self._feature_key).for_run(
             resolve_precision(self.precision, self.device_), self.device_)
-        keys = _feature_cache.image_keys(images)
+        keys = image_keys(images)
         out = np.empty((len(images), self.n_features_out_), dtype=np.float32)
         missing = {}
         for position, key in enumerate(keys):
